@@ -1,0 +1,157 @@
+"""Turn whatever a user hands us into mono float32 samples at 16 kHz, or say clearly why not.
+
+Decoding is soundfile's (wav, flac, ogg, mp3, ...); resampling is torchaudio's. torchaudio >= 2.9
+no longer decodes files itself, so it is only used for the resampling arithmetic.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import soundfile as sf
+
+from .errors import AudioError
+
+SAMPLE_RATE = 16_000
+MIN_INPUT_RATE = 8_000  # telephone audio; below it there is no speech band left to use
+MAX_INPUT_RATE = 192_000
+MAX_CHANNELS = 32
+DEFAULT_MAX_SECONDS = 600.0
+
+AudioInput = Union[str, os.PathLike, bytes, tuple]
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Decoded audio: mono float32 samples at :data:`SAMPLE_RATE`, and the name of its source."""
+
+    samples: np.ndarray
+    source: str
+    sample_rate: int = SAMPLE_RATE
+
+    @property
+    def seconds(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+def describe(source: AudioInput, name: str | None = None) -> str:
+    """The name an error message uses for an input."""
+    if name:
+        return name
+    if isinstance(source, (str, os.PathLike)):
+        return os.fsdecode(source)
+    if isinstance(source, (bytes, bytearray)):
+        return "<bytes>"
+    return "<array>"
+
+
+def load_audio(
+    source: AudioInput,
+    name: str | None = None,
+    *,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+) -> Audio:
+    """Decode, downmix and resample ``source`` to mono 16 kHz float32.
+
+    ``source`` is a path, the bytes of an audio file, or a ``(samples, sample_rate)`` pair with
+    samples shaped ``(frames,)`` or ``(frames, channels)``. Raises :class:`AudioError` naming the
+    input and the reason when it cannot be used.
+    """
+    label = describe(source, name)
+    if isinstance(source, tuple):
+        samples, rate = _from_array(label, source)
+    else:
+        samples, rate = _decode(label, source, max_seconds)
+    _check_samples(label, samples, rate, max_seconds)
+    mono = samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0]
+    mono = np.ascontiguousarray(mono, dtype=np.float32)
+    if rate != SAMPLE_RATE:
+        mono = resample(mono, rate, SAMPLE_RATE)
+    return Audio(samples=mono, source=label)
+
+
+def resample(samples: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
+    import torch
+    import torchaudio.functional as F
+
+    out = F.resample(torch.from_numpy(samples), rate, target)
+    return out.numpy().astype(np.float32, copy=False)
+
+
+def _decode(label: str, source, max_seconds: float) -> tuple[np.ndarray, int]:
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise AudioError(label, "empty input (0 bytes)")
+        handle = io.BytesIO(source)
+    else:
+        path = Path(os.fsdecode(source))
+        if path.is_dir():
+            raise AudioError(label, "is a folder, not an audio file")
+        if not path.exists():
+            reason = "broken symbolic link" if path.is_symlink() else "file not found"
+            raise AudioError(label, reason)
+        if not os.access(path, os.R_OK):
+            raise AudioError(label, "cannot read the file (permission denied)")
+        if path.stat().st_size == 0:
+            raise AudioError(label, "empty file (0 bytes)")
+        handle = path
+    try:
+        with sf.SoundFile(handle) as f:
+            rate, channels, frames = f.samplerate, f.channels, f.frames
+            _check_format(label, rate, channels)
+            if frames > 0 and frames / rate > max_seconds:
+                raise AudioError(label, _too_long(frames / rate, max_seconds))
+            data = f.read(dtype="float32", always_2d=True)
+    except AudioError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise AudioError(label, f"not a readable audio file ({detail})") from None
+    except OSError as exc:
+        raise AudioError(label, f"cannot read the file ({exc.strerror or exc})") from None
+    return data, rate
+
+
+def _from_array(label: str, pair: tuple) -> tuple[np.ndarray, int]:
+    if len(pair) != 2:
+        raise AudioError(label, "expected a (samples, sample_rate) pair")
+    samples, rate = pair
+    try:
+        data = np.asarray(samples, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise AudioError(label, "samples are not numeric") from None
+    if not isinstance(rate, (int, np.integer)) or isinstance(rate, bool):
+        raise AudioError(label, f"sample rate must be an integer, got {rate!r}")
+    if data.ndim == 1:
+        data = data[:, None]
+    if data.ndim != 2:
+        raise AudioError(label, f"samples must be shaped (frames,) or (frames, channels), got {data.shape}")
+    _check_format(label, int(rate), data.shape[1])
+    return data, int(rate)
+
+
+def _check_format(label: str, rate: int, channels: int) -> None:
+    if rate < MIN_INPUT_RATE:
+        raise AudioError(label, f"sample rate {rate} Hz is below the supported minimum of {MIN_INPUT_RATE} Hz")
+    if rate > MAX_INPUT_RATE:
+        raise AudioError(label, f"sample rate {rate} Hz is above the supported maximum of {MAX_INPUT_RATE} Hz")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise AudioError(label, f"{channels} channels; supported are 1 to {MAX_CHANNELS}")
+
+
+def _check_samples(label: str, data: np.ndarray, rate: int, max_seconds: float) -> None:
+    if data.shape[0] == 0:
+        raise AudioError(label, "contains no audio (0 samples)")
+    if data.shape[0] / rate > max_seconds:
+        raise AudioError(label, _too_long(data.shape[0] / rate, max_seconds))
+    if not np.isfinite(data).all():
+        raise AudioError(label, "contains NaN or infinite samples")
+
+
+def _too_long(seconds: float, limit: float) -> str:
+    return f"too long: {seconds:.1f} s of audio, the limit is {limit:g} s"

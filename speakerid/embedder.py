@@ -1,0 +1,90 @@
+"""Speaker embeddings from a SpeechBrain model (ECAPA-TDNN by default, x-vector and others too).
+
+Loading costs far more than embedding a clip, so :meth:`Embedder.load` keeps one instance per
+(model, device) for the life of the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Sequence
+
+import numpy as np
+
+from .audio import SAMPLE_RATE
+from .errors import ModelError
+from .models import ModelFolder, requested_model, resolve
+
+log = logging.getLogger(__name__)
+
+_loaded: dict[tuple[str, str], "Embedder"] = {}
+_load_lock = threading.Lock()
+
+
+class Embedder:
+    """Clips of 16 kHz mono float32 samples in, L2-normalised float32 embeddings ``(N, D)`` out.
+
+    Example
+    -------
+    >>> emb = Embedder.load()                       # doctest: +SKIP
+    >>> emb.embed([samples]).shape                  # doctest: +SKIP
+    (1, 192)
+    """
+
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, model: ModelFolder, device: str = "cpu"):
+        import torch
+        from speechbrain.inference.speaker import EncoderClassifier
+        from speechbrain.utils.fetching import LocalStrategy
+
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ModelError(f"device {device} requested, but no CUDA device is available")
+        folder = str(model.path)
+        try:
+            self._classifier = EncoderClassifier.from_hparams(
+                source=folder,
+                savedir=None,
+                # hyperparams.yaml names the hub; pointing it at the folder keeps loading offline.
+                overrides={"pretrained_path": folder},
+                run_opts={"device": device},
+                local_strategy=LocalStrategy.NO_LINK,
+            )
+        except Exception as exc:  # SpeechBrain raises anything from yaml, torch or its fetcher
+            raise ModelError(f"{folder}: cannot load the model ({str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__})") from None
+        if self._classifier is None:
+            raise ModelError(f"{folder}: SpeechBrain returned no model")
+        self._classifier.eval()
+        self.model = model
+        self.model_id = model.id
+        self.device = device
+        probe = np.random.default_rng(0).standard_normal(SAMPLE_RATE).astype(np.float32) * 0.1
+        self.dimension = int(self._embed_one(probe).shape[-1])
+
+    @classmethod
+    def load(cls, model: str | None = None, device: str = "cpu") -> "Embedder":
+        """The process-wide embedder for ``model`` (hub id or folder; see :mod:`speakerid.models`)."""
+        key = (requested_model(model), device)
+        with _load_lock:
+            if key not in _loaded:
+                folder = resolve(key[0])
+                log.info("loading %s from %s (%s)", folder.id, folder.path, folder.origin)
+                _loaded[key] = cls(folder, device)
+            return _loaded[key]
+
+    def embed(self, clips: Sequence[np.ndarray]) -> np.ndarray:
+        """Embed each clip on its own, so a clip's embedding never depends on its batch-mates."""
+        out = np.empty((len(clips), self.dimension), dtype=np.float32)
+        for i, clip in enumerate(clips):
+            out[i] = self._embed_one(clip)
+        return out
+
+    def _embed_one(self, samples: np.ndarray) -> np.ndarray:
+        import torch
+
+        wav = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))[None].to(self.device)
+        with torch.inference_mode():
+            vec = self._classifier.encode_batch(wav).reshape(-1).float().cpu().numpy()
+        norm = float(np.linalg.norm(vec))
+        return vec / norm if norm > 0 else vec

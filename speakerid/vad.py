@@ -1,0 +1,91 @@
+"""Find the speech in a clip (silero-vad) so only speech is embedded and counted.
+
+silero-vad ships its model inside the wheel, so this never touches the network.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from .audio import SAMPLE_RATE, Audio
+from .errors import AudioError, InsufficientSpeechError
+
+DEFAULT_MIN_SPEECH = 0.5  # seconds of speech needed to identify or verify
+
+
+@dataclass(frozen=True)
+class Speech:
+    """What gets embedded: the speech samples of one clip, and how many seconds of speech it holds."""
+
+    samples: np.ndarray
+    seconds: float
+    source: str
+
+
+class SpeechDetector:
+    """silero-vad behind a lock: its model keeps state between chunks, so one call at a time."""
+
+    def __init__(self, threshold: float = 0.5, min_silence_ms: int = 100, pad_ms: int = 30):
+        self.threshold = threshold
+        self.min_silence_ms = min_silence_ms
+        self.pad_ms = pad_ms
+        self._model = None
+        self._lock = threading.Lock()
+
+    def segments(self, audio: Audio) -> list[tuple[int, int]]:
+        """Speech regions as ``(start, end)`` sample offsets into ``audio.samples``."""
+        import torch
+        from silero_vad import get_speech_timestamps, load_silero_vad
+
+        with self._lock:
+            if self._model is None:
+                self._model = load_silero_vad()
+            with torch.inference_mode():
+                stamps = get_speech_timestamps(
+                    torch.from_numpy(audio.samples),
+                    self._model,
+                    threshold=self.threshold,
+                    sampling_rate=SAMPLE_RATE,
+                    min_silence_duration_ms=self.min_silence_ms,
+                    speech_pad_ms=self.pad_ms,
+                )
+        return [(int(s["start"]), int(s["end"])) for s in stamps]
+
+
+_default_detector: SpeechDetector | None = None
+
+
+def default_detector() -> SpeechDetector:
+    global _default_detector
+    if _default_detector is None:
+        _default_detector = SpeechDetector()
+    return _default_detector
+
+
+def extract_speech(
+    audio: Audio,
+    *,
+    min_speech: float = DEFAULT_MIN_SPEECH,
+    speech_only: bool = True,
+    detector: SpeechDetector | None = None,
+) -> Speech:
+    """Keep the speech of ``audio``; refuse silence and clips with less than ``min_speech`` seconds.
+
+    With ``speech_only=False`` the whole clip is embedded, but speech is still measured and gated.
+    """
+    if not np.any(audio.samples):
+        raise AudioError(audio.source, "no speech found (the audio is digital silence)")
+    regions = (detector or default_detector()).segments(audio)
+    seconds = sum(end - start for start, end in regions) / SAMPLE_RATE
+    if seconds == 0:
+        raise AudioError(audio.source, "no speech found")
+    if seconds < min_speech:
+        raise InsufficientSpeechError(audio.source, got=seconds, need=min_speech)
+    if speech_only:
+        samples = np.concatenate([audio.samples[start:end] for start, end in regions])
+    else:
+        samples = audio.samples
+    return Speech(samples=samples, seconds=seconds, source=audio.source)

@@ -1,0 +1,73 @@
+"""Shared fixtures: the real model and real speech from ../shared, never downloaded."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SPEAKERID_SHARED", ROOT.parent / "shared"))
+DATA = SHARED / "data" / "mini-voxceleb1"
+LISTS = SHARED / "data" / "voxceleb1-lists"
+MODEL_DIR = Path(os.environ.get("SPEAKERID_MODEL") or SHARED / "models" / "spkrec-ecapa-voxceleb")
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+needs_model = pytest.mark.skipif(not (MODEL_DIR / "embedding_model.ckpt").is_file(),
+                                 reason=f"real model not found at {MODEL_DIR}")
+needs_data = pytest.mark.skipif(not (DATA / "iden_split.txt").is_file(), reason=f"{DATA} not found")
+
+
+def clip_path(rel: str) -> Path:
+    return DATA / "wav" / rel
+
+
+def iden_split() -> list[tuple[int, str]]:
+    return [(int(a), b) for a, b in (line.split() for line in (DATA / "iden_split.txt").read_text().splitlines() if line.strip())]
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    if not (MODEL_DIR / "embedding_model.ckpt").is_file():
+        pytest.skip(f"real model not found at {MODEL_DIR}")
+    return MODEL_DIR
+
+
+@pytest.fixture(scope="session")
+def embedder(model_dir):
+    from speakerid.embedder import Embedder
+
+    return Embedder.load(str(model_dir))
+
+
+@pytest.fixture(scope="session")
+def clip_embeddings(embedder) -> dict[str, np.ndarray]:
+    """Every mini-voxceleb1 clip embedded once per session (speech only, as the product does)."""
+    from speakerid.audio import load_audio
+    from speakerid.vad import extract_speech
+
+    out = {}
+    for _, rel in iden_split():
+        speech = extract_speech(load_audio(clip_path(rel)))
+        out[rel] = embedder.embed([speech.samples])[0]
+    return out
+
+
+@pytest.fixture
+def cli_env(tmp_path, model_dir) -> dict[str, str]:
+    """Environment for running the installed commands in a subprocess against a fresh home."""
+    env = dict(os.environ)
+    env.update(SPEAKERID_HOME=str(tmp_path / "home"), SPEAKERID_MODEL=str(model_dir), HF_HUB_OFFLINE="1",
+               SPEAKERID_CACHE=str(tmp_path / "cache"))
+    return env
+
+
+def run_cli(args: list[str], env: dict[str, str], *, module: str = "speakerid.cli", timeout: float = 300):
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", module, *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)

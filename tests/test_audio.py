@@ -1,0 +1,155 @@
+"""Decoding, downmixing, resampling, speech detection, and the one-line refusal of bad audio."""
+
+from __future__ import annotations
+
+import os
+import wave
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speakerid.audio import SAMPLE_RATE, load_audio, resample
+from speakerid.errors import AudioError, InsufficientSpeechError
+from speakerid.vad import extract_speech
+
+from conftest import clip_path, needs_data
+
+CLIP = "id10001/1zcIwhmdeo4/00001.wav"
+
+
+@pytest.fixture(scope="module")
+def speech() -> np.ndarray:
+    if not clip_path(CLIP).is_file():
+        pytest.skip("mini-voxceleb1 not available")
+    return sf.read(clip_path(CLIP), dtype="float32")[0]
+
+
+@needs_data
+@pytest.mark.parametrize("fmt,ext", [("WAV", "wav"), ("FLAC", "flac"), ("OGG", "ogg"), ("MP3", "mp3")])
+def test_formats_decode_to_16k_mono(tmp_path, speech, fmt, ext):
+    path = tmp_path / f"clip.{ext}"
+    sf.write(path, speech, SAMPLE_RATE, format=fmt)
+    audio = load_audio(path)
+    assert audio.sample_rate == SAMPLE_RATE and audio.samples.dtype == np.float32 and audio.samples.ndim == 1
+    assert abs(audio.seconds - len(speech) / SAMPLE_RATE) < 0.2
+    if fmt in ("WAV", "FLAC"):  # lossless: what we wrote comes back
+        assert np.max(np.abs(audio.samples - speech)) < 1e-3
+
+
+@needs_data
+@pytest.mark.parametrize("rate", [8000, 44100, 48000])
+def test_resampled_input_comes_back_at_16k(tmp_path, speech, rate):
+    path = tmp_path / "clip.wav"
+    sf.write(path, resample(speech, SAMPLE_RATE, rate), rate)
+    audio = load_audio(path)
+    assert abs(len(audio.samples) - len(speech)) <= 2
+    if rate > SAMPLE_RATE:  # the speech band survives the round trip
+        assert np.corrcoef(audio.samples[: len(speech)], speech[: len(audio.samples)])[0, 1] > 0.99
+
+
+@needs_data
+def test_channels_are_averaged(tmp_path, speech):
+    stereo = np.stack([speech, np.zeros_like(speech), speech, speech], axis=1)
+    path = tmp_path / "four.wav"
+    sf.write(path, stereo, SAMPLE_RATE)
+    np.testing.assert_allclose(load_audio(path).samples, speech * 0.75, atol=1e-4)
+
+
+@needs_data
+def test_bytes_and_array_inputs_match_the_file(speech):
+    from_file = load_audio(clip_path(CLIP)).samples
+    from_bytes = load_audio(clip_path(CLIP).read_bytes(), name="upload.wav")
+    assert from_bytes.source == "upload.wav"
+    np.testing.assert_array_equal(from_bytes.samples, from_file)
+    np.testing.assert_array_equal(load_audio((speech, SAMPLE_RATE)).samples, from_file)
+
+
+def _header_only_wav(path):
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(SAMPLE_RATE)
+
+
+def _bad_cases(tmp_path, speech):
+    """(input, expected reason fragment) pairs, each made here from scratch."""
+    cases = []
+    empty = tmp_path / "empty.wav"; empty.write_bytes(b"")
+    cases.append((empty, "empty file"))
+    header = tmp_path / "header.wav"; _header_only_wav(header)
+    cases.append((header, "no audio"))
+    text = tmp_path / "notes.wav"; text.write_text("this is not audio\n" * 100)
+    cases.append((text, "not a readable audio file"))
+    nan = tmp_path / "nan.wav"; sf.write(nan, np.full(SAMPLE_RATE, np.nan, dtype=np.float32), SAMPLE_RATE, subtype="FLOAT")
+    cases.append((nan, "NaN or infinite"))
+    slow = tmp_path / "1hz.wav"; sf.write(slow, np.zeros(10, dtype=np.float32), 1)
+    cases.append((slow, "below the supported minimum"))
+    fast = tmp_path / "384k.wav"; sf.write(fast, np.zeros(384000, dtype=np.float32), 384000)
+    cases.append((fast, "above the supported maximum"))
+    many = tmp_path / "33ch.wav"; sf.write(many, np.zeros((1000, 33), dtype=np.float32), SAMPLE_RATE)
+    cases.append((many, "33 channels"))
+    cases.append((tmp_path / "missing.wav", "file not found"))
+    link = tmp_path / "dangling.wav"; link.symlink_to(tmp_path / "nowhere.wav")
+    cases.append((link, "broken symbolic link"))
+    folder = tmp_path / "folder.wav"; folder.mkdir()
+    cases.append((folder, "is a folder"))
+    return cases
+
+
+@needs_data
+def test_bad_inputs_raise_one_line_audio_errors(tmp_path, speech):
+    for source, reason in _bad_cases(tmp_path, speech):
+        with pytest.raises(AudioError) as info:
+            load_audio(source)
+        message = str(info.value)
+        assert reason in message, message
+        assert str(source) in message and "\n" not in message
+
+
+def test_too_long_is_checked_before_decoding(tmp_path):
+    path = tmp_path / "long.wav"
+    sf.write(path, np.zeros(SAMPLE_RATE * 5, dtype=np.float32), SAMPLE_RATE)
+    with pytest.raises(AudioError, match="too long: 5.0 s of audio, the limit is 2 s"):
+        load_audio(path, max_seconds=2)
+
+
+def test_bytes_that_are_not_audio():
+    with pytest.raises(AudioError, match="<bytes>: not a readable audio file"):
+        load_audio(b"\x89PNG\r\n\x1a\n" + bytes(200))
+    with pytest.raises(AudioError, match="empty input"):
+        load_audio(b"")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
+def test_unreadable_file(tmp_path):
+    path = tmp_path / "secret.wav"
+    sf.write(path, np.zeros(SAMPLE_RATE, dtype=np.float32), SAMPLE_RATE)
+    path.chmod(0)
+    with pytest.raises(AudioError, match="permission denied"):
+        load_audio(path)
+
+
+@pytest.mark.parametrize("kind", ["silence", "noise", "tone", "dc", "square"])
+def test_signals_without_speech_are_refused(kind):
+    t = np.arange(SAMPLE_RATE * 4) / SAMPLE_RATE
+    signal = {
+        "silence": np.zeros_like(t),
+        "noise": 0.3 * np.random.default_rng(0).standard_normal(len(t)),
+        "tone": 0.5 * np.sin(2 * np.pi * 440 * t),
+        "dc": np.full_like(t, 0.3),
+        "square": np.sign(np.sin(2 * np.pi * 100 * t)),
+    }[kind].astype(np.float32)
+    with pytest.raises(AudioError, match=f"{kind}: no speech found"):
+        extract_speech(load_audio((signal, SAMPLE_RATE), name=kind))
+
+
+@needs_data
+def test_speech_is_measured_and_short_speech_refused(speech):
+    full = extract_speech(load_audio((speech, SAMPLE_RATE)))
+    assert 6.0 < full.seconds <= len(speech) / SAMPLE_RATE
+    assert len(full.samples) == round(full.seconds * SAMPLE_RATE)
+    whole = extract_speech(load_audio((speech, SAMPLE_RATE)), speech_only=False)
+    assert len(whole.samples) == len(speech) and whole.seconds == full.seconds
+    start = int(1.0 * SAMPLE_RATE)
+    snippet = speech[start: start + int(0.3 * SAMPLE_RATE)]
+    with pytest.raises(InsufficientSpeechError, match=r"need at least 0.5 s of speech, got 0\.\d\d s"):
+        extract_speech(load_audio((snippet, SAMPLE_RATE), name="snippet"))

@@ -1,0 +1,80 @@
+"""The embedder gives plain SpeechBrain's embeddings, from the real model on real speech."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from speakerid.audio import load_audio
+from speakerid.embedder import Embedder
+from speakerid.errors import ModelError
+from speakerid.metrics import eer
+from speakerid.models import DEFAULT_MODEL
+
+from conftest import DATA, clip_path, iden_split, needs_data
+from tiny_models import make_tiny_model
+
+
+@needs_data
+def test_matches_plain_speechbrain_on_the_same_samples(embedder):
+    for rel in [r for _, r in iden_split()][::20]:
+        samples = load_audio(clip_path(rel)).samples
+        ours = embedder.embed([samples])[0]
+        with torch.inference_mode():
+            plain = embedder._classifier.encode_batch(torch.from_numpy(samples)[None]).reshape(-1).numpy()
+        cosine = float(ours @ plain / np.linalg.norm(plain))
+        assert cosine >= 0.9999, (rel, cosine)
+        assert abs(np.linalg.norm(ours) - 1) < 1e-5
+
+
+def test_identity_and_shape(embedder):
+    assert embedder.model_id == DEFAULT_MODEL  # a local folder with the published bytes keeps the published id
+    assert embedder.dimension == 192 and embedder.sample_rate == 16000
+    out = embedder.embed([np.random.default_rng(1).standard_normal(24000).astype(np.float32)] * 2)
+    assert out.shape == (2, 192) and out.dtype == np.float32
+
+
+def test_loaded_once_per_process(embedder, model_dir):
+    assert Embedder.load(str(model_dir)) is embedder
+
+
+def test_same_audio_same_embedding_bit_for_bit(embedder):
+    clip = np.random.default_rng(2).standard_normal(40000).astype(np.float32) * 0.1
+    first, second = embedder.embed([clip]), embedder.embed([clip])
+    assert first.tobytes() == second.tobytes()
+
+
+@needs_data
+def test_verification_eer_on_mini_voxceleb1(clip_embeddings):
+    scores, labels = [], []
+    for line in (DATA / "veri_test.txt").read_text().splitlines():
+        label, a, b = line.split()
+        scores.append(float(clip_embeddings[a] @ clip_embeddings[b]))
+        labels.append(int(label))
+    rate, _ = eer(scores, labels)
+    assert len(scores) == 1000
+    assert rate <= 0.01, rate
+
+
+@pytest.mark.parametrize("arch", ["ecapa", "xvector"])
+def test_tiny_random_models_load_through_the_same_path(tmp_path, arch):
+    dim = make_tiny_model(tmp_path / arch, arch)
+    emb = Embedder.load(str(tmp_path / arch))
+    assert emb.dimension == dim and emb.model_id.startswith(f"{arch}@")
+    out = emb.embed([np.random.default_rng(0).standard_normal(16000).astype(np.float32)])
+    assert out.shape == (1, dim) and np.isfinite(out).all()
+
+
+def test_broken_model_folder_is_a_model_error(tmp_path):
+    (tmp_path / "hyperparams.yaml").write_text("embedding_model: !new:no.such.Module\n")
+    (tmp_path / "embedding_model.ckpt").write_bytes(b"junk")
+    with pytest.raises(ModelError, match=str(tmp_path)):
+        Embedder.load(str(tmp_path))
+
+
+def test_cuda_request_without_cuda_is_refused(model_dir):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ModelError, match="no CUDA device"):
+        Embedder.load(str(model_dir), device="cuda")
