@@ -270,6 +270,45 @@ class Store:
         rows = self.db["events"].rows_where(" AND ".join(where) or None, params, order_by="id")
         return [{**r, "detail": json.loads(r["detail"])} for r in rows]
 
+    def check(self) -> dict:
+        """Compare the index file on disk with SQLite without repairing anything (``doctor``)."""
+        with self._lock, self._file_lock:
+            integrity = self.db.execute("PRAGMA integrity_check").fetchone()[0]
+            with self._read():
+                generation = self.generation
+                db_ids, db_vecs, _ = self.vectors()
+            problems: list[str] = [] if integrity == "ok" else [f"sqlite integrity_check: {integrity}"]
+            report = {"generation": generation, "model": self.model, "dimension": self.dimension,
+                      "speakers": len(self.speakers()), "embeddings": len(db_ids), "index": None}
+            try:
+                index, header = VectorIndex.load(self.home / INDEX_NAME, nprobe=self.nprobe)
+            except IndexFileError as exc:
+                if len(db_ids) or self._index_expected:
+                    problems.append(str(exc))
+            else:
+                have = index.ids()
+                missing = np.setdiff1d(db_ids, have)
+                extra = np.setdiff1d(have, db_ids)
+                common = np.intersect1d(db_ids, have)
+                row = {int(i): k for k, i in enumerate(db_ids)}
+                differ = [int(i) for i in common if not np.array_equal(index.vector(int(i)), db_vecs[row[int(i)]])]
+                report["index"] = {"generation": header.generation, "count": len(index), "kind": index.kind,
+                                   "model": header.model, "dimension": header.dimension}
+                if header.store_id != self._meta("store_id"):
+                    problems.append("index belongs to another database")
+                if header.generation != generation:
+                    problems.append(f"index is at generation {header.generation}, database at {generation}")
+                if self.model is not None and (header.model != self.model or header.dimension != self.dimension):
+                    problems.append(f"index is for {header.model} ({header.dimension}-d)")
+                for label, ids in (("missing from", missing), ("extra in", extra)):
+                    if len(ids):
+                        problems.append(f"{len(ids)} embeddings {label} the index")
+                if differ:
+                    problems.append(f"{len(differ)} vectors differ between index and database")
+            report["problems"] = problems
+            report["consistent"] = not problems
+            return report
+
     # -- the derived index -------------------------------------------------------------------
     def sync_index(self) -> VectorIndex:
         """Bring the index file up to the database's generation (under the file lock) and load it."""
