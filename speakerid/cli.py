@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli_common import common_options, emit, option, run
+from .cli_common import common_options, emit, open_speakerid, option, run
 
 
 def cmd_model_pull(args: argparse.Namespace) -> int:
@@ -21,11 +21,80 @@ def cmd_model_pull(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_identify(args: argparse.Namespace) -> int:
+    with open_speakerid(args) as sid:
+        result = sid.identify(args.clip, top_k=args.top_k, threshold=args.threshold)
+    who = result.speaker if result.speaker is not None else "unknown"
+    lines = [f"{who} (score {result.score:.3f}, threshold {result.threshold:g}; {result.reason})"]
+    lines += [f"  {c.speaker:<24} {c.score:.3f}" for c in result.candidates]
+    emit(args, result.to_dict(), "\n".join(lines))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    with open_speakerid(args) as sid:
+        result = sid.verify(args.name, args.clip, threshold=args.threshold)
+    verdict = "accepted" if result.accepted else "rejected"
+    emit(args, result.to_dict(), f"{result.speaker}: {verdict} (score {result.score:.3f}, threshold {result.threshold:g})")
+    return 0 if result.accepted else 3
+
+
+def cmd_speakers(args: argparse.Namespace) -> int:
+    with open_speakerid(args) as sid:
+        speakers = sid.speakers()
+        model = sid.store.model
+    rows = [s.to_dict() for s in speakers]
+    text = "\n".join(f"{s.name:<24} {s.clips:>4} clips {s.speech_seconds:>8.1f} s" for s in speakers) or "no speakers enrolled"
+    emit(args, {"speakers": rows, "model": model}, text)
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    with open_speakerid(args) as sid:
+        sid.remove(args.name)
+    emit(args, {"removed": args.name}, f"removed {args.name} (voiceprint erased)")
+    return 0
+
+
+def cmd_threshold(args: argparse.Namespace) -> int:
+    with open_speakerid(args) as sid:
+        if args.value is not None:
+            sid.set_threshold(args.value)
+        value = sid.threshold
+    emit(args, {"threshold": value}, f"threshold {value:g}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = common_options()
     parser = argparse.ArgumentParser(prog="speakerid", description="Speaker identification and enrollment.",
                                      parents=[common])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    identify = sub.add_parser("identify", parents=[common], help="who is speaking in CLIP (or unknown)")
+    identify.add_argument("clip", metavar="CLIP", help="audio file")
+    identify.add_argument("--top-k", type=int, default=5, metavar="K", help="candidates to list (default 5)")
+    identify.add_argument("--threshold", type=float, metavar="T", help="accept scores >= T (default: the store's)")
+    identify.set_defaults(handler=cmd_identify)
+
+    verify = sub.add_parser("verify", parents=[common],
+                            help="is CLIP spoken by NAME? exit 0 accepted, 3 rejected")
+    verify.add_argument("name", metavar="NAME")
+    verify.add_argument("clip", metavar="CLIP", help="audio file")
+    verify.add_argument("--threshold", type=float, metavar="T", help="accept scores >= T (default: the store's)")
+    verify.set_defaults(handler=cmd_verify)
+
+    speakers = sub.add_parser("speakers", parents=[common], help="list enrolled speakers")
+    speakers.set_defaults(handler=cmd_speakers)
+
+    remove = sub.add_parser("remove", parents=[common], help="erase a speaker's voiceprint")
+    remove.add_argument("name", metavar="NAME")
+    remove.set_defaults(handler=cmd_remove)
+
+    threshold = sub.add_parser("threshold", parents=[common],
+                               help="show, or set, the store's decision threshold (cosine)")
+    threshold.add_argument("value", nargs="?", type=float, metavar="T")
+    threshold.set_defaults(handler=cmd_threshold)
 
     model = sub.add_parser("model", help="provision the embedding model", parents=[common])
     model_sub = model.add_subparsers(dest="model_command", metavar="ACTION", required=True)

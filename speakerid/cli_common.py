@@ -71,3 +71,14 @@ def _expected(exc: Exception) -> bool:
     except ImportError:
         return False
     return isinstance(exc, StoreError)
+
+
+def open_speakerid(args: argparse.Namespace):
+    """The :class:`SpeakerID` the common options describe."""
+    from .api import SpeakerID
+
+    return SpeakerID.open(option(args, "home"), model=option(args, "model"), device=option(args, "device") or "cpu")
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)

@@ -7,7 +7,9 @@ Loading costs far more than embedding a clip, so :meth:`Embedder.load` keeps one
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -17,6 +19,9 @@ from .errors import ModelError
 from .models import ModelFolder, requested_model, resolve
 
 log = logging.getLogger(__name__)
+
+# SpeechBrain sets each of its loggers to INFO unless told otherwise; its chatter is not our output.
+os.environ.setdefault("SB_LOG_LEVEL", "WARNING")
 
 _loaded: dict[tuple[str, str], "Embedder"] = {}
 _load_lock = threading.Lock()
@@ -65,7 +70,10 @@ class Embedder:
     @classmethod
     def load(cls, model: str | None = None, device: str = "cpu") -> "Embedder":
         """The process-wide embedder for ``model`` (hub id or folder; see :mod:`speakerid.models`)."""
-        key = (requested_model(model), device)
+        spec = requested_model(model)
+        if Path(spec).expanduser().is_dir():
+            spec = str(Path(spec).expanduser().resolve())
+        key = (spec, device)
         with _load_lock:
             if key not in _loaded:
                 folder = resolve(key[0])

@@ -1,4 +1,9 @@
-"""Find the speech in a clip (silero-vad) so only speech is embedded and counted.
+"""Find the speech in a clip (silero-vad): to count it, to refuse clips without enough of it, and
+optionally to embed only the speech.
+
+Embedding the whole clip is the default because it measured better: on mini-voxceleb1's
+veri_test.txt the ECAPA model gives EER 0.21 % on whole clips, 0.63 % on speech-only audio and
+0.63 % with only leading/trailing silence trimmed (the model was trained on whole utterances).
 
 silero-vad ships its model inside the wheel, so this never touches the network.
 """
@@ -23,6 +28,7 @@ class Speech:
     samples: np.ndarray
     seconds: float
     source: str
+    regions: tuple[tuple[int, int], ...] = ()  # speech as (start, end) offsets into the decoded clip
 
 
 class SpeechDetector:
@@ -69,12 +75,13 @@ def extract_speech(
     audio: Audio,
     *,
     min_speech: float = DEFAULT_MIN_SPEECH,
-    speech_only: bool = True,
+    speech_only: bool = False,
     detector: SpeechDetector | None = None,
 ) -> Speech:
     """Keep the speech of ``audio``; refuse silence and clips with less than ``min_speech`` seconds.
 
-    With ``speech_only=False`` the whole clip is embedded, but speech is still measured and gated.
+    With ``speech_only=True`` only the detected speech is kept for embedding; by default the whole
+    clip is (see the module docstring for the measurement).
     """
     if not np.any(audio.samples):
         raise AudioError(audio.source, "no speech found (the audio is digital silence)")
@@ -88,4 +95,4 @@ def extract_speech(
         samples = np.concatenate([audio.samples[start:end] for start, end in regions])
     else:
         samples = audio.samples
-    return Speech(samples=samples, seconds=seconds, source=audio.source)
+    return Speech(samples=samples, seconds=seconds, source=audio.source, regions=tuple(regions))

@@ -208,6 +208,20 @@ class Store:
         self._checkpoint()
         self.sync_index()
 
+    def set_setting(self, key: str, value) -> None:
+        """Store a per-store setting (JSON value), e.g. the calibrated decision threshold."""
+        with self._write(bump=False):
+            self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [f"setting.{key}", json.dumps(value)])
+            self._event("setting", None, key=key, value=value)
+
+    def setting(self, key: str, default=None):
+        value = self._meta(f"setting.{key}")
+        return json.loads(value) if value is not None else default
+
+    def settings(self) -> dict:
+        rows = self.db.execute("SELECT key, value FROM meta WHERE key LIKE 'setting.%'").fetchall()
+        return {k[len("setting."):]: json.loads(v) for k, v in rows}
+
     def log_event(self, kind: str, speaker: str | None = None, **detail) -> None:
         """Append to the audit table (never audio, never vectors)."""
         with self._write(bump=False):
@@ -226,6 +240,12 @@ class Store:
 
     def speakers(self) -> list[Speaker]:
         return self._speakers("", [])
+
+    def clip_digests(self, name: str) -> set[str]:
+        """sha256 of every clip enrolled for ``name`` (to refuse enrolling the same recording twice)."""
+        rows = self.db.execute("SELECT e.clip_sha256 FROM embeddings e JOIN speakers s ON s.id = e.speaker_id "
+                               "WHERE s.name = ? AND e.clip_sha256 IS NOT NULL", [name]).fetchall()
+        return {r[0] for r in rows}
 
     def __contains__(self, name: str) -> bool:
         return self._speaker_row(name) is not None

@@ -16,6 +16,8 @@ LISTS = SHARED / "data" / "voxceleb1-lists"
 MODEL_DIR = Path(os.environ.get("SPEAKERID_MODEL") or SHARED / "models" / "spkrec-ecapa-voxceleb")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if (MODEL_DIR / "embedding_model.ckpt").is_file():
+    os.environ["SPEAKERID_MODEL"] = str(MODEL_DIR.resolve())  # what SpeakerID.open() uses by default
 
 needs_model = pytest.mark.skipif(not (MODEL_DIR / "embedding_model.ckpt").is_file(),
                                  reason=f"real model not found at {MODEL_DIR}")
@@ -46,7 +48,7 @@ def embedder(model_dir):
 
 @pytest.fixture(scope="session")
 def clip_embeddings(embedder) -> dict[str, np.ndarray]:
-    """Every mini-voxceleb1 clip embedded once per session (speech only, as the product does)."""
+    """Every mini-voxceleb1 clip embedded once per session, as the product does (whole clip)."""
     from speakerid.audio import load_audio
     from speakerid.vad import extract_speech
 

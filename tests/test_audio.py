@@ -144,10 +144,10 @@ def test_signals_without_speech_are_refused(kind):
 
 @needs_data
 def test_speech_is_measured_and_short_speech_refused(speech):
-    full = extract_speech(load_audio((speech, SAMPLE_RATE)))
+    full = extract_speech(load_audio((speech, SAMPLE_RATE)), speech_only=True)
     assert 6.0 < full.seconds <= len(speech) / SAMPLE_RATE
     assert len(full.samples) == round(full.seconds * SAMPLE_RATE)
-    whole = extract_speech(load_audio((speech, SAMPLE_RATE)), speech_only=False)
+    whole = extract_speech(load_audio((speech, SAMPLE_RATE)))
     assert len(whole.samples) == len(speech) and whole.seconds == full.seconds
     start = int(1.0 * SAMPLE_RATE)
     snippet = speech[start: start + int(0.3 * SAMPLE_RATE)]
