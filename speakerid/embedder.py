@@ -61,6 +61,7 @@ class Embedder:
         if self._classifier is None:
             raise ModelError(f"{folder}: SpeechBrain returned no model")
         self._classifier.eval()
+        _flush_denormals(self._classifier.mods)
         self.model = model
         self.model_id = model.id
         self.device = device
@@ -96,3 +97,19 @@ class Embedder:
             vec = self._classifier.encode_batch(wav).reshape(-1).float().cpu().numpy()
         norm = float(np.linalg.norm(vec))
         return vec / norm if norm > 0 else vec
+
+
+def _flush_denormals(module) -> None:
+    """Set subnormal weights to zero: same embeddings (bit for bit), about 5x faster on Intel CPUs.
+
+    The published ECAPA checkpoint holds ~74k subnormal weights (46k in the attentive pooling
+    layer). x86 cores take a microcode assist on every subnormal operand, which made plain
+    ``encode_batch`` run at a real-time factor of 0.11 here instead of 0.023; zeroing them
+    changes no output bit on mini-voxceleb1 (see tests/test_embedder.py).
+    """
+    import torch
+
+    with torch.no_grad():
+        for tensor in list(module.parameters()) + list(module.buffers()):
+            if tensor.is_floating_point():
+                tensor[tensor.abs() < torch.finfo(tensor.dtype).tiny] = 0

@@ -47,6 +47,24 @@ def embedder(model_dir):
 
 
 @pytest.fixture(scope="session")
+def plain_speechbrain(model_dir):
+    """SpeechBrain's own EncoderClassifier on the same folder, untouched by anything of ours."""
+    from speechbrain.inference.speaker import EncoderClassifier
+    from speechbrain.utils.fetching import LocalStrategy
+
+    return EncoderClassifier.from_hparams(source=str(model_dir), savedir=None, local_strategy=LocalStrategy.NO_LINK,
+                                          overrides={"pretrained_path": str(model_dir)})
+
+
+def plain_embedding(classifier, samples: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.inference_mode():
+        v = classifier.encode_batch(torch.from_numpy(samples)[None]).reshape(-1).numpy()
+    return v / np.linalg.norm(v)
+
+
+@pytest.fixture(scope="session")
 def clip_embeddings(embedder) -> dict[str, np.ndarray]:
     """Every mini-voxceleb1 clip embedded once per session, as the product does (whole clip)."""
     from speakerid.audio import load_audio
@@ -73,3 +91,16 @@ def run_cli(args: list[str], env: dict[str, str], *, module: str = "speakerid.cl
 
     return subprocess.run([sys.executable, "-m", module, *args], env=env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+@pytest.fixture(autouse=True)
+def _drop_unimportable_lazy_modules():
+    """Hypothesis reads ``__file__`` of every module in ``sys.modules`` and only expects
+    AttributeError; SpeechBrain registers lazy modules for optional integrations (k2, ...) that
+    raise ImportError instead. Those modules can never work without their packages, so forget them."""
+    for name, module in list(sys.modules.items()):
+        try:
+            getattr(module, "__file__", None)
+        except ImportError:
+            del sys.modules[name]
+    yield

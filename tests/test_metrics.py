@@ -31,7 +31,7 @@ def test_needs_both_classes():
         eer([0.1, 0.2], [1, 1])
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.floats(-1, 1), st.booleans()), min_size=2, max_size=60))
 def test_det_rates_are_monotone_and_eer_bounded(trials):
     scores = np.array([s for s, _ in trials])

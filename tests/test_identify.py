@@ -1,0 +1,175 @@
+"""Identification and verification: open-set decisions on real speech, thresholds, determinism."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speakerid import InsufficientSpeechError, SpeakerID
+from speakerid.audio import load_audio
+from speakerid.embedder import Embedder
+from speakerid.metrics import eer
+from speakerid.scoring import DEFAULT_THRESHOLD, Candidate, decide
+from store import ModelMismatchError, SpeakerNotFoundError
+
+from conftest import DATA, clip_path, iden_split, needs_data, plain_embedding, run_cli
+from tiny_models import make_tiny_model
+
+pytestmark = [needs_data]
+
+
+def speaker_of(rel: str) -> str:
+    return rel.split("/")[0]
+
+
+@pytest.fixture(scope="module")
+def half_enrolled(tmp_path_factory, model_dir):
+    """Every other speaker (8 of 16) enrolled from split 1; the other 8 are never seen."""
+    split = iden_split()
+    speakers = sorted({speaker_of(r) for _, r in split})
+    enrolled, held_out = speakers[::2], speakers[1::2]
+    home = tmp_path_factory.mktemp("open-set") / "home"
+    sid = SpeakerID.open(home)
+    for spk in enrolled:
+        sid.enroll(spk, [clip_path(r) for s, r in split if s == 1 and speaker_of(r) == spk], min_speech=8)
+    yield sid, enrolled, held_out, split
+    sid.close()
+
+
+def test_open_set_rates_at_the_default_threshold(half_enrolled):
+    sid, enrolled, held_out, split = half_enrolled
+    assert sid.threshold == DEFAULT_THRESHOLD
+    known = [r for s, r in split if s == 3 and speaker_of(r) in enrolled]
+    unknown = [r for s, r in split if s == 3 and speaker_of(r) in held_out]
+    accepted = np.mean([sid.identify(clip_path(r)).speaker == speaker_of(r) for r in known])
+    rejected = np.mean([sid.identify(clip_path(r)).speaker is None for r in unknown])
+    assert len(known) >= 10 and len(unknown) >= 10
+    assert accepted >= 0.95, accepted
+    assert rejected >= 0.95, rejected
+
+
+def test_identify_result_shape_and_candidates(half_enrolled):
+    sid, enrolled, _, split = half_enrolled
+    rel = next(r for s, r in split if s == 3 and speaker_of(r) == enrolled[0])
+    result = sid.identify(clip_path(rel), top_k=3)
+    data = result.to_dict()
+    assert set(data) >= {"speaker", "score", "threshold", "candidates", "speech_seconds", "model"}
+    assert data["speaker"] == enrolled[0] and len(data["candidates"]) == 3
+    scores = [c["score"] for c in data["candidates"]]
+    assert scores == sorted(scores, reverse=True) and data["score"] == scores[0]
+    assert data["speech_seconds"] > 1
+
+
+def test_threshold_per_call_and_per_store(half_enrolled):
+    sid, enrolled, _, split = half_enrolled
+    rel = next(r for s, r in split if s == 3 and speaker_of(r) == enrolled[1])
+    score = sid.identify(clip_path(rel)).score
+    assert sid.identify(clip_path(rel), threshold=score + 0.01).speaker is None
+    assert sid.identify(clip_path(rel), threshold=score).speaker == enrolled[1]
+    sid.set_threshold(0.99)
+    try:
+        assert SpeakerID.open(sid.home).threshold == 0.99
+        assert sid.identify(clip_path(rel)).speaker is None
+    finally:
+        sid.set_threshold(DEFAULT_THRESHOLD)
+
+
+def test_verify_accepts_the_right_person_and_rejects_others(half_enrolled):
+    sid, enrolled, held_out, split = half_enrolled
+    own = next(r for s, r in split if s == 3 and speaker_of(r) == enrolled[2])
+    other = next(r for s, r in split if s == 3 and speaker_of(r) == held_out[0])
+    assert sid.verify(enrolled[2], clip_path(own)).accepted
+    result = sid.verify(enrolled[2], clip_path(other))
+    assert not result.accepted and result.score < result.threshold
+    with pytest.raises(SpeakerNotFoundError):
+        sid.verify("nobody", clip_path(own))
+
+
+def test_insufficient_speech_is_its_own_answer(half_enrolled, tmp_path):
+    sid, enrolled, _, split = half_enrolled
+    samples, rate = sf.read(clip_path(split[0][1]), dtype="float32")
+    short = tmp_path / "short.wav"
+    sf.write(short, samples[rate: rate + int(0.35 * rate)], rate)
+    with pytest.raises(InsufficientSpeechError, match=r"short.wav: need at least 0.5 s of speech, got 0\.\d\d s"):
+        sid.identify(short)
+
+
+def test_same_audio_same_score_bit_for_bit(half_enrolled, cli_env):
+    sid, enrolled, _, split = half_enrolled
+    rel = next(r for s, r in split if s == 3)
+    first, second = sid.identify(clip_path(rel)), sid.identify(clip_path(rel))
+    assert first.score == second.score and first.candidates == second.candidates
+    cli_env["SPEAKERID_HOME"] = str(sid.home)
+    runs = [run_cli(["identify", str(clip_path(rel)), "--json"], cli_env) for _ in range(2)]
+    assert runs[0].returncode == 0, runs[0].stderr
+    assert runs[0].stdout == runs[1].stdout
+    assert json.loads(runs[0].stdout)["score"] == round(first.score, 6)
+
+
+def test_cli_verify_exit_codes(half_enrolled, cli_env):
+    sid, enrolled, held_out, split = half_enrolled
+    cli_env["SPEAKERID_HOME"] = str(sid.home)
+    own = next(r for s, r in split if s == 3 and speaker_of(r) == enrolled[0])
+    other = next(r for s, r in split if s == 3 and speaker_of(r) == held_out[0])
+    yes = run_cli(["verify", enrolled[0], str(clip_path(own)), "--json"], cli_env)
+    no = run_cli(["verify", enrolled[0], str(clip_path(other)), "--json"], cli_env)
+    assert (yes.returncode, no.returncode) == (0, 3)
+    assert json.loads(yes.stdout)["accepted"] is True and json.loads(no.stdout)["accepted"] is False
+
+
+def test_margin_rule_says_unknown_between_two_near_identical_profiles(tmp_path, model_dir):
+    rels = [f"id90003/ls164914/{i:05d}.wav" for i in range(1, 9)]
+    with SpeakerID.open(tmp_path / "home") as sid:
+        sid.enroll("twin-a", [clip_path(r) for r in rels[:4]])
+        sid.enroll("twin-b", [clip_path(r) for r in rels[4:7]])
+        result = sid.identify(clip_path(rels[7]))
+    top, runner = result.candidates[:2]
+    if top.score - runner.score < sid.options.margin:
+        assert result.speaker is None and "within" in result.reason
+    else:
+        assert result.speaker == top.speaker
+
+
+def test_decide_rules():
+    assert decide([], 0.4).speaker is None
+    assert decide([Candidate("a", 0.39)], 0.4).speaker is None
+    assert decide([Candidate("a", 0.80), Candidate("b", 0.78)], 0.4, margin=0.05).speaker is None
+    assert decide([Candidate("a", 0.80), Candidate("b", 0.70)], 0.4, margin=0.05).speaker == "a"
+
+
+def test_empty_store_answers_unknown(tmp_path, model_dir):
+    with SpeakerID.open(tmp_path / "home") as sid:
+        result = sid.identify(clip_path(iden_split()[0][1]))
+    assert result.speaker is None and result.candidates == [] and result.reason == "no speakers enrolled"
+
+
+def test_another_model_cannot_query_the_store(half_enrolled, tmp_path):
+    sid, *_ = half_enrolled
+    make_tiny_model(tmp_path / "tiny", "ecapa")
+    with SpeakerID.open(sid.home, model=str(tmp_path / "tiny")) as other:
+        with pytest.raises(ModelMismatchError, match="holds embeddings of speechbrain/spkrec-ecapa-voxceleb"):
+            other.identify(clip_path(iden_split()[0][1]))
+
+
+def test_chosen_scoring_is_no_worse_than_plain_speechbrain(clip_embeddings, plain_speechbrain):
+    """EER on veri_test.txt and top-1 on split 3: our pipeline vs plain encode_batch on the decoded clips."""
+    trials = [line.split() for line in (DATA / "veri_test.txt").read_text().splitlines()]
+    labels = [int(t[0]) for t in trials]
+    rels = sorted({t[1] for t in trials} | {t[2] for t in trials})
+    plain = {rel: plain_embedding(plain_speechbrain, load_audio(clip_path(rel)).samples) for rel in rels}
+    ours_eer = eer([clip_embeddings[a] @ clip_embeddings[b] for _, a, b in trials], labels)[0]
+    plain_eer = eer([plain[a] @ plain[b] for _, a, b in trials], labels)[0]
+    assert ours_eer <= plain_eer + 1e-9, (ours_eer, plain_eer)
+    assert ours_eer <= 0.01
+    # top-1 cannot be worse than plain SpeechBrain's if it is perfect: centroid of split 1, split 3 queries
+    split = iden_split()
+    speakers = sorted({speaker_of(r) for _, r in split})
+    centroids = np.stack([np.mean([clip_embeddings[r] for s, r in split if s == 1 and speaker_of(r) == spk], axis=0)
+                          for spk in speakers])
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    tests = [r for s, r in split if s == 3]
+    top1 = np.mean([speakers[int(np.argmax(centroids @ clip_embeddings[r]))] == speaker_of(r) for r in tests])
+    assert top1 == 1.0
