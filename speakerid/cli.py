@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .cli_common import common_options, emit, open_speakerid, option, run
 
@@ -65,6 +66,29 @@ def cmd_threshold(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_voxceleb(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from .evaluate import EvalConfig, default_lists, evaluate, format_table, plot_det
+
+    split, trials = default_lists(args.root)
+    config = EvalConfig(root=args.root, split=args.split or split, trials=args.trials or trials, cache=args.cache,
+                        workers=args.workers, skip_missing=args.skip_missing, model=option(args, "model"),
+                        device=option(args, "device") or "cpu")
+    result, curves = evaluate(config)
+    print(format_table(result))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(result, indent=2))
+    if args.plot:
+        if curves:
+            plot_det(curves, Path(args.plot))
+        else:
+            print(f"warning: no trial list with both target and non-target trials; {args.plot} not written",
+                  file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = common_options()
     parser = argparse.ArgumentParser(prog="speakerid", description="Speaker identification and enrollment.",
@@ -95,6 +119,27 @@ def build_parser() -> argparse.ArgumentParser:
                                help="show, or set, the store's decision threshold (cosine)")
     threshold.add_argument("value", nargs="?", type=float, metavar="T")
     threshold.set_defaults(handler=cmd_threshold)
+
+    evaluation = sub.add_parser("eval", help="evaluate on a standard benchmark")
+    eval_sub = evaluation.add_subparsers(dest="eval_command", metavar="BENCHMARK", required=True)
+    vox = eval_sub.add_parser(
+        "voxceleb", parents=[common_options(json_flag=False)],
+        help="VoxCeleb1 identification (iden_split.txt) and verification (trial lists) in one run",
+        description="Enroll every split-1 clip, identify every split-3 clip (top-1, top-5, macro P/R/F1) and score "
+                    "every trial (EER, minDCF at p_target 0.01 and 0.05, threshold at EER). Paths in the lists are "
+                    "relative to DIR/wav (or DIR itself).")
+    vox.add_argument("--root", type=Path, required=True, metavar="DIR", help="VoxCeleb1 folder (holding wav/)")
+    vox.add_argument("--split", type=Path, metavar="FILE", help="iden_split.txt (default: DIR/iden_split.txt if present)")
+    vox.add_argument("--trials", type=Path, nargs="+", metavar="FILE",
+                     help="trial lists, e.g. veri_test2.txt list_test_hard2.txt (default: DIR/veri_test.txt if present)")
+    vox.add_argument("--json", dest="json_out", type=Path, metavar="OUT", help="write the result object to OUT")
+    vox.add_argument("--plot", type=Path, metavar="PNG", help="write a DET curve with the EER point marked")
+    vox.add_argument("--cache", type=Path, metavar="DIR",
+                     help="embedding cache (keyed by file and model): reruns and interrupted runs resume")
+    vox.add_argument("--workers", type=int, default=2, metavar="N", help="decoding threads (default 2)")
+    vox.add_argument("--skip-missing", action="store_true",
+                     help="evaluate without clips the lists name but the folder lacks (default: fail)")
+    vox.set_defaults(handler=cmd_eval_voxceleb)
 
     model = sub.add_parser("model", help="provision the embedding model", parents=[common])
     model_sub = model.add_subparsers(dest="model_command", metavar="ACTION", required=True)

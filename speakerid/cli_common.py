@@ -16,16 +16,20 @@ class UsageError(SpeakerIDError):
     """A command was called with arguments that do not make sense together."""
 
 
-def common_options() -> argparse.ArgumentParser:
-    """Options every subcommand accepts, before or after its own arguments."""
+def common_options(json_flag: bool = True) -> argparse.ArgumentParser:
+    """Options every subcommand accepts, before or after its own arguments.
+
+    ``json_flag=False`` for commands whose ``--json`` takes a file name instead.
+    """
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument("--home", type=Path, default=argparse.SUPPRESS,
                         help="store folder (default: $SPEAKERID_HOME, else ~/.local/share/speakerid)")
     parent.add_argument("--model", default=argparse.SUPPRESS,
                         help="hub id or local SpeechBrain model folder (default: $SPEAKERID_MODEL, else speechbrain/spkrec-ecapa-voxceleb)")
     parent.add_argument("--device", default=argparse.SUPPRESS, help="torch device, e.g. cpu or cuda (default: cpu)")
-    parent.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                        help="print one JSON object on stdout instead of text")
+    if json_flag:
+        parent.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                            help="print one JSON object on stdout instead of text")
     parent.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                         help="log progress and show tracebacks of unexpected errors")
     return parent

@@ -1,0 +1,263 @@
+"""VoxCeleb1 evaluation: identification (top-1/top-5, macro P/R/F1) and verification (EER, minDCF).
+
+Protocol, not policy: every split-1 clip enrolls its speaker as the list gives it (no enrollment
+gates), every split-3 clip is identified, every trial is scored; the scoring is the one
+:mod:`speakerid.scoring` uses (cosine to a speaker's centroid; a single clip is its own
+centroid), so the thresholds reported here calibrate the product. Clips without detected speech
+are embedded anyway, counted, and reported.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .audio import load_audio
+from .embedder import Embedder
+from .embedding_cache import EmbeddingCache
+from .errors import AudioError, SpeakerIDError
+from .metrics import det_curve, eer, min_dcf
+from .vad import default_detector
+from .voxceleb import Trial, read_iden_split, read_trials, speaker_of, wav_root
+
+SHOW_MISSING = 5
+
+
+class MissingClipsError(SpeakerIDError):
+    """The lists name clips the folder does not have."""
+
+
+@dataclass
+class EvalConfig:
+    root: Path
+    split: Path | None = None
+    trials: list[Path] = field(default_factory=list)
+    cache: Path | None = None
+    workers: int = 2
+    skip_missing: bool = False
+    model: str | None = None
+    device: str = "cpu"
+    progress: bool = True
+
+
+def default_lists(root: Path) -> tuple[Path | None, list[Path]]:
+    """``iden_split.txt`` and ``veri_test.txt`` beside ``wav/`` when the user names none."""
+    base = Path(root).expanduser()
+    if base.name == "wav" and not (base / "iden_split.txt").exists():
+        base = base.parent
+    split = base / "iden_split.txt"
+    trials = base / "veri_test.txt"
+    return (split if split.is_file() else None), ([trials] if trials.is_file() else [])
+
+
+def evaluate(config: EvalConfig) -> tuple[dict, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """The result object (the JSON contract) and each trial list's ``(scores, labels)`` for plotting."""
+    wav = wav_root(config.root)
+    split = read_iden_split(config.split) if config.split else []
+    trial_lists = {Path(p).name: read_trials(p) for p in config.trials}
+    if not split and not trial_lists:
+        raise SpeakerIDError(f"{config.root}: nothing to evaluate (no iden_split.txt or trial list given or found)")
+
+    needed = sorted({rel for s, rel in split if s in (1, 3)} | {r for ts in trial_lists.values() for t in ts for r in (t.enrol, t.test)})
+    missing = [rel for rel in needed if not (wav / rel).is_file()]
+    if missing and not config.skip_missing:
+        shown = ", ".join(missing[:SHOW_MISSING]) + (", ..." if len(missing) > SHOW_MISSING else "")
+        raise MissingClipsError(f"{len(missing)} of {len(needed)} clips named by the lists are missing under {wav} "
+                                f"({shown}); pass --skip-missing to evaluate without them")
+    absent = set(missing)
+    present = [rel for rel in needed if rel not in absent]
+
+    embedder = Embedder.load(config.model, device=config.device)
+    vectors, stats = _embed_all(embedder, wav, present, config)
+    result: dict = {"model": embedder.model_id, "root": str(wav), "clips": len(present), "missing_clips": len(missing),
+                    "missing_examples": missing[:SHOW_MISSING], **stats}
+
+    if split:
+        result["identification"] = identification(split, vectors)
+    curves = {}
+    if trial_lists:
+        result["verification"] = {}
+        for name, trials in trial_lists.items():
+            scores, labels, skipped = trial_scores(trials, vectors)
+            result["verification"][name] = verification(scores, labels, skipped)
+            if len(scores) and labels.any() and not labels.all():
+                curves[name] = (scores, labels)
+    return result, curves
+
+
+def _embed_all(embedder: Embedder, wav: Path, rels: list[str], config: EvalConfig):
+    """Embed every clip once, decoding ahead in threads while the model works on the current one."""
+    cache = EmbeddingCache(config.cache / "embeddings.sqlite", embedder.model_id, embedder.dimension) if config.cache else None
+    vectors: dict[str, np.ndarray] = {}
+    audio_seconds = embedded_seconds = embed_time = 0.0
+    no_speech: list[str] = []
+    failed: dict[str, str] = {}
+    todo = []
+    for rel in rels:
+        hit = cache.get(wav / rel) if cache else None
+        if hit is None:
+            todo.append(rel)
+            continue
+        vectors[rel], seconds, speech = hit
+        audio_seconds += seconds
+        if speech == 0:
+            no_speech.append(rel)
+
+    def decode(rel: str):
+        try:
+            audio = load_audio(wav / rel)
+        except AudioError as exc:
+            return rel, None, str(exc)
+        regions = default_detector().segments(audio)
+        return rel, audio, sum(b - a for a, b in regions) / audio.sample_rate
+
+    bar = tqdm(total=len(todo), unit="clip", desc="embedding", disable=None if config.progress and todo else True)
+    with ThreadPoolExecutor(max_workers=max(1, config.workers)) as pool:
+        for rel, audio, speech in _prefetch(pool, decode, todo, ahead=4 * max(1, config.workers)):
+            bar.update(1)
+            if audio is None:
+                failed[rel] = speech
+                continue
+            start = time.perf_counter()
+            vectors[rel] = embedder.embed([audio.samples])[0]
+            embed_time += time.perf_counter() - start
+            audio_seconds += audio.seconds
+            embedded_seconds += audio.seconds
+            if speech == 0:
+                no_speech.append(rel)
+            if cache:
+                cache.put(wav / rel, vectors[rel], audio.seconds, speech)
+    bar.close()
+    if cache:
+        cache.close()
+    stats = {"cached_clips": len(rels) - len(todo), "embedded_clips": len(todo) - len(failed),
+             "no_speech_clips": len(no_speech), "no_speech_examples": no_speech[:SHOW_MISSING],
+             "unreadable_clips": len(failed), "unreadable_examples": list(failed.values())[:SHOW_MISSING],
+             "audio_seconds": round(audio_seconds, 1), "embed_seconds": round(embed_time, 2),
+             "rtf": round(embed_time / embedded_seconds, 5) if embedded_seconds else None}
+    return vectors, stats
+
+
+def _prefetch(pool, fn, items, ahead: int):
+    """``map`` over a pool with a bounded read-ahead, so memory stays flat on 150k clips."""
+    pending = []
+    it = iter(items)
+    for item in it:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= ahead:
+            break
+    for item in it:
+        yield pending.pop(0).result()
+        pending.append(pool.submit(fn, item))
+    for future in pending:
+        yield future.result()
+
+
+def identification(split: list[tuple[int, str]], vectors: dict[str, np.ndarray], top_k: int = 5) -> dict:
+    enrol: dict[str, list[np.ndarray]] = {}
+    for s, rel in split:
+        if s == 1 and rel in vectors:
+            enrol.setdefault(speaker_of(rel), []).append(vectors[rel])
+    speakers = sorted(enrol)
+    centroids = np.stack([np.mean(enrol[s], axis=0) for s in speakers])
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    tests = [rel for s, rel in split if s == 3 and rel in vectors and speaker_of(rel) in enrol]
+    if not tests:
+        raise SpeakerIDError("no split-3 clip of an enrolled speaker to identify")
+    scores = np.stack([vectors[r] for r in tests]) @ centroids.T
+    truth = np.array([speakers.index(speaker_of(r)) for r in tests])
+    ranked = np.argsort(-scores, axis=1, kind="stable")[:, :top_k]
+    predicted = ranked[:, 0]
+    precision, recall, f1 = macro_prf(truth, predicted, len(speakers))
+    return {"speakers": len(speakers), "enrol_utterances": sum(len(v) for v in enrol.values()),
+            "test_utterances": len(tests), "top1": float(np.mean(predicted == truth)),
+            "top5": float(np.mean((ranked == truth[:, None]).any(axis=1))),
+            "precision": precision, "recall": recall, "f1": f1}
+
+
+def macro_prf(truth: np.ndarray, predicted: np.ndarray, classes: int) -> tuple[float, float, float]:
+    """Macro-averaged precision, recall and F1 over the speakers that occur in ``truth``."""
+    labels = np.unique(truth)
+    p, r, f = [], [], []
+    for c in labels:
+        tp = np.sum((predicted == c) & (truth == c))
+        guessed, actual = np.sum(predicted == c), np.sum(truth == c)
+        pc = tp / guessed if guessed else 0.0
+        rc = tp / actual if actual else 0.0
+        p.append(pc), r.append(rc), f.append(2 * pc * rc / (pc + rc) if pc + rc else 0.0)
+    return float(np.mean(p)), float(np.mean(r)), float(np.mean(f))
+
+
+def trial_scores(trials: list[Trial], vectors: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
+    usable = [t for t in trials if t.enrol in vectors and t.test in vectors]
+    if not usable:
+        return np.empty(0), np.empty(0, dtype=bool), len(trials)
+    a = np.stack([vectors[t.enrol] for t in usable])
+    b = np.stack([vectors[t.test] for t in usable])
+    return np.einsum("ij,ij->i", a, b), np.array([t.target for t in usable]), len(trials) - len(usable)
+
+
+def verification(scores: np.ndarray, labels: np.ndarray, skipped: int = 0) -> dict:
+    out = {"trials": int(len(scores)), "target_trials": int(labels.sum()), "nontarget_trials": int((~labels).sum()),
+           "skipped_trials": skipped}
+    if len(scores) == 0 or labels.all() or not labels.any():
+        return out | {"eer": None, "min_dcf_p0.01": None, "min_dcf_p0.05": None, "threshold_eer": None}
+    rate, threshold = eer(scores, labels)
+    return out | {"eer": rate, "min_dcf_p0.01": min_dcf(scores, labels, 0.01)[0],
+                  "min_dcf_p0.05": min_dcf(scores, labels, 0.05)[0], "threshold_eer": threshold}
+
+
+def plot_det(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> None:
+    """DET curves (probit axes) with each list's EER point marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy.stats import norm
+
+    ticks = np.array([0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4])
+    clip = lambda x: np.clip(x, 5e-4, 0.5)  # noqa: E731
+    fig, ax = plt.subplots(figsize=(6, 6))
+    for name, (scores, labels) in curves.items():
+        det = det_curve(scores, labels)
+        rate, _ = eer(scores, labels)
+        ax.plot(norm.ppf(clip(det.false_alarm)), norm.ppf(clip(det.miss)), label=f"{name} (EER {rate:.2%})")
+        ax.plot(norm.ppf(clip(rate)), norm.ppf(clip(rate)), "o", color="black")
+    ax.plot(norm.ppf(ticks), norm.ppf(ticks), ":", color="grey", linewidth=0.8)
+    ax.set_xticks(norm.ppf(ticks), [f"{t:.1%}" for t in ticks], rotation=45)
+    ax.set_yticks(norm.ppf(ticks), [f"{t:.1%}" for t in ticks])
+    ax.set_xlim(norm.ppf(5e-4), norm.ppf(0.5))
+    ax.set_ylim(norm.ppf(5e-4), norm.ppf(0.5))
+    ax.set_xlabel("false-accept rate")
+    ax.set_ylabel("miss rate")
+    ax.set_title("DET curve (EER marked)")
+    ax.grid(True, linewidth=0.3)
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def format_table(result: dict) -> str:
+    lines = [f"model {result['model']}  clips {result['clips']}  (cached {result['cached_clips']}, "
+             f"embedded {result['embedded_clips']}, no speech {result['no_speech_clips']}, "
+             f"unreadable {result['unreadable_clips']}, missing {result['missing_clips']})"]
+    if result["rtf"] is not None:
+        lines.append(f"audio {result['audio_seconds']:.0f} s, embedding {result['embed_seconds']:.1f} s, rtf {result['rtf']:.4f}")
+    if "identification" in result:
+        i = result["identification"]
+        lines.append(f"identification  speakers {i['speakers']}  enrol {i['enrol_utterances']}  test {i['test_utterances']}  "
+                     f"top-1 {i['top1']:.4f}  top-5 {i['top5']:.4f}  P {i['precision']:.4f}  R {i['recall']:.4f}  F1 {i['f1']:.4f}")
+    for name, v in result.get("verification", {}).items():
+        if v["eer"] is None:
+            lines.append(f"{name:<22} trials {v['trials']} (skipped {v['skipped_trials']}): not enough trials to score")
+            continue
+        lines.append(f"{name:<22} trials {v['trials']:>7} (skipped {v['skipped_trials']})  EER {v['eer']:.4%}  "
+                     f"minDCF(0.01) {v['min_dcf_p0.01']:.4f}  minDCF(0.05) {v['min_dcf_p0.05']:.4f}  "
+                     f"threshold at EER {v['threshold_eer']:.4f}")
+    return "\n".join(lines)
