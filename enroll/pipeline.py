@@ -70,7 +70,9 @@ def enroll_speaker(
     min_speech: float = MIN_TOTAL_SPEECH,
     min_clip_speech: float = MIN_CLIP_SPEECH,
     max_seconds: float = DEFAULT_MAX_SECONDS,
+    names: list[str] | None = None,
 ) -> EnrollResult:
+    """``names``: how to call each clip in messages when clips are bytes (e.g. upload file names)."""
     name = check_name(name)
     if replace and append:
         raise EnrollmentError("choose one of --append (add clips) and --replace (start over)")
@@ -80,9 +82,10 @@ def enroll_speaker(
     store.check_model(embedder.model_id, embedder.dimension)
 
     sources = expand_clips(list(clips))
-    prepared = [prepare_clip(embedder, source, min_clip_speech=min_clip_speech, max_seconds=max_seconds)
-                for source in tqdm(sources, desc=f"enrolling {name}", unit="clip",
-                                   disable=True if len(sources) < PROGRESS_FROM else None)]
+    labels = names if names is not None and len(names) == len(sources) else [None] * len(sources)
+    prepared = [prepare_clip(embedder, source, label, min_clip_speech=min_clip_speech, max_seconds=max_seconds)
+                for source, label in tqdm(list(zip(sources, labels)), desc=f"enrolling {name}", unit="clip",
+                                          disable=True if len(sources) < PROGRESS_FROM else None)]
     _check_duplicates(prepared)
     vectors = np.stack([c.vector for c in prepared])
     check_consistency([c.source for c in prepared], vectors)
@@ -106,9 +109,9 @@ def enroll_speaker(
                         model=embedder.model_id, total_clips=speaker.clips, warnings=warnings)
 
 
-def prepare_clip(embedder: Embedder, source, *, min_clip_speech: float = MIN_CLIP_SPEECH,
+def prepare_clip(embedder: Embedder, source, name: str | None = None, *, min_clip_speech: float = MIN_CLIP_SPEECH,
                  max_seconds: float = DEFAULT_MAX_SECONDS) -> Clip:
-    audio = load_audio(source, max_seconds=max_seconds)
+    audio = load_audio(source, name, max_seconds=max_seconds)
     try:
         speech = extract_speech(audio, min_speech=min_clip_speech)
     except InsufficientSpeechError as exc:

@@ -110,7 +110,7 @@ def _decode(label: str, source, max_seconds: float) -> tuple[np.ndarray, int]:
     except AudioError:
         raise
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
-        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        detail = getattr(exc, "error_string", None) or (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
         raise AudioError(label, f"not a readable audio file ({detail})") from None
     except OSError as exc:
         raise AudioError(label, f"cannot read the file ({exc.strerror or exc})") from None

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .cli_common import common_options, emit, open_speakerid, option, run
+from .cli_common import UsageError, common_options, emit, open_speakerid, option, run
 
 
 def cmd_model_pull(args: argparse.Namespace) -> int:
@@ -89,6 +89,100 @@ def cmd_eval_voxceleb(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    import uvicorn
+
+    from .keys import active_keys_exist
+    from .service import is_loopback
+
+    home = option(args, "home")
+    with open_speakerid(args) as sid:
+        keys = active_keys_exist(sid.store)
+        home = sid.home
+    if not is_loopback(args.host) and not keys:
+        raise UsageError(f"refusing to listen on {args.host} with no API keys configured; "
+                         "create one with: speakerid keys create --role admin")
+    os.environ.update(SPEAKERID_HOME=str(home), SPEAKERID_DEVICE=option(args, "device") or "cpu",
+                      SPEAKERID_MAX_UPLOAD_MB=str(args.max_upload_mb), SPEAKERID_MAX_SECONDS=str(args.max_seconds),
+                      SPEAKERID_RATE_LIMIT=str(args.rate_limit), SPEAKERID_RATE_BURST=str(args.rate_burst))
+    if option(args, "model"):
+        os.environ["SPEAKERID_MODEL"] = option(args, "model")
+    print(f"speakerid serving {home} on http://{args.host}:{args.port} (API docs at /docs)", file=sys.stderr)
+    uvicorn.run("speakerid.service:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
+                log_level="warning")
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from .keys import create_key, list_keys, revoke_key
+
+    with open_speakerid(args) as sid:
+        if args.keys_command == "create":
+            secret, record = create_key(sid.store, args.role, args.name)
+            emit(args, {"key": secret, **record.to_dict()},
+                 f"{secret}\n(key {record.id}, role {record.role}; shown once, store it now)")
+        elif args.keys_command == "revoke":
+            revoke_key(sid.store, args.id)
+            emit(args, {"revoked": args.id}, f"revoked key {args.id}")
+        else:
+            keys = list_keys(sid.store)
+            emit(args, {"keys": [k.to_dict() for k in keys]},
+                 "\n".join(f"{k.id}  {k.role:<6} {k.name:<20} {'revoked ' + k.revoked if k.revoked else 'active'}"
+                           for k in keys) or "no API keys")
+    return 0
+
+
+def cmd_access(args: argparse.Namespace) -> int:
+    from .access import AccessControl
+
+    with open_speakerid(args) as sid:
+        access = AccessControl(sid)
+        action = args.access_command
+        if action == "grant":
+            access.grant(args.principal, args.resource)
+            emit(args, {"granted": args.principal, "resource": args.resource}, f"{args.principal} may use {args.resource}")
+        elif action == "revoke":
+            access.revoke(args.principal, args.resource)
+            emit(args, {"revoked": args.principal, "resource": args.resource}, f"{args.principal} may no longer use {args.resource}")
+        elif action == "groups":
+            if args.group and args.speaker:
+                (access.remove_from_group if args.remove else access.add_to_group)(args.group, args.speaker)
+            groups = access.groups()
+            emit(args, {"groups": groups}, "\n".join(f"@{g}: {', '.join(m)}" for g, m in groups.items()) or "no groups")
+        elif action == "resources":
+            rows = access.resources()
+            emit(args, {"resources": rows}, "\n".join(
+                f"{r['resource']:<20} threshold {r['threshold']:g}  allowed: {', '.join(r['allowed']) or '-'}" for r in rows)
+                or "no resources")
+        elif action == "threshold":
+            access.set_threshold(args.resource, args.value)
+            emit(args, {"resource": args.resource, "threshold": args.value}, f"{args.resource}: threshold {args.value}")
+        elif action == "lockout":
+            access.set_lockout(args.attempts, args.seconds)
+            emit(args, {"attempts": args.attempts, "seconds": args.seconds},
+                 f"lock a claimed identity after {args.attempts} denials within {args.seconds:g} s")
+        else:
+            decision = access.check(args.resource, args.clip, args.claim)
+            verdict = "allow" if decision.allow else "deny"
+            emit(args, decision.to_dict(), f"{verdict}: {decision.reason} (decision {decision.decision_id})")
+            return 0 if decision.allow else 3
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .access import AccessControl
+
+    with open_speakerid(args) as sid:
+        rows = AccessControl(sid).audit(since=args.since)
+    text = "\n".join(f"{r['time']}  {'allow' if r['allow'] else 'deny ':<5} {r['resource']:<16} claim={r['claim'] or '-':<12} "
+                     f"speaker={r['speaker'] or '-':<12} score={r['score'] if r['score'] is not None else '-'}  "
+                     f"key={r.get('key_id') or '-'}  {r['reason']}" for r in rows) or "no access decisions"
+    emit(args, {"decisions": rows}, text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = common_options()
     parser = argparse.ArgumentParser(prog="speakerid", description="Speaker identification and enrollment.",
@@ -119,6 +213,58 @@ def build_parser() -> argparse.ArgumentParser:
                                help="show, or set, the store's decision threshold (cosine)")
     threshold.add_argument("value", nargs="?", type=float, metavar="T")
     threshold.set_defaults(handler=cmd_threshold)
+
+    serve = sub.add_parser("serve", parents=[common], help="run the HTTP API (FastAPI + uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (non-loopback needs API keys)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, metavar="N", help="server processes, each with the model loaded")
+    serve.add_argument("--max-upload-mb", type=float, default=20, metavar="MB", help="largest upload (default 20)")
+    serve.add_argument("--max-seconds", type=float, default=120, metavar="S", help="longest clip (default 120)")
+    serve.add_argument("--rate-limit", type=float, default=10, metavar="R", help="requests a second per key (default 10)")
+    serve.add_argument("--rate-burst", type=int, default=20, metavar="B", help="burst allowed per key (default 20)")
+    serve.set_defaults(handler=cmd_serve)
+
+    keys = sub.add_parser("keys", help="API keys for the HTTP service")
+    keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    create = keys_sub.add_parser("create", parents=[common], help="create a key (shown once)")
+    create.add_argument("--role", choices=["admin", "client"], required=True,
+                        help="admin: enroll and delete too; client: identify, verify, check access")
+    create.add_argument("--name", default="", help="a label for the key")
+    revoke_key = keys_sub.add_parser("revoke", parents=[common], help="revoke a key by id")
+    revoke_key.add_argument("id", metavar="ID")
+    keys_sub.add_parser("list", parents=[common], help="list keys (never their secrets)")
+    for p in keys_sub.choices.values():
+        p.set_defaults(handler=cmd_keys)
+
+    access = sub.add_parser("access", help="voice access control: resources, grants, groups, checks")
+    access_sub = access.add_subparsers(dest="access_command", metavar="ACTION", required=True)
+    grant = access_sub.add_parser("grant", parents=[common], help="allow NAME (a speaker or @group) through RESOURCE")
+    grant.add_argument("principal", metavar="NAME")
+    grant.add_argument("resource", metavar="RESOURCE")
+    revoke = access_sub.add_parser("revoke", parents=[common], help="withdraw a grant")
+    revoke.add_argument("principal", metavar="NAME")
+    revoke.add_argument("resource", metavar="RESOURCE")
+    groups = access_sub.add_parser("groups", parents=[common], help="list groups, or add/remove a member")
+    groups.add_argument("group", nargs="?", metavar="GROUP")
+    groups.add_argument("speaker", nargs="?", metavar="SPEAKER")
+    groups.add_argument("--remove", action="store_true", help="remove SPEAKER from GROUP instead of adding")
+    access_sub.add_parser("resources", parents=[common], help="list resources, thresholds and who is allowed")
+    rthreshold = access_sub.add_parser("threshold", parents=[common], help="set a resource's own threshold")
+    rthreshold.add_argument("resource", metavar="RESOURCE")
+    rthreshold.add_argument("value", type=float, metavar="T")
+    lockout = access_sub.add_parser("lockout", parents=[common], help="lock a claimed identity after repeated denials")
+    lockout.add_argument("--attempts", type=int, required=True, help="consecutive denials that lock")
+    lockout.add_argument("--seconds", type=float, required=True, help="window (and lock duration) in seconds")
+    check = access_sub.add_parser("check", parents=[common], help="allow or deny CLIP at RESOURCE: exit 0 allow, 3 deny")
+    check.add_argument("resource", metavar="RESOURCE")
+    check.add_argument("clip", metavar="CLIP")
+    check.add_argument("--claim", metavar="NAME", help="the identity the speaker claims (verify instead of identify)")
+    for p in access_sub.choices.values():
+        p.set_defaults(handler=cmd_access)
+
+    audit = sub.add_parser("audit", parents=[common], help="access decisions, newest last")
+    audit.add_argument("--since", metavar="T", help="ISO time, e.g. 2026-11-24T09:00")
+    audit.set_defaults(handler=cmd_audit)
 
     evaluation = sub.add_parser("eval", help="evaluate on a standard benchmark")
     eval_sub = evaluation.add_subparsers(dest="eval_command", metavar="BENCHMARK", required=True)

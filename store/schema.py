@@ -37,6 +37,34 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         CREATE INDEX events_time ON events(time);
     """),
+    (2, "access control: api keys, resources, grants, groups", """
+        CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,
+            hash TEXT NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('admin', 'client')),
+            name TEXT NOT NULL DEFAULT '',
+            created TEXT NOT NULL,
+            revoked TEXT
+        );
+        CREATE TABLE resources (
+            name TEXT PRIMARY KEY,
+            threshold REAL,
+            created TEXT NOT NULL
+        );
+        -- principal: a speaker name, or '@group'
+        CREATE TABLE grants (
+            resource TEXT NOT NULL REFERENCES resources(name) ON DELETE CASCADE,
+            principal TEXT NOT NULL,
+            created TEXT NOT NULL,
+            PRIMARY KEY (resource, principal)
+        );
+        CREATE TABLE group_members (
+            grp TEXT NOT NULL,
+            speaker TEXT NOT NULL,
+            PRIMARY KEY (grp, speaker)
+        );
+        CREATE INDEX events_kind_speaker ON events(kind, speaker, id);
+    """),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -204,6 +204,8 @@ class Store:
                 raise SpeakerNotFoundError(name)
             self.db.execute("DELETE FROM embeddings WHERE speaker_id = ?", [row["id"]])
             self.db.execute("DELETE FROM speakers WHERE id = ?", [row["id"]])
+            self.db.execute("DELETE FROM grants WHERE principal = ?", [name])
+            self.db.execute("DELETE FROM group_members WHERE speaker = ?", [name])
             self._event("remove", name)
         self._checkpoint()
         self.sync_index()
@@ -222,10 +224,16 @@ class Store:
         rows = self.db.execute("SELECT key, value FROM meta WHERE key LIKE 'setting.%'").fetchall()
         return {k[len("setting."):]: json.loads(v) for k, v in rows}
 
-    def log_event(self, kind: str, speaker: str | None = None, **detail) -> None:
+    def log_event(self, kind: str, speaker: str | None = None, /, **detail) -> None:
         """Append to the audit table (never audio, never vectors)."""
         with self._write(bump=False):
             self._event(kind, speaker, **detail)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite_utils.Database]:
+        """A write transaction for tables that do not touch embeddings (keys, grants, ...)."""
+        with self._write(bump=False):
+            yield self.db
 
     # -- reading -----------------------------------------------------------------------------
     @property
@@ -432,6 +440,11 @@ class Store:
     def _write(self, bump: bool = True) -> Iterator[None]:
         """One write transaction; ``BEGIN IMMEDIATE`` so concurrent writers queue, never deadlock."""
         with self._lock:
+            if self.db.conn.in_transaction:  # nested in this thread's transaction: part of it
+                yield
+                if bump:
+                    self.db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+                return
             _retry(lambda: self.db.execute("BEGIN IMMEDIATE"))
             try:
                 yield
@@ -481,7 +494,7 @@ class Store:
                         updated=r["updated"], metadata=json.loads(r["metadata"]))
                 for r in self.db.query(sql, params)]
 
-    def _event(self, kind: str, speaker: str | None, **detail) -> None:
+    def _event(self, kind: str, speaker: str | None, /, **detail) -> None:
         self.db["events"].insert({"time": now(), "kind": kind, "speaker": speaker, "detail": json.dumps(detail)})
 
 

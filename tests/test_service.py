@@ -1,0 +1,203 @@
+"""The HTTP service, as a real uvicorn server on 127.0.0.1 spoken to over HTTP."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speakerid import SpeakerID
+from speakerid.access import AccessControl
+from speakerid.keys import create_key, revoke_key
+
+from conftest import clip_path, iden_split, needs_data, run_cli
+
+pytestmark = [needs_data]
+
+PEOPLE = {"alice": "id90001", "bob": "id90002", "carol": "id90003", "dave": "id90004", "erin": "id90005"}
+LOCKOUT_SECONDS = 4
+
+
+def clips(person: str, split: int) -> list:
+    return [clip_path(r) for s, r in iden_split() if s == split and r.startswith(PEOPLE[person] + "/")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, model_dir):
+    home = tmp_path_factory.mktemp("service") / "home"
+    keys = {}
+    with SpeakerID.open(home) as sid:
+        for person in ("alice", "bob", "carol", "dave"):
+            sid.enroll(person, clips(person, 1))
+        for label, role in (("admin", "admin"), ("client", "client"), ("revoked", "client"), ("limited", "admin"),
+                            *((f"c{i}", "client") for i in range(4))):
+            keys[label], record = create_key(sid.store, role, label)
+            if label == "revoked":
+                revoke_key(sid.store, record.id)
+        access = AccessControl(sid)
+        access.grant("alice", "front-door")
+        access.grant("@staff", "lab")
+        access.set_lockout(3, LOCKOUT_SECONDS)
+    port = free_port()
+    env = {**os.environ, "SPEAKERID_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "speakerid.cli", "serve", "--port", str(port), "--max-upload-mb", "2",
+                             "--max-seconds", "30", "--rate-limit", "2", "--rate-burst", "8"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 180
+    while True:
+        try:
+            if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"server did not start: {proc.stderr.read()}")
+        time.sleep(0.5)
+    yield base, keys, home, env
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def auth(key: str) -> dict:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def post_clip(base, path, key, clip, **params):
+    with open(clip, "rb") as f:
+        return httpx.post(base + path, params=params, headers=auth(key), files={"file": (clip.name, f, "audio/wav")},
+                          timeout=120)
+
+
+def test_health_metrics_and_openapi(server):
+    base, *_ = server
+    health = httpx.get(base + "/healthz").json()
+    assert health["status"] == "ok" and health["speakers"] == 4
+    assert "speakerid_speakers 4" in httpx.get(base + "/metrics").text
+    spec = httpx.get(base + "/openapi.json").json()
+    assert {"/v1/identify", "/v1/verify", "/v1/access/check", "/v1/speakers/{speaker}/enrollments"} <= set(spec["paths"])
+    assert httpx.get(base + "/docs").status_code == 200
+
+
+def test_auth_matrix(server):
+    base, keys, *_ = server
+    clip = clips("alice", 3)[0]
+    with open(clip, "rb") as f:
+        data = f.read()
+    plain = httpx.post(base + "/v1/identify", content=data, headers={"Content-Type": "audio/wav"})
+    assert plain.status_code == 401 and "missing API key" in plain.json()["error"]
+    assert post_clip(base, "/v1/identify", "sk_deadbeef_nope", clip).status_code == 401
+    assert post_clip(base, "/v1/identify", keys["revoked"], clip).status_code == 401
+    assert post_clip(base, "/v1/identify", keys["client"], clip).json()["speaker"] == "alice"
+    assert post_clip(base, "/v1/identify", keys["admin"], clip).json()["speaker"] == "alice"
+    assert httpx.delete(base + "/v1/speakers/alice", headers=auth(keys["client"])).status_code == 403
+    assert post_clip(base, "/v1/speakers/zed/enrollments", keys["client"], clip).status_code == 403
+    assert httpx.get(base + "/v1/speakers", headers=auth(keys["client"])).status_code == 403
+    assert httpx.get(base + "/v1/speakers", headers=auth(keys["admin"])).status_code == 200
+
+
+def test_limits_and_bad_audio(server, tmp_path):
+    base, keys, *_ = server
+    big = httpx.post(base + "/v1/identify", content=b"\0" * (3 * 1024 * 1024),
+                     headers={**auth(keys["client"]), "Content-Type": "audio/wav"})
+    assert big.status_code == 413
+    samples, rate = sf.read(clips("bob", 3)[0], dtype="float32")
+    long = tmp_path / "long.wav"
+    sf.write(long, np.tile(samples, int(40 * rate / len(samples)) + 1), rate)
+    too_long = post_clip(base, "/v1/identify", keys["client"], long)
+    assert too_long.status_code == 413 and "too long" in too_long.json()["error"]
+    text = tmp_path / "notes.wav"
+    text.write_text("not audio at all")
+    bad = post_clip(base, "/v1/identify", keys["client"], text)
+    assert bad.status_code == 422 and bad.json()["error"] == "notes.wav: not a readable audio file (Format not recognised.)"
+    short = tmp_path / "short.wav"
+    sf.write(short, samples[rate: rate + int(0.4 * rate)], rate)
+    too_short = post_clip(base, "/v1/identify", keys["client"], short)
+    assert too_short.status_code == 422 and "need at least 0.5 s of speech" in too_short.json()["error"]
+
+
+def test_rate_limit_per_key(server):
+    base, keys, *_ = server
+    codes = [httpx.get(base + "/v1/speakers", headers=auth(keys["limited"])).status_code for _ in range(20)]
+    assert codes[:8] == [200] * 8 and 429 in codes
+    assert httpx.get(base + "/v1/speakers", headers=auth(keys["admin"])).status_code == 200  # others unaffected
+
+
+def test_enroll_identify_access_audit(server):
+    base, keys, home, env = server
+    files = [("file", (c.name, open(c, "rb"), "audio/wav")) for c in clips("erin", 1)]
+    enrolled = httpx.post(base + "/v1/speakers/erin/enrollments", headers=auth(keys["admin"]), files=files, timeout=300)
+    assert enrolled.status_code == 201, enrolled.text
+    assert enrolled.json()["clips"] == len(files)
+    again = httpx.post(base + "/v1/speakers/erin/enrollments", headers=auth(keys["admin"]),
+                       files=[("file", (clips("erin", 1)[0].name, open(clips("erin", 1)[0], "rb"), "audio/wav"))])
+    assert again.status_code == 409
+    assert post_clip(base, "/v1/identify", keys["client"], clips("erin", 3)[0]).json()["speaker"] == "erin"
+    assert run_cli(["access", "groups", "staff", "erin"], env).returncode == 0
+    allowed = post_clip(base, "/v1/access/check", keys["client"], clips("erin", 3)[0], resource="lab").json()
+    assert allowed["allow"] is True and allowed["speaker"] == "erin" and allowed["decision_id"]
+    denied = post_clip(base, "/v1/access/check", keys["client"], clips("dave", 3)[0], resource="lab").json()
+    assert denied["allow"] is False and "not allowed" in denied["reason"]
+    unknown = post_clip(base, "/v1/access/check", keys["client"], clips("bob", 3)[0], resource="no-such-door")
+    assert unknown.status_code == 404
+    audit = json.loads(run_cli(["audit", "--json"], env).stdout)["decisions"]
+    ids = {d["decision_id"]: d for d in audit}
+    assert ids[allowed["decision_id"]]["allow"] is True and ids[denied["decision_id"]]["speaker"] == "dave"
+    assert all(set(d) >= {"time", "key_id", "resource", "claim", "allow", "score"} for d in audit)
+    assert ids[allowed["decision_id"]]["key_id"] == keys["client"].split("_")[1]
+
+
+def test_lockout_and_its_expiry(server):
+    base, keys, *_ = server
+    alice_voice, bob_voice = clips("alice", 3)[0], clips("bob", 3)[0]
+    for _ in range(3):
+        d = post_clip(base, "/v1/access/check", keys["c0"], bob_voice, resource="front-door", claim="alice").json()
+        assert d["allow"] is False and "does not match" in d["reason"]
+    locked = post_clip(base, "/v1/access/check", keys["c0"], alice_voice, resource="front-door", claim="alice").json()
+    assert locked["allow"] is False and locked["reason"].startswith("locked out until")
+    time.sleep(LOCKOUT_SECONDS + 0.5)
+    free = post_clip(base, "/v1/access/check", keys["c0"], alice_voice, resource="front-door", claim="alice").json()
+    assert free["allow"] is True, free
+
+
+def test_concurrent_requests_answer_like_sequential_ones(server):
+    base, keys, *_ = server
+    queries = [c for p in ("alice", "bob", "carol", "dave") for c in clips(p, 3)[:2]]
+    sequential = [post_clip(base, "/v1/identify", keys["client"], q).json() for q in queries]
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(lambda iq: post_clip(base, "/v1/identify", keys[f"c{iq[0] % 4}"], iq[1]).json(),
+                                 enumerate(queries)))
+    assert parallel == sequential
+
+
+def test_delete_is_erasure(server):
+    base, keys, home, env = server
+    carol_clip = clips("carol", 3)[0]
+    assert post_clip(base, "/v1/identify", keys["client"], carol_clip).json()["speaker"] == "carol"
+    assert httpx.delete(base + "/v1/speakers/carol", headers=auth(keys["admin"])).status_code == 200
+    after = post_clip(base, "/v1/identify", keys["client"], carol_clip).json()
+    assert after["speaker"] is None and "carol" not in [c["speaker"] for c in after["candidates"]]
+    assert httpx.get(base + "/v1/speakers/carol", headers=auth(keys["admin"])).status_code == 404
+
+
+def test_refuses_public_address_without_keys(tmp_path, cli_env):
+    done = run_cli(["serve", "--host", "0.0.0.0", "--port", str(free_port())], cli_env, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip().startswith("error: refusing to listen on 0.0.0.0 with no API keys")
