@@ -183,6 +183,28 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    with open_speakerid(args) as sid:
+        report = sid.store.check()
+        repaired = False
+        if args.repair and not report["consistent"]:
+            sid.store.rebuild_index()
+            report, repaired = sid.store.check(), True
+    report["repaired"] = repaired
+    state = "consistent" if report["consistent"] else "INCONSISTENT"
+    lines = [f"{sid.home}: {state}{' (index rebuilt from the database)' if repaired else ''}",
+             f"  database: generation {report['generation']}, {report['speakers']} speakers, "
+             f"{report['embeddings']} embeddings, model {report['model']} ({report['dimension']}-d)"]
+    if report["index"]:
+        i = report["index"]
+        lines.append(f"  index:    generation {i['generation']}, {i['count']} vectors ({i['kind']}), model {i['model']}")
+    lines += [f"  problem:  {p}" for p in report["problems"]]
+    if not report["consistent"] and not args.repair:
+        lines.append("  run `speakerid doctor --repair` to rebuild what is derived")
+    emit(args, report, "\n".join(lines))
+    return 0 if report["consistent"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = common_options()
     parser = argparse.ArgumentParser(prog="speakerid", description="Speaker identification and enrollment.",
@@ -265,6 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", parents=[common], help="access decisions, newest last")
     audit.add_argument("--since", metavar="T", help="ISO time, e.g. 2026-11-24T09:00")
     audit.set_defaults(handler=cmd_audit)
+
+    doctor = sub.add_parser("doctor", parents=[common],
+                            help="check the database and the index agree (exit 1 if not); --repair rebuilds the index")
+    doctor.add_argument("--repair", action="store_true", help="rebuild the derived index from the database")
+    doctor.set_defaults(handler=cmd_doctor)
 
     evaluation = sub.add_parser("eval", help="evaluate on a standard benchmark")
     eval_sub = evaluation.add_subparsers(dest="eval_command", metavar="BENCHMARK", required=True)

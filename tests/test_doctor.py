@@ -1,0 +1,31 @@
+"""`speakerid doctor`: reports agreement, finds a damaged index, and repairs it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from store import INDEX_NAME, NewEmbedding, Store
+
+from conftest import run_cli
+
+
+def test_doctor_reports_finds_and_repairs(tmp_path, cli_env):
+    home = tmp_path / "home"
+    cli_env["SPEAKERID_HOME"] = str(home)
+    rng = np.random.default_rng(0)
+    with Store.open(home, model="m", dimension=8) as s:
+        for i in range(5):
+            v = rng.standard_normal((2, 8)).astype(np.float32)
+            s.add_speaker(f"s{i}", [NewEmbedding(x / np.linalg.norm(x)) for x in v], model="m")
+    ok = run_cli(["doctor", "--json"], cli_env)
+    assert ok.returncode == 0 and json.loads(ok.stdout)["consistent"] is True
+    (home / INDEX_NAME).write_bytes(b"SPKIDX1\n" + b"\0" * 64)
+    bad = run_cli(["doctor", "--json"], cli_env)
+    report = json.loads(bad.stdout)
+    assert bad.returncode == 1 and not report["consistent"] and report["problems"]
+    fixed = run_cli(["doctor", "--repair", "--json"], cli_env)
+    report = json.loads(fixed.stdout)
+    assert fixed.returncode == 0 and report["consistent"] and report["repaired"]
+    assert report["index"]["count"] == 10
