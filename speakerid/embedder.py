@@ -39,11 +39,13 @@ class Embedder:
 
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, model: ModelFolder, device: str = "cpu"):
+    def __init__(self, model: ModelFolder, device: str = "cpu", precision: str = "fp32"):
         import torch
         from speechbrain.inference.speaker import EncoderClassifier
         from speechbrain.utils.fetching import LocalStrategy
 
+        if precision not in ("fp32", "bf16"):
+            raise ModelError(f"precision must be fp32 or bf16, not {precision!r}")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ModelError(f"device {device} requested, but no CUDA device is available")
         folder = str(model.path)
@@ -65,6 +67,8 @@ class Embedder:
         self.model = model
         self.model_id = model.id
         self.device = device
+        # bf16 autocast: opt-in until it is measured across more audio (benchmarks/embed_speed.py).
+        self.precision = precision
         probe = np.random.default_rng(0).standard_normal(SAMPLE_RATE).astype(np.float32) * 0.1
         self.dimension = int(self._embed_one(probe).shape[-1])
 
@@ -93,7 +97,8 @@ class Embedder:
         import torch
 
         wav = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))[None].to(self.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(wav.device.type, dtype=torch.bfloat16,
+                                                    enabled=self.precision == "bf16"):
             vec = self._classifier.encode_batch(wav).reshape(-1).float().cpu().numpy()
         norm = float(np.linalg.norm(vec))
         return vec / norm if norm > 0 else vec

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import wave
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from speakerid.audio import SAMPLE_RATE, load_audio, resample
 from speakerid.errors import AudioError, InsufficientSpeechError
 from speakerid.vad import extract_speech
 
+from bad_audio import make_bad_inputs
 from conftest import clip_path, needs_data
 
 CLIP = "id10001/1zcIwhmdeo4/00001.wav"
@@ -65,41 +65,11 @@ def test_bytes_and_array_inputs_match_the_file(speech):
     np.testing.assert_array_equal(load_audio((speech, SAMPLE_RATE)).samples, from_file)
 
 
-def _header_only_wav(path):
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(SAMPLE_RATE)
-
-
-def _bad_cases(tmp_path, speech):
-    """(input, expected reason fragment) pairs, each made here from scratch."""
-    cases = []
-    empty = tmp_path / "empty.wav"; empty.write_bytes(b"")
-    cases.append((empty, "empty file"))
-    header = tmp_path / "header.wav"; _header_only_wav(header)
-    cases.append((header, "no audio"))
-    text = tmp_path / "notes.wav"; text.write_text("this is not audio\n" * 100)
-    cases.append((text, "not a readable audio file"))
-    nan = tmp_path / "nan.wav"; sf.write(nan, np.full(SAMPLE_RATE, np.nan, dtype=np.float32), SAMPLE_RATE, subtype="FLOAT")
-    cases.append((nan, "NaN or infinite"))
-    slow = tmp_path / "1hz.wav"; sf.write(slow, np.zeros(10, dtype=np.float32), 1)
-    cases.append((slow, "below the supported minimum"))
-    fast = tmp_path / "384k.wav"; sf.write(fast, np.zeros(384000, dtype=np.float32), 384000)
-    cases.append((fast, "above the supported maximum"))
-    many = tmp_path / "33ch.wav"; sf.write(many, np.zeros((1000, 33), dtype=np.float32), SAMPLE_RATE)
-    cases.append((many, "33 channels"))
-    cases.append((tmp_path / "missing.wav", "file not found"))
-    link = tmp_path / "dangling.wav"; link.symlink_to(tmp_path / "nowhere.wav")
-    cases.append((link, "broken symbolic link"))
-    folder = tmp_path / "folder.wav"; folder.mkdir()
-    cases.append((folder, "is a folder"))
-    return cases
-
-
 @needs_data
 def test_bad_inputs_raise_one_line_audio_errors(tmp_path, speech):
-    for source, reason in _bad_cases(tmp_path, speech):
+    for source, reason in make_bad_inputs(tmp_path, speech):
         with pytest.raises(AudioError) as info:
-            load_audio(source)
+            extract_speech(load_audio(source))
         message = str(info.value)
         assert reason in message, message
         assert str(source) in message and "\n" not in message

@@ -78,3 +78,13 @@ def test_cuda_request_without_cuda_is_refused(model_dir):
         pytest.skip("this machine has CUDA")
     with pytest.raises(ModelError, match="no CUDA device"):
         Embedder.load(str(model_dir), device="cuda")
+
+
+@needs_data
+def test_bf16_precision_stays_within_the_accuracy_bar(embedder, model_dir):
+    bf16 = Embedder(embedder.model, precision="bf16")
+    for rel in [r for _, r in iden_split()][::30]:
+        samples = load_audio(clip_path(rel)).samples
+        assert float(bf16.embed([samples])[0] @ embedder.embed([samples])[0]) >= 0.9999
+    with pytest.raises(ModelError, match="precision must be fp32 or bf16"):
+        Embedder(embedder.model, precision="int4")
