@@ -97,7 +97,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .keys import active_keys_exist
     from .service import is_loopback
 
-    home = option(args, "home")
     with open_speakerid(args) as sid:
         keys = active_keys_exist(sid.store)
         home = sid.home

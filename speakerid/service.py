@@ -225,14 +225,13 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
         if mode not in ("new", "append", "replace"):
             raise HTTPException(422, "mode is new, append or replace")
         uploads = await read_audio(request, many=True)
-        clips = [(data, name) for data, name in uploads]
 
         def run():
             from enroll.pipeline import enroll_speaker
 
-            return enroll_speaker(sid.store, sid.embedder, sid.profiles, speaker, [d for d, _ in clips],
+            return enroll_speaker(sid.store, sid.embedder, sid.profiles, speaker, [d for d, _ in uploads],
                                   replace=mode == "replace", append=mode == "append", threshold=sid.threshold,
-                                  max_seconds=config.max_seconds, names=[n for _, n in clips])
+                                  max_seconds=config.max_seconds, names=[n for _, n in uploads])
         return (await run_in_threadpool(run)).to_dict()
 
     @app.get("/v1/speakers")
