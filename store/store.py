@@ -196,6 +196,29 @@ class Store:
         self.sync_index()
         return self.speaker(name)
 
+    def import_speakers(self, speakers: dict[str, Sequence[NewEmbedding]], *, model: str) -> int:
+        """Add many new speakers in one transaction (e.g. a voiceprint migration); all or nothing."""
+        if not speakers:
+            return 0
+        with self._write():
+            for name, embeddings in speakers.items():
+                vectors = np.stack([np.asarray(e.vector, dtype=np.float32).reshape(-1) for e in embeddings])
+                self.check_model(model, vectors.shape[1])
+                self._meta_default("model", model)
+                self._meta_default("dimension", str(vectors.shape[1]))
+                if self._speaker_row(name) is not None:
+                    raise SpeakerExistsError(name)
+                stamp = now()
+                speaker_id = self.db["speakers"].insert(
+                    {"name": name, "created": stamp, "updated": stamp, "metadata": "{}"}).last_pk
+                self.db["embeddings"].insert_all(
+                    {"speaker_id": speaker_id, "vector": vec.tobytes(), "dimension": vectors.shape[1], "model": model,
+                     "clip_sha256": e.clip_sha256, "speech_seconds": e.speech_seconds, "created": stamp}
+                    for vec, e in zip(vectors, embeddings))
+            self._event("import", None, speakers=len(speakers))
+        self.sync_index()
+        return len(speakers)
+
     def remove_speaker(self, name: str) -> None:
         """Erase a speaker: rows, vectors and index entries; deleted bytes are zeroed on disk."""
         with self._write():

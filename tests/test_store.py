@@ -266,3 +266,13 @@ def test_index_file_roundtrip_is_atomic_and_checked(tmp_path):
     loaded, header = VectorIndex.load(tmp_path / "i.faiss")
     assert header.generation == 3 and header.count == 50 and sorted(loaded.ids()) == list(range(50))
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".index.")]  # no temp file left behind
+
+
+def test_import_many_speakers_is_one_transaction(store):
+    rng = np.random.default_rng(9)
+    assert store.import_speakers({f"imp{i}": embs(unit(rng, 2)) for i in range(50)}, model="m") == 50
+    assert len(store.speakers()) == 50 and store.check()["consistent"]
+    before = store.generation
+    with pytest.raises(SpeakerExistsError):
+        store.import_speakers({"new-one": embs(unit(rng)), "imp3": embs(unit(rng))}, model="m")
+    assert "new-one" not in store and store.generation == before
