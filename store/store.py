@@ -161,16 +161,9 @@ class Store:
         """
         if mode not in {"new", "append", "replace"}:
             raise ValueError(f"mode must be new, append or replace, not {mode!r}")
-        if not embeddings:
-            raise StoreError(f"no embeddings to enroll for {name!r}")
-        vectors = np.stack([np.asarray(e.vector, dtype=np.float32).reshape(-1) for e in embeddings])
-        dim = vectors.shape[1]
-        if not np.isfinite(vectors).all():
-            raise StoreError(f"embeddings for {name!r} contain NaN or infinite values")
+        vectors = _stack(name, embeddings)
         with self._write():
-            self.check_model(model, dim)
-            self._meta_default("model", model)
-            self._meta_default("dimension", str(dim))
+            self._bind(model, vectors.shape[1])
             stamp = now()
             row = self._speaker_row(name)
             if row is not None and mode == "new":
@@ -186,11 +179,7 @@ class Store:
                 self.db["speakers"].update(speaker_id, {"updated": stamp, "metadata": json.dumps(merged)})
                 if mode == "replace":
                     self.db.execute("DELETE FROM embeddings WHERE speaker_id = ?", [speaker_id])
-            self.db["embeddings"].insert_all(
-                {"speaker_id": speaker_id, "vector": vec.tobytes(), "dimension": dim, "model": model,
-                 "clip_sha256": e.clip_sha256, "speech_seconds": e.speech_seconds, "created": stamp}
-                for vec, e in zip(vectors, embeddings)
-            )
+            self._insert_embeddings(speaker_id, vectors, embeddings, model, stamp)
             self._event("replace" if (row is not None and mode == "replace") else "enroll", name,
                         clips=len(embeddings))
         self.sync_index()
@@ -200,24 +189,33 @@ class Store:
         """Add many new speakers in one transaction (e.g. a voiceprint migration); all or nothing."""
         if not speakers:
             return 0
+        stacked = {name: _stack(name, embeddings) for name, embeddings in speakers.items()}
         with self._write():
             for name, embeddings in speakers.items():
-                vectors = np.stack([np.asarray(e.vector, dtype=np.float32).reshape(-1) for e in embeddings])
-                self.check_model(model, vectors.shape[1])
-                self._meta_default("model", model)
-                self._meta_default("dimension", str(vectors.shape[1]))
+                vectors = stacked[name]
+                self._bind(model, vectors.shape[1])
                 if self._speaker_row(name) is not None:
                     raise SpeakerExistsError(name)
                 stamp = now()
                 speaker_id = self.db["speakers"].insert(
                     {"name": name, "created": stamp, "updated": stamp, "metadata": "{}"}).last_pk
-                self.db["embeddings"].insert_all(
-                    {"speaker_id": speaker_id, "vector": vec.tobytes(), "dimension": vectors.shape[1], "model": model,
-                     "clip_sha256": e.clip_sha256, "speech_seconds": e.speech_seconds, "created": stamp}
-                    for vec, e in zip(vectors, embeddings))
+                self._insert_embeddings(speaker_id, vectors, embeddings, model, stamp)
             self._event("import", None, speakers=len(speakers))
         self.sync_index()
         return len(speakers)
+
+    def _bind(self, model: str, dimension: int) -> None:
+        """Inside a write: refuse another model, and bind a new store to this one."""
+        self.check_model(model, dimension)
+        self._meta_default("model", model)
+        self._meta_default("dimension", str(dimension))
+
+    def _insert_embeddings(self, speaker_id: int, vectors: np.ndarray, embeddings: Sequence[NewEmbedding],
+                           model: str, stamp: str) -> None:
+        self.db["embeddings"].insert_all(
+            {"speaker_id": speaker_id, "vector": vec.tobytes(), "dimension": vectors.shape[1], "model": model,
+             "clip_sha256": e.clip_sha256, "speech_seconds": e.speech_seconds, "created": stamp}
+            for vec, e in zip(vectors, embeddings))
 
     def remove_speaker(self, name: str) -> None:
         """Erase a speaker: rows, vectors and index entries; deleted bytes are zeroed on disk."""
@@ -519,6 +517,16 @@ class Store:
 
     def _event(self, kind: str, speaker: str | None, /, **detail) -> None:
         self.db["events"].insert({"time": now(), "kind": kind, "speaker": speaker, "detail": json.dumps(detail)})
+
+
+def _stack(name: str, embeddings: Sequence[NewEmbedding]) -> np.ndarray:
+    """A speaker's embeddings as one float32 matrix; refuse none at all, or NaN/inf values."""
+    if not embeddings:
+        raise StoreError(f"no embeddings to enroll for {name!r}")
+    vectors = np.stack([np.asarray(e.vector, dtype=np.float32).reshape(-1) for e in embeddings])
+    if not np.isfinite(vectors).all():
+        raise StoreError(f"embeddings for {name!r} contain NaN or infinite values")
+    return vectors
 
 
 def _retry(action, attempts: int = 20):

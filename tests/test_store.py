@@ -158,8 +158,7 @@ def test_approximate_index_above_threshold(tmp_path):
 def _bulk_enroll(store: Store, vectors: np.ndarray) -> None:
     """Many one-clip speakers, written directly (one transaction) to keep the test quick."""
     with store._write():
-        store._meta_default("model", "m")
-        store._meta_default("dimension", str(vectors.shape[1]))
+        store._bind("m", vectors.shape[1])
         store.db["speakers"].insert_all(({"id": i + 1, "name": f"spk{i}", "created": "t", "updated": "t",
                                           "metadata": "{}"} for i in range(len(vectors))), batch_size=5000)
         store.db["embeddings"].insert_all(({"speaker_id": i + 1, "vector": v.tobytes(), "dimension": vectors.shape[1],
