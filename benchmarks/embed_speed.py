@@ -19,18 +19,10 @@ import numpy as np
 import torch
 
 from speakerid.audio import load_audio
-from speakerid.embedder import Embedder
+from speakerid.embedder import Embedder, load_speechbrain
 from speakerid.models import resolve
 
 HERE = Path(__file__).resolve().parent
-
-
-def plain_classifier(folder: Path):
-    from speechbrain.inference.speaker import EncoderClassifier
-    from speechbrain.utils.fetching import LocalStrategy
-
-    return EncoderClassifier.from_hparams(source=str(folder), savedir=None, local_strategy=LocalStrategy.NO_LINK,
-                                          overrides={"pretrained_path": str(folder)})
 
 
 def plain_embed(classifier, samples: np.ndarray) -> np.ndarray:
@@ -71,7 +63,7 @@ def main() -> None:
     seconds = sum(len(c) for c in clips) / 16000
 
     folder = resolve().path
-    plain = plain_classifier(folder)
+    plain = load_speechbrain(folder)
     p_vecs, p_time = timed(lambda c: plain_embed(plain, c), clips, args.repeat)
     print(f"{len(clips)} clips of {args.min:g}-{args.max:g} s, {seconds:.0f} s of audio, torch threads {torch.get_num_threads()}")
     print(f"plain SpeechBrain fp32: rtf {p_time / seconds:.4f}")

@@ -41,27 +41,12 @@ class Embedder:
 
     def __init__(self, model: ModelFolder, device: str = "cpu", precision: str = "fp32"):
         import torch
-        from speechbrain.inference.speaker import EncoderClassifier
-        from speechbrain.utils.fetching import LocalStrategy
 
         if precision not in ("fp32", "bf16"):
             raise ModelError(f"precision must be fp32 or bf16, not {precision!r}")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ModelError(f"device {device} requested, but no CUDA device is available")
-        folder = str(model.path)
-        try:
-            self._classifier = EncoderClassifier.from_hparams(
-                source=folder,
-                savedir=None,
-                # hyperparams.yaml names the hub; pointing it at the folder keeps loading offline.
-                overrides={"pretrained_path": folder},
-                run_opts={"device": device},
-                local_strategy=LocalStrategy.NO_LINK,
-            )
-        except Exception as exc:  # SpeechBrain raises anything from yaml, torch or its fetcher
-            raise ModelError(f"{folder}: cannot load the model ({str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__})") from None
-        if self._classifier is None:
-            raise ModelError(f"{folder}: SpeechBrain returned no model")
+        self._classifier = load_speechbrain(model.path, device)
         self._classifier.eval()
         _flush_denormals(self._classifier.mods)
         self.model = model
@@ -102,6 +87,27 @@ class Embedder:
             vec = self._classifier.encode_batch(wav).reshape(-1).float().cpu().numpy()
         norm = float(np.linalg.norm(vec))
         return vec / norm if norm > 0 else vec
+
+
+def load_speechbrain(folder, device: str = "cpu"):
+    """SpeechBrain's own ``EncoderClassifier`` from a local folder, offline, weights untouched.
+
+    ``hyperparams.yaml`` names the hub; pointing ``pretrained_path`` at the folder keeps loading
+    offline, and ``NO_LINK`` writes nothing anywhere. Benchmarks and tests use this as "plain".
+    """
+    from speechbrain.inference.speaker import EncoderClassifier
+    from speechbrain.utils.fetching import LocalStrategy
+
+    folder = str(folder)
+    try:
+        classifier = EncoderClassifier.from_hparams(source=folder, savedir=None, overrides={"pretrained_path": folder},
+                                                    run_opts={"device": device}, local_strategy=LocalStrategy.NO_LINK)
+    except Exception as exc:  # SpeechBrain raises anything from yaml, torch or its fetcher
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+        raise ModelError(f"{folder}: cannot load the model ({detail})") from None
+    if classifier is None:
+        raise ModelError(f"{folder}: SpeechBrain returned no model")
+    return classifier
 
 
 def _flush_denormals(module) -> None:

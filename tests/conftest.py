@@ -49,11 +49,9 @@ def embedder(model_dir):
 @pytest.fixture(scope="session")
 def plain_speechbrain(model_dir):
     """SpeechBrain's own EncoderClassifier on the same folder, untouched by anything of ours."""
-    from speechbrain.inference.speaker import EncoderClassifier
-    from speechbrain.utils.fetching import LocalStrategy
+    from speakerid.embedder import load_speechbrain
 
-    return EncoderClassifier.from_hparams(source=str(model_dir), savedir=None, local_strategy=LocalStrategy.NO_LINK,
-                                          overrides={"pretrained_path": str(model_dir)})
+    return load_speechbrain(model_dir)
 
 
 def plain_embedding(classifier, samples: np.ndarray) -> np.ndarray:
