@@ -91,7 +91,8 @@ def enroll_speaker(
     check_consistency([c.source for c in prepared], vectors)
 
     existing = store.speaker(name) if exists and append else None
-    speech = sum(c.speech_seconds for c in prepared) + (existing.speech_seconds if existing else 0.0)
+    new_speech = sum(c.speech_seconds for c in prepared)
+    speech = new_speech + (existing.speech_seconds if existing else 0.0)
     if speech < min_speech:
         raise EnrollmentError(f"{name}: {speech:.1f} s of speech in total, need at least {min_speech:g} s; "
                               "add more or longer clips")
@@ -105,7 +106,7 @@ def enroll_speaker(
         [NewEmbedding(c.vector, clip_sha256=c.sha256, speech_seconds=c.speech_seconds) for c in prepared],
         model=embedder.model_id, mode=mode, metadata=metadata,
     )
-    return EnrollResult(speaker=name, clips=len(prepared), speech_seconds=sum(c.speech_seconds for c in prepared),
+    return EnrollResult(speaker=name, clips=len(prepared), speech_seconds=new_speech,
                         model=embedder.model_id, total_clips=speaker.clips, warnings=warnings)
 
 

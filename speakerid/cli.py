@@ -12,10 +12,8 @@ from .cli_common import UsageError, common_options, emit, open_speakerid, option
 def cmd_model_pull(args: argparse.Namespace) -> int:
     from . import models
 
-    folder = models.resolve(option(args, "model"))
+    folder = models.resolve(option(args, "model"))  # a pinned model's files are verified before it returns
     pinned = folder.id in models.PINNED
-    if pinned:
-        models.verify_pinned(folder.id, folder.path)
     result = {"model": folder.id, "path": str(folder.path), "origin": folder.origin, "verified": pinned}
     check = "all files match the pinned sha256 digests" if pinned else "no pinned digests for this model"
     emit(args, result, f"{folder.id}: {folder.path} (from {folder.origin}; {check})")

@@ -114,13 +114,16 @@ def resolve(spec: str | None = None, *, download: bool = True) -> ModelFolder:
     raise ModelError(f"cannot obtain model {spec}: " + "; ".join(tried or ["no source available"]))
 
 
-def verify_pinned(spec: str, folder: Path) -> None:
-    """Check every file of a pinned model; raise :class:`ModelIntegrityError` on any difference."""
+def verify_pinned(spec: str, folder: Path, known: dict[str, str] | None = None) -> None:
+    """Check every file of a pinned model; raise :class:`ModelIntegrityError` on any difference.
+
+    ``known``: digests the caller has already computed (file name -> sha256), not hashed again.
+    """
     for name, (size, digest) in PINNED[spec].files.items():
         path = folder / name
         if not path.is_file():
             raise ModelIntegrityError(f"{path}: missing file of {spec}")
-        actual = sha256_file(path)
+        actual = (known or {}).get(name) or sha256_file(path)
         if actual != digest:
             raise ModelIntegrityError(
                 f"{path}: sha256 {actual} does not match the pinned {digest} of {spec}; refusing to load it"
@@ -149,7 +152,7 @@ def _local_identity(folder: Path) -> str:
     for spec, pinned in PINNED.items():
         if pinned.files["embedding_model.ckpt"][1] == digest:
             try:
-                verify_pinned(spec, folder)
+                verify_pinned(spec, folder, known={"embedding_model.ckpt": digest})
                 return spec
             except ModelIntegrityError as exc:
                 log.warning("%s; treating the folder as a different model", exc)
