@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from speakerid.cli_common import UsageError, common_options, emit, open_speakerid, option, run, warn
+from speakerid.cli_common import UsageError, common_options, emit, open_speakerid, run, warn
 
 from .pipeline import MIN_CLIP_SPEECH, MIN_TOTAL_SPEECH
 

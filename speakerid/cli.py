@@ -184,7 +184,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     with open_speakerid(args) as sid:
         report = sid.store.check()
         repaired = False
-        if args.repair and not report["consistent"]:
+        if args.repair and (report["notes"] or not report["consistent"]):
             sid.store.rebuild_index()
             report, repaired = sid.store.check(), True
     report["repaired"] = repaired
@@ -195,6 +195,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if report["index"]:
         i = report["index"]
         lines.append(f"  index:    generation {i['generation']}, {i['count']} vectors ({i['kind']}), model {i['model']}")
+    lines += [f"  note:     {n}" for n in report["notes"]]
     lines += [f"  problem:  {p}" for p in report["problems"]]
     if not report["consistent"] and not args.repair:
         lines.append("  run `speakerid doctor --repair` to rebuild what is derived")

@@ -50,6 +50,9 @@ def emit(args: argparse.Namespace, result: dict, text: str) -> None:
 def run(handler: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
     """Run a command; turn expected failures into ``error: ...`` on stderr and a non-zero exit."""
     verbose = bool(option(args, "verbose"))
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is printed as its own bytes
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         return handler(args) or 0

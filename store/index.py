@@ -159,7 +159,7 @@ class VectorIndex:
 
     @staticmethod
     def _trained_ivf(dimension: int, vectors: np.ndarray) -> faiss.Index:
-        nlist = int(np.clip(4 * np.sqrt(len(vectors)), 16, 65536))
+        nlist = min(int(np.clip(4 * np.sqrt(len(vectors)), 16, 65536)), len(vectors))  # k-means needs k <= n
         quantizer = faiss.IndexFlatIP(dimension)
         index = faiss.IndexIVFFlat(quantizer, dimension, nlist, faiss.METRIC_INNER_PRODUCT)
         sample = vectors

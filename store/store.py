@@ -328,7 +328,7 @@ class Store:
                 db_ids, db_vecs, _ = self.vectors()
             problems: list[str] = [] if integrity == "ok" else [f"sqlite integrity_check: {integrity}"]
             report = {"generation": generation, "model": self.model, "dimension": self.dimension,
-                      "speakers": len(self.speakers()), "embeddings": len(db_ids), "index": None}
+                      "speakers": len(self.speakers()), "embeddings": len(db_ids), "index": None, "notes": []}
             try:
                 index, header = VectorIndex.load(self.home / INDEX_NAME, nprobe=self.nprobe)
             except IndexFileError as exc:
@@ -345,12 +345,18 @@ class Store:
                                    "model": header.model, "dimension": header.dimension}
                 if header.store_id != self._meta("store_id"):
                     problems.append("index belongs to another database")
-                if header.generation != generation:
+                behind = header.generation < generation
+                if behind:  # a write committed and its process ended before saving the index
+                    report["notes"].append(
+                        f"index is at generation {header.generation}, database at {generation}: the last "
+                        "write's process ended before saving the derived index; it catches up on next use")
+                elif header.generation != generation:
                     problems.append(f"index is at generation {header.generation}, database at {generation}")
-                if self.model is not None and (header.model != self.model or header.dimension != self.dimension):
+                if self.model is not None and header.dimension and \
+                        (header.model != self.model or header.dimension != self.dimension):
                     problems.append(f"index is for {header.model} ({header.dimension}-d)")
                 for label, ids in (("missing from", missing), ("extra in", extra)):
-                    if len(ids):
+                    if len(ids) and not behind:  # ids are never reused, so a lagging index may only lack or keep some
                         problems.append(f"{len(ids)} embeddings {label} the index")
                 if differ:
                     problems.append(f"{len(differ)} vectors differ between index and database")
@@ -401,6 +407,8 @@ class Store:
             if path.exists() or self._index_expected:
                 log.warning("%s; rebuilding it from %s", exc, DB_NAME)
             return None, None
+        if not header.dimension:  # written while the store was empty and bound to no model yet
+            return (index, header) if self.dimension is None else (None, None)
         if header.store_id != self._meta("store_id") or header.dimension != (self.dimension or header.dimension) \
                 or header.model != (self.model or header.model) or header.generation > self.generation:
             log.warning("%s: built from another database or model; rebuilding it", path)

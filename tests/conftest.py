@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -85,10 +86,55 @@ def cli_env(tmp_path, model_dir) -> dict[str, str]:
 
 
 def run_cli(args: list[str], env: dict[str, str], *, module: str = "speakerid.cli", timeout: float = 300):
+    """Run a command as a user would: as root, without the power to read files whose mode forbids it."""
     import subprocess
 
+    from bad_audio import drop_file_override
+
     return subprocess.run([sys.executable, "-m", module, *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+                          errors="surrogateescape", timeout=timeout, preexec_fn=drop_file_override)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(home: Path, *options: str, env: dict[str, str] | None = None):
+    """``speakerid serve`` as a real uvicorn process on 127.0.0.1; yields (base URL, process)."""
+    import subprocess
+    import time
+
+    import httpx
+
+    port = free_port()
+    env = {**os.environ, "SPEAKERID_HOME": str(home), "HF_HUB_OFFLINE": "1", **(env or {})}
+    proc = subprocess.Popen([sys.executable, "-m", "speakerid.cli", "serve", "--port", str(port), *options],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 180
+    try:
+        while True:
+            try:
+                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                pytest.fail(f"server did not start: {proc.communicate()[1]}")
+            time.sleep(0.5)
+        yield base, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 @pytest.fixture(autouse=True)

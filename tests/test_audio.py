@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ from speakerid.audio import SAMPLE_RATE, load_audio, resample
 from speakerid.errors import AudioError, InsufficientSpeechError
 from speakerid.vad import extract_speech
 
-from bad_audio import make_bad_inputs
+from bad_audio import UNREADABLE, is_root, make_bad_inputs
 from conftest import clip_path, needs_data
 
 CLIP = "id10001/1zcIwhmdeo4/00001.wav"
@@ -49,11 +48,11 @@ def test_resampled_input_comes_back_at_16k(tmp_path, speech, rate):
 
 
 @needs_data
-def test_channels_are_averaged(tmp_path, speech):
-    stereo = np.stack([speech, np.zeros_like(speech), speech, speech], axis=1)
-    path = tmp_path / "four.wav"
+def test_stereo_is_averaged(tmp_path, speech):
+    stereo = np.stack([speech, np.zeros_like(speech)], axis=1)
+    path = tmp_path / "stereo.wav"
     sf.write(path, stereo, SAMPLE_RATE)
-    np.testing.assert_allclose(load_audio(path).samples, speech * 0.75, atol=1e-4)
+    np.testing.assert_allclose(load_audio(path).samples, speech * 0.5, atol=1e-4)
 
 
 @needs_data
@@ -68,6 +67,8 @@ def test_bytes_and_array_inputs_match_the_file(speech):
 @needs_data
 def test_bad_inputs_raise_one_line_audio_errors(tmp_path, speech):
     for source, reason in make_bad_inputs(tmp_path, speech):
+        if source.name == UNREADABLE and is_root():
+            continue  # root reads any file; test_bad_input checks it in a process that obeys file modes
         with pytest.raises(AudioError) as info:
             extract_speech(load_audio(source))
         message = str(info.value)
@@ -87,15 +88,6 @@ def test_bytes_that_are_not_audio():
         load_audio(b"\x89PNG\r\n\x1a\n" + bytes(200))
     with pytest.raises(AudioError, match="empty input"):
         load_audio(b"")
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
-def test_unreadable_file(tmp_path):
-    path = tmp_path / "secret.wav"
-    sf.write(path, np.zeros(SAMPLE_RATE, dtype=np.float32), SAMPLE_RATE)
-    path.chmod(0)
-    with pytest.raises(AudioError, match="permission denied"):
-        load_audio(path)
 
 
 @pytest.mark.parametrize("kind", ["silence", "noise", "tone", "dc", "square"])

@@ -10,7 +10,6 @@ import soundfile as sf
 
 from speakerid import InsufficientSpeechError, SpeakerID
 from speakerid.audio import load_audio
-from speakerid.embedder import Embedder
 from speakerid.metrics import eer
 from speakerid.scoring import DEFAULT_THRESHOLD, Candidate, decide
 from store import ModelMismatchError, SpeakerNotFoundError

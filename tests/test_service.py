@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,7 +16,7 @@ from speakerid import SpeakerID
 from speakerid.access import AccessControl
 from speakerid.keys import create_key, revoke_key
 
-from conftest import clip_path, iden_split, needs_data, run_cli
+from conftest import clip_path, free_port, iden_split, needs_data, run_cli, serving
 
 pytestmark = [needs_data]
 
@@ -30,12 +26,6 @@ LOCKOUT_SECONDS = 4
 
 def clips(person: str, split: int) -> list:
     return [clip_path(r) for s, r in iden_split() if s == split and r.startswith(PEOPLE[person] + "/")]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -54,26 +44,9 @@ def server(tmp_path_factory, model_dir):
         access.grant("alice", "front-door")
         access.grant("@staff", "lab")
         access.set_lockout(3, LOCKOUT_SECONDS)
-    port = free_port()
     env = {**os.environ, "SPEAKERID_HOME": str(home), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "speakerid.cli", "serve", "--port", str(port), "--max-upload-mb", "2",
-                             "--max-seconds", "30", "--rate-limit", "2", "--rate-burst", "8"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while True:
-        try:
-            if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail(f"server did not start: {proc.stderr.read()}")
-        time.sleep(0.5)
-    yield base, keys, home, env
-    proc.terminate()
-    proc.wait(timeout=30)
+    with serving(home, "--max-upload-mb", "2", "--max-seconds", "30", "--rate-limit", "2", "--rate-burst", "8") as (base, _):
+        yield base, keys, home, env
 
 
 def auth(key: str) -> dict:

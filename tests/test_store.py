@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from store import (DB_NAME, INDEX_NAME, ModelMismatchError, NewEmbedding, SpeakerExistsError, SpeakerNotFoundError,
+from store import (INDEX_NAME, ModelMismatchError, NewEmbedding, SpeakerExistsError, SpeakerNotFoundError,
                    Store, VectorIndex)
 
 ROOT = Path(__file__).resolve().parents[1]
