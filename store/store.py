@@ -24,7 +24,7 @@ import sqlite_utils
 from filelock import FileLock
 
 from .errors import IndexFileError, ModelMismatchError, SpeakerExistsError, SpeakerNotFoundError, StoreError
-from .index import DEFAULT_APPROX_THRESHOLD, DEFAULT_NPROBE, IndexHeader, VectorIndex
+from .index import DEFAULT_APPROX_THRESHOLD, DEFAULT_CANDIDATES, IndexHeader, VectorIndex
 from .schema import SCHEMA_VERSION, migrate, now
 
 log = logging.getLogger(__name__)
@@ -77,11 +77,11 @@ class Store:
     'alice'
     """
 
-    def __init__(self, home: Path, conn: sqlite3.Connection, *, approx_threshold: int, nprobe: int):
+    def __init__(self, home: Path, conn: sqlite3.Connection, *, approx_threshold: int, candidates: int):
         self.home = home
         self.db = sqlite_utils.Database(conn)
         self.approx_threshold = approx_threshold
-        self.nprobe = nprobe
+        self.candidates = candidates
         self._lock = threading.RLock()
         self._file_lock = FileLock(str(home / LOCK_NAME))
         self._index: VectorIndex | None = None
@@ -91,7 +91,7 @@ class Store:
     # -- opening -----------------------------------------------------------------------------
     @classmethod
     def open(cls, home: str | Path, *, model: str | None = None, dimension: int | None = None,
-             approx_threshold: int = DEFAULT_APPROX_THRESHOLD, nprobe: int = DEFAULT_NPROBE) -> "Store":
+             approx_threshold: int = DEFAULT_APPROX_THRESHOLD, candidates: int = DEFAULT_CANDIDATES) -> "Store":
         """Open (creating if needed) the store in ``home``.
 
         With ``model``/``dimension`` given, refuse a store bound to another model. A store binds to
@@ -115,7 +115,7 @@ class Store:
             raise StoreError(f"{home / DB_NAME}: cannot open the database ({exc})") from None
         if version > SCHEMA_VERSION:
             raise StoreError(f"{home / DB_NAME}: schema version {version} is newer than this speakerid supports ({SCHEMA_VERSION})")
-        store = cls(home, conn, approx_threshold=approx_threshold, nprobe=nprobe)
+        store = cls(home, conn, approx_threshold=approx_threshold, candidates=candidates)
         with store._write(bump=False):
             store._meta_default("store_id", uuid.uuid4().hex)
             store._meta_default("generation", "0")
@@ -330,7 +330,7 @@ class Store:
             report = {"generation": generation, "model": self.model, "dimension": self.dimension,
                       "speakers": len(self.speakers()), "embeddings": len(db_ids), "index": None, "notes": []}
             try:
-                index, header = VectorIndex.load(self.home / INDEX_NAME, nprobe=self.nprobe)
+                index, header = VectorIndex.load(self.home / INDEX_NAME, candidates=self.candidates)
             except IndexFileError as exc:
                 if len(db_ids) or self._index_expected:
                     problems.append(str(exc))
@@ -402,7 +402,7 @@ class Store:
     def _read_index_file(self) -> tuple[VectorIndex | None, IndexHeader | None]:
         path = self.home / INDEX_NAME
         try:
-            index, header = VectorIndex.load(path, nprobe=self.nprobe)
+            index, header = VectorIndex.load(path, candidates=self.candidates)
         except IndexFileError as exc:
             if path.exists() or self._index_expected:
                 log.warning("%s; rebuilding it from %s", exc, DB_NAME)
@@ -426,12 +426,12 @@ class Store:
         _, want, _ = target
         dim = self.dimension
         if dim is None:
-            return VectorIndex(1, nprobe=self.nprobe)
+            return VectorIndex(1, candidates=self.candidates)
         if index is not None and not self._right_kind(index, len(want)):
             index = None
         if index is None:
             ids, vecs = self._fetch(want)
-            return VectorIndex.build(dim, ids, vecs, approx_threshold=self.approx_threshold, nprobe=self.nprobe)
+            return VectorIndex.build(dim, ids, vecs, approx_threshold=self.approx_threshold, candidates=self.candidates)
         have = index.ids()
         index.remove(np.setdiff1d(have, want, assume_unique=True))
         ids, vecs = self._fetch(np.setdiff1d(want, have, assume_unique=True))

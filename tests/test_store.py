@@ -126,7 +126,7 @@ def test_exact_nearest_neighbour_over_1e5_speakers(tmp_path):
     rng = np.random.default_rng(5)
     n, dim = 100_000, 192
     vectors = unit(rng, n, dim)
-    with Store.open(tmp_path, model="m", dimension=dim) as s:
+    with Store.open(tmp_path, model="m", dimension=dim, approx_threshold=n + 1) as s:
         _bulk_enroll(s, vectors)
         assert s.index().kind == "flat"
         ids, stored, names = s.vectors()
@@ -144,7 +144,7 @@ def test_approximate_index_above_threshold(tmp_path):
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     with Store.open(tmp_path, model="m", dimension=64, approx_threshold=2000) as s:
         _bulk_enroll(s, vectors)
-        assert s.index().kind == "ivf"
+        assert s.index().kind == "sketch"
         ids, stored, _ = s.vectors()
         queries = vectors[rng.choice(len(vectors), 300, replace=False)] + 0.02 * rng.standard_normal((300, 64)).astype(np.float32)
         exact = ids[np.argmax(queries @ stored.T, axis=1)]

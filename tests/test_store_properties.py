@@ -134,7 +134,7 @@ class StoreMachine(RuleBasedStateMachine):
 
 
 class ApproximateStoreMachine(StoreMachine):
-    """The same, with the IVF index in use from 10 vectors on (nprobe covers every list here)."""
+    """The same, with the approximate (sketch + exact re-rank) index in use from 10 vectors on."""
 
     approx_threshold = 10
 
