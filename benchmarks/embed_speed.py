@@ -3,8 +3,9 @@
     python benchmarks/embed_speed.py [--root ../shared/data/mini-voxceleb1] [--min 3] [--max 10] [--repeat 2]
 
 Plain: SpeechBrain's own EncoderClassifier from the same folder, untouched, `encode_batch` one
-clip at a time under `torch.inference_mode()`. Ours: `speakerid.embedder.Embedder` (fp32, and bf16
-autocast when the CPU has native bf16). Both get the same decoded samples. Prints real-time
+clip at a time under `torch.inference_mode()`. Ours: `speakerid.embedder.Embedder` in fp32 and in
+bf16 (the default where the CPU has native bf16; see speakerid/fast_model.py). Both get the same
+decoded samples. Prints real-time
 factors (seconds of compute per second of audio), the ratio plain/ours, the lowest cosine between
 our and plain embeddings, and whether centroid top-1 decisions on split 3 are identical.
 """

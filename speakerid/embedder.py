@@ -39,20 +39,25 @@ class Embedder:
 
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, model: ModelFolder, device: str = "cpu", precision: str = "fp32"):
+    def __init__(self, model: ModelFolder, device: str = "cpu", precision: str | None = None):
         import torch
 
-        if precision not in ("fp32", "bf16"):
-            raise ModelError(f"precision must be fp32 or bf16, not {precision!r}")
+        from .fast_model import bf16_is_native, speed_up
+
+        precision = precision or os.environ.get("SPEAKERID_PRECISION", "auto")
+        if precision not in ("auto", "fp32", "bf16"):
+            raise ModelError(f"precision must be auto, fp32 or bf16, not {precision!r}")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ModelError(f"device {device} requested, but no CUDA device is available")
+        if precision == "auto":  # bf16 only where the CPU multiplies it natively (AVX512-BF16 / AMX)
+            precision = "bf16" if device == "cpu" and bf16_is_native() else "fp32"
         self._classifier = load_speechbrain(model.path, device)
         self._classifier.eval()
         _flush_denormals(self._classifier.mods)
+        speed_up(self._classifier.mods.embedding_model, bf16=precision == "bf16")
         self.model = model
         self.model_id = model.id
         self.device = device
-        # bf16 autocast: opt-in until it is measured across more audio (benchmarks/embed_speed.py).
         self.precision = precision
         probe = np.random.default_rng(0).standard_normal(SAMPLE_RATE).astype(np.float32) * 0.1
         self.dimension = int(self._embed_one(probe).shape[-1])
@@ -82,8 +87,7 @@ class Embedder:
         import torch
 
         wav = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))[None].to(self.device)
-        with torch.inference_mode(), torch.autocast(wav.device.type, dtype=torch.bfloat16,
-                                                    enabled=self.precision == "bf16"):
+        with torch.inference_mode():
             vec = self._classifier.encode_batch(wav).reshape(-1).float().cpu().numpy()
         norm = float(np.linalg.norm(vec))
         return vec / norm if norm > 0 else vec
