@@ -99,7 +99,7 @@ def test_limits_and_bad_audio(server, tmp_path):
     text = tmp_path / "notes.wav"
     text.write_text("not audio at all")
     bad = post_clip(base, "/v1/identify", keys["client"], text)
-    assert bad.status_code == 422 and bad.json()["error"] == "notes.wav: not a readable audio file (Format not recognised.)"
+    assert bad.status_code == 422 and bad.json()["error"] == "notes.wav: not a readable audio file (Format not recognised)"
     short = tmp_path / "short.wav"
     sf.write(short, samples[rate: rate + int(0.4 * rate)], rate)
     too_short = post_clip(base, "/v1/identify", keys["client"], short)
