@@ -23,6 +23,7 @@ MIN_INPUT_RATE = 8_000  # telephone audio; below it there is no speech band left
 MAX_INPUT_RATE = 192_000
 MAX_CHANNELS = 2  # mono or stereo; averaging a multitrack file would mix different people's voices
 DEFAULT_MAX_SECONDS = 600.0
+HEAD_BYTES = 1 << 16  # enough to find a WAV's data chunk and a container's signature
 
 AudioInput = Union[str, os.PathLike, bytes, tuple]
 
@@ -88,7 +89,7 @@ def _decode(label: str, source, max_seconds: float) -> tuple[np.ndarray, int]:
     if isinstance(source, (bytes, bytearray)):
         if not source:
             raise AudioError(label, "empty input (0 bytes)")
-        handle = io.BytesIO(source)
+        handle, size = io.BytesIO(source), len(source)
     else:
         path = Path(os.fsdecode(source))
         if path.is_dir():
@@ -100,10 +101,13 @@ def _decode(label: str, source, max_seconds: float) -> tuple[np.ndarray, int]:
             raise AudioError(label, "not a regular file (a pipe, socket or device)")
         if not os.access(path, os.R_OK):
             raise AudioError(label, "cannot read the file (permission denied)")
-        if path.stat().st_size == 0:
+        size = path.stat().st_size
+        if size == 0:
             raise AudioError(label, "empty file (0 bytes)")
         handle = os.fsencode(path)  # bytes: soundfile would encode a str as UTF-8, which some names are not
+    head = b""
     try:
+        head = source[:HEAD_BYTES] if isinstance(handle, io.BytesIO) else _read_head(handle)
         with sf.SoundFile(handle) as f:
             rate, channels, frames = f.samplerate, f.channels, f.frames
             _check_format(label, rate, channels)
@@ -113,55 +117,45 @@ def _decode(label: str, source, max_seconds: float) -> tuple[np.ndarray, int]:
             if 0 < len(data) < frames:
                 raise AudioError(label, f"truncated: the header promises {frames / rate:.2f} s, "
                                         f"the file holds {len(data) / rate:.2f} s")
-        _check_wav_length(label, handle, rate, len(data))
+        _check_wav_length(label, head, size, rate, len(data))
     except AudioError:
         raise
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
-        raise AudioError(label, f"not a readable audio file ({_why_unreadable(handle, exc)})") from None
+        raise AudioError(label, f"not a readable audio file ({_why_unreadable(head, exc)})") from None
     except OSError as exc:
         raise AudioError(label, f"cannot read the file ({exc.strerror or exc})") from None
     return data, rate
 
 
-def _why_unreadable(handle, exc: Exception) -> str:
-    head = _head(handle, 12)
+def _read_head(path: bytes) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(HEAD_BYTES)
+
+
+def _why_unreadable(head: bytes, exc: Exception) -> str:
     if head[4:8] == b"ftyp":
         return "MP4/M4A/AAC is not supported; convert it to WAV or FLAC"
     detail = getattr(exc, "error_string", None) or (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
     return detail.removeprefix("Error : ").rstrip(".").strip()
 
 
-def _head(handle, size: int) -> bytes:
-    if isinstance(handle, io.BytesIO):
-        return handle.getvalue()[:size]
-    try:
-        with open(handle, "rb") as f:
-            return f.read(size)
-    except OSError:
-        return b""
-
-
-def _check_wav_length(label: str, handle, rate: int, frames: int) -> None:
+def _check_wav_length(label: str, head: bytes, size: int, rate: int, frames: int) -> None:
     """libsndfile quietly plays the part of a cut-off WAV that arrived; a half-uploaded clip must
-    not pass for a whole one, so compare the data chunk's declared size with the bytes present."""
-    if isinstance(handle, io.BytesIO):
-        data = handle.getvalue()
-        blob, total = data[:1 << 16], len(data)
-    else:
-        blob, total = _head(handle, 1 << 16), os.path.getsize(handle)
-    if blob[:4] != b"RIFF" or blob[8:12] != b"WAVE":
+    not pass for a whole one, so compare the data chunk's declared size with the bytes present.
+    ``head`` is the file's first bytes, ``size`` its length."""
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         return
     offset = 12
-    while offset + 8 <= len(blob):
-        chunk, size = blob[offset:offset + 4], struct.unpack("<I", blob[offset + 4:offset + 8])[0]
+    while offset + 8 <= len(head):
+        chunk, declared = head[offset:offset + 4], struct.unpack("<I", head[offset + 4:offset + 8])[0]
         if chunk == b"data":
-            present = total - offset - 8
-            if size in (0, 0xFFFFFFFF) or size <= present:  # 0 / -1: a streamed WAV of unknown length
+            present = size - offset - 8
+            if declared in (0, 0xFFFFFFFF) or declared <= present:  # 0 / -1: a streamed WAV of unknown length
                 return
             held = frames / rate
-            raise AudioError(label, f"truncated: the header promises {held * size / max(present, 1):.2f} s, "
+            raise AudioError(label, f"truncated: the header promises {held * declared / max(present, 1):.2f} s, "
                                     f"the file holds {held:.2f} s")
-        offset += 8 + size + (size & 1)
+        offset += 8 + declared + (declared & 1)
 
 
 def _from_array(label: str, pair: tuple) -> tuple[np.ndarray, int]:
