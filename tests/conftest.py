@@ -33,6 +33,21 @@ def iden_split() -> list[tuple[int, str]]:
     return [(int(a), b) for a, b in (line.split() for line in (DATA / "iden_split.txt").read_text().splitlines() if line.strip())]
 
 
+def clips_of(speaker: str, split: int) -> list[Path]:
+    """A mini-voxceleb1 speaker's clips (e.g. ``"id90001"``) in one split of iden_split.txt."""
+    return [clip_path(r) for s, r in iden_split() if s == split and r.startswith(speaker + "/")]
+
+
+def store_digest(home: Path) -> dict[str, str]:
+    """Hashes of the store's files (with every connection closed, so the WAL is folded in)."""
+    import hashlib
+
+    from store import DB_NAME, INDEX_NAME
+
+    return {name: hashlib.sha256((home / name).read_bytes()).hexdigest()
+            for name in (DB_NAME, INDEX_NAME) if (home / name).exists()}
+
+
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
     if not (MODEL_DIR / "embedding_model.ckpt").is_file():

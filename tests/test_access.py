@@ -9,21 +9,17 @@ import pytest
 from speakerid import SpeakerID
 from speakerid.access import AccessControl, AccessError
 
-from conftest import clip_path, iden_split, needs_data, run_cli
+from conftest import clips_of, needs_data, run_cli
 
 pytestmark = [needs_data]
-
-
-def clips(spk: str, split: int):
-    return [clip_path(r) for s, r in iden_split() if s == split and r.startswith(spk + "/")]
 
 
 @pytest.fixture
 def home(tmp_path, model_dir):
     home = tmp_path / "home"
     with SpeakerID.open(home) as sid:
-        sid.enroll("alice", clips("id90001", 1))
-        sid.enroll("bob", clips("id90002", 1))
+        sid.enroll("alice", clips_of("id90001", 1))
+        sid.enroll("bob", clips_of("id90002", 1))
     return home
 
 
@@ -35,7 +31,7 @@ def test_cli_check_exit_codes_groups_audit_and_revoke(home, cli_env):
     resources = json.loads(run_cli(["access", "resources", "--json"], cli_env).stdout)["resources"]
     assert resources == [{"resource": "server-room", "threshold": 0.6, "allowed": ["@staff"]}]
 
-    alice, bob = str(clips("id90001", 3)[0]), str(clips("id90002", 3)[0])
+    alice, bob = str(clips_of("id90001", 3)[0]), str(clips_of("id90002", 3)[0])
     allow = run_cli(["access", "check", "server-room", alice, "--json"], cli_env)
     assert allow.returncode == 0 and json.loads(allow.stdout)["speaker"] == "alice"
     deny = run_cli(["access", "check", "server-room", bob, "--json"], cli_env)
@@ -48,9 +44,9 @@ def test_cli_check_exit_codes_groups_audit_and_revoke(home, cli_env):
 
     assert run_cli(["access", "revoke", "@staff", "server-room"], cli_env).returncode == 0
     with SpeakerID.open(home) as sid:
-        assert AccessControl(sid).check("server-room", clips("id90001", 3)[0]).allow is False
+        assert AccessControl(sid).check("server-room", clips_of("id90001", 3)[0]).allow is False
         with pytest.raises(AccessError, match="unknown resource"):
-            AccessControl(sid).check("no-door", clips("id90001", 3)[0])
+            AccessControl(sid).check("no-door", clips_of("id90001", 3)[0])
 
 
 def test_removing_a_speaker_removes_their_grants(home):

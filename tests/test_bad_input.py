@@ -3,7 +3,6 @@ reason, a non-zero exit or a 4xx, and the store byte for byte as it was."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -14,10 +13,9 @@ import pytest
 import soundfile as sf
 
 from speakerid import SpeakerID, SpeakerIDError
-from store import DB_NAME, INDEX_NAME
 
 from bad_audio import NON_UTF8, PATH_ONLY, UNREADABLE, drop_file_override, is_root, make_bad_inputs
-from conftest import clip_path, iden_split, needs_data, needs_model, run_cli, serving
+from conftest import clips_of, needs_data, needs_model, run_cli, serving, store_digest
 
 pytestmark = [needs_data, needs_model]
 
@@ -27,21 +25,13 @@ ISSUE_LIST = {"empty.wav", "header-only.wav", "truncated.wav", "truncated.flac",
               "dangling.wav"}
 
 
-def store_digest(home) -> dict[str, str]:
-    return {n: hashlib.sha256((home / n).read_bytes()).hexdigest() for n in (DB_NAME, INDEX_NAME)}
-
-
-def alice_clips(split: int) -> list:
-    return [clip_path(r) for s, r in iden_split() if s == split and r.startswith("id90001/")]
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad-input")
     home = root / "home"
     with SpeakerID.open(home) as sid:
-        sid.enroll("alice", alice_clips(1))
-    speech, _ = sf.read(alice_clips(3)[0], dtype="float32")
+        sid.enroll("alice", clips_of("id90001", 1))
+    speech, _ = sf.read(clips_of("id90001", 3)[0], dtype="float32")
     return home, make_bad_inputs(root / "bad", speech)
 
 
@@ -130,7 +120,7 @@ def test_every_bad_input_fails_cleanly_over_http(corpus):
 def test_odd_but_valid_inputs_are_identified(corpus, tmp_path, cli_env):
     """The content decides, not the name: FLAC called .wav, a name that is not UTF-8, 8 kHz stereo."""
     home, _ = corpus
-    speech, rate = sf.read(alice_clips(3)[0], dtype="float32")
+    speech, rate = sf.read(clips_of("id90001", 3)[0], dtype="float32")
     flac_as_wav = tmp_path / "flac-really.wav"
     sf.write(flac_as_wav, speech, rate, format="FLAC")
     odd_name = tmp_path / os.fsdecode(b"voix-\xe9\xff.wav")

@@ -15,18 +15,18 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
-
 
 from speakerid import SpeakerID
 
 from conftest import needs_data, run_cli
-from workers import CHURN, Expected, clips_of, file_digest, wait_for_ready
+from conftest import clips_of
+from workers import CHURN, SCRIPT, Expected, file_digest, wait_for_ready
 
 pytestmark = [needs_data]
 
 KILLS = int(os.environ.get("SPEAKERID_KILLS", "8"))
-WORKERS = Path(__file__).resolve().parent / "workers.py"
+
+
 def test_random_kills_never_lose_a_reported_enrollment(tmp_path, cli_env, model_dir):
     home = tmp_path / "home"
     cli_env["SPEAKERID_HOME"] = str(home)
@@ -35,7 +35,6 @@ def test_random_kills_never_lose_a_reported_enrollment(tmp_path, cli_env, model_
     with SpeakerID.open(home) as sid:
         sid.enroll("anchor", clips_of("id90001", 1))
         expected.cli_enrollment("anchor", {file_digest(c) for c in clips_of("id90001", 1)}, finished=True)
-    moments = []
     for kill in range(KILLS):
         log = tmp_path / f"run{kill}.jsonl"
         if kill % 4 == 3:  # the command itself, killed anywhere from start-up to its last write
@@ -49,11 +48,10 @@ def test_random_kills_never_lose_a_reported_enrollment(tmp_path, cli_env, model_
             assert finished or code == -signal.SIGKILL, proc.stderr.read()
             expected.cli_enrollment(name, {file_digest(c) for c in clips}, finished)
         else:  # a long-lived process doing one write after another, killed mid-stream
-            proc = subprocess.Popen([sys.executable, str(WORKERS), "churn", str(home), str(log), str(1000 + kill)],
+            proc = subprocess.Popen([sys.executable, str(SCRIPT), "churn", str(home), str(log), str(1000 + kill)],
                                     env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             wait_for_ready(log, proc)
-            moments.append(rng.uniform(0.0, 3.0))
-            time.sleep(moments[-1])
+            time.sleep(rng.uniform(0.0, 3.0))
             proc.send_signal(signal.SIGKILL)
             assert proc.wait() == -signal.SIGKILL, proc.stderr.read()
             expected.replay(log)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -12,9 +11,9 @@ import soundfile as sf
 
 from enroll import EnrollmentError
 from speakerid import SpeakerID, SpeakerIDError
-from store import DB_NAME, INDEX_NAME, SpeakerExistsError
+from store import SpeakerExistsError
 
-from conftest import DATA, clip_path, iden_split, needs_data, run_cli
+from conftest import DATA, clip_path, clips_of, iden_split, needs_data, run_cli, store_digest
 
 pytestmark = [needs_data]
 
@@ -26,12 +25,6 @@ def files_of(rels):
     return [clip_path(r) for r in rels]
 
 
-def snapshot(home: Path) -> dict[str, str]:
-    """Hashes of the store's files (with every connection closed, so the WAL is folded in)."""
-    return {name: hashlib.sha256((home / name).read_bytes()).hexdigest()
-            for name in (DB_NAME, INDEX_NAME) if (home / name).exists()}
-
-
 @pytest.fixture
 def home(tmp_path, model_dir) -> Path:
     home = tmp_path / "home"
@@ -41,11 +34,11 @@ def home(tmp_path, model_dir) -> Path:
 
 
 def refused(home: Path, clips, match: str, name: str = "carol", **kw):
-    before = snapshot(home)
+    before = store_digest(home)
     with SpeakerID.open(home) as sid:
         with pytest.raises(SpeakerIDError) as info:
             sid.enroll(name, clips, **kw)
-    assert snapshot(home) == before
+    assert store_digest(home) == before
     assert "\n" not in str(info.value)
     assert match in str(info.value), str(info.value)
     return str(info.value)
@@ -134,7 +127,7 @@ def test_all_16_speakers_from_the_command_line_then_split3_identified(tmp_path, 
     split = iden_split()
     speakers = sorted({rel.split("/")[0] for _, rel in split})
     for spk in speakers:
-        clips = [str(clip_path(rel)) for s, rel in split if s == 1 and rel.startswith(spk + "/")]
+        clips = [str(c) for c in clips_of(spk, 1)]
         done = run_cli([spk, *clips, "--json", "--min-speech", "8"], cli_env, module="enroll.cli")
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["clips"] == len(clips)
@@ -147,13 +140,13 @@ def test_all_16_speakers_from_the_command_line_then_split3_identified(tmp_path, 
 
 def test_cli_refusal_is_one_line_and_store_unchanged(home, cli_env, tmp_path):
     cli_env["SPEAKERID_HOME"] = str(home)
-    before = snapshot(home)
+    before = store_digest(home)
     bad = tmp_path / "image.wav"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(500))
     done = run_cli(["dave", *map(str, files_of(B[:3])), str(bad)], cli_env, module="enroll.cli")
     assert done.returncode == 1
     assert done.stderr.strip() == f"error: {bad}: not a readable audio file (Format not recognised.)" or \
         (done.stderr.count("\n") == 1 and done.stderr.startswith(f"error: {bad}: not a readable audio file"))
-    assert snapshot(home) == before
+    assert store_digest(home) == before
     exists = run_cli(["alice", *map(str, files_of(B[:3]))], cli_env, module="enroll.cli")
     assert exists.returncode == 1 and "--append" in exists.stderr and "--replace" in exists.stderr

@@ -19,14 +19,14 @@ import numpy as np
 from speakerid import SpeakerID
 
 from conftest import needs_data, run_cli
-from workers import BASE, Expected, clips_of
+from conftest import clips_of
+from workers import BASE, SCRIPT, Expected
 
 pytestmark = [needs_data]
 
 SECONDS = float(os.environ.get("SPEAKERID_LOAD_SECONDS", "20"))
 ENROLLERS = int(os.environ.get("SPEAKERID_LOAD_ENROLLERS", "4"))
 IDENTIFIERS = int(os.environ.get("SPEAKERID_LOAD_IDENTIFIERS", "8"))
-WORKERS = os.path.join(os.path.dirname(__file__), "workers.py")
 
 
 def records(path) -> list[dict]:
@@ -44,7 +44,7 @@ def test_enrolling_and_identifying_at_once(tmp_path, cli_env, model_dir):
         role = "churn" if i < ENROLLERS else "identify"
         log = tmp_path / f"{role}{i}.jsonl"
         procs.append((role, log, subprocess.Popen(
-            [sys.executable, WORKERS, role, str(home), str(log), str(i), "--seconds", str(SECONDS)],
+            [sys.executable, str(SCRIPT), role, str(home), str(log), str(i), "--seconds", str(SECONDS)],
             env={**cli_env, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
     for role, log, proc in procs:
         _, err = proc.communicate(timeout=SECONDS + 600)

@@ -16,7 +16,7 @@ from speakerid import SpeakerID
 from speakerid.access import AccessControl
 from speakerid.keys import create_key, revoke_key
 
-from conftest import clip_path, free_port, iden_split, needs_data, run_cli, serving
+from conftest import clips_of, free_port, needs_data, run_cli, serving
 
 pytestmark = [needs_data]
 
@@ -25,7 +25,7 @@ LOCKOUT_SECONDS = 4
 
 
 def clips(person: str, split: int) -> list:
-    return [clip_path(r) for s, r in iden_split() if s == split and r.startswith(PEOPLE[person] + "/")]
+    return clips_of(PEOPLE[person], split)
 
 
 @pytest.fixture(scope="module")

@@ -20,15 +20,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from conftest import clip_path, iden_split  # noqa: E402
+from conftest import clips_of  # noqa: E402
 
 ABSENT = None
 BASE = [f"id9000{i}" for i in range(1, 9)]  # enrolled before the workers start; identify targets
 CHURN = ["id90009", "id90010", "id90101", "id90102", "id90103", "id90104"]  # other voices, for churn
 
 
-def clips_of(speaker: str, split: int) -> list[Path]:
-    return [clip_path(r) for s, r in iden_split() if s == split and r.startswith(speaker + "/")]
+SCRIPT = Path(__file__).resolve()
 
 
 def file_digest(path: Path) -> str:
@@ -52,7 +51,7 @@ class Expected:
     def __init__(self):
         self.certain: dict[str, frozenset | None] = {}
         self.either: dict[str, tuple] = {}
-        self.interrupted = 0  # kills that landed inside a write operation
+        self.interrupted = 0  # kills that came before the operation under way had finished
 
     def replay(self, log: Path) -> None:
         pending = None
