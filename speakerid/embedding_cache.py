@@ -1,4 +1,5 @@
-"""A resumable cache of clip embeddings for evaluation runs, keyed by file and model.
+"""A resumable cache of clip embeddings for evaluation runs, keyed by file and model (the caller
+includes the precision in the model key, so fp32 and bf16 embeddings are never mixed).
 
 SQLite, committed every few hundred clips, so an interrupted run resumes where it stopped and a
 second run only reads vectors back. A changed file (size or mtime) is embedded again.

@@ -92,7 +92,8 @@ def evaluate(config: EvalConfig) -> tuple[dict, dict[str, tuple[np.ndarray, np.n
 
 def _embed_all(embedder: Embedder, wav: Path, rels: list[str], config: EvalConfig):
     """Embed every clip once, decoding ahead in threads while the model works on the current one."""
-    cache = EmbeddingCache(config.cache / "embeddings.sqlite", embedder.model_id, embedder.dimension) if config.cache else None
+    key = f"{embedder.model_id}@{embedder.precision}"  # fp32 and bf16 embeddings of a clip differ slightly
+    cache = EmbeddingCache(config.cache / "embeddings.sqlite", key, embedder.dimension) if config.cache else None
     vectors: dict[str, np.ndarray] = {}
     audio_seconds = embedded_seconds = embed_time = 0.0
     no_speech: list[str] = []
