@@ -42,7 +42,7 @@ class Embedder:
     def __init__(self, model: ModelFolder, device: str = "cpu", precision: str | None = None):
         import torch
 
-        from .fast_model import bf16_is_native, speed_up
+        from .fast_model import bf16_is_native, keep_freed_memory, speed_up
 
         precision = precision or os.environ.get("SPEAKERID_PRECISION", "auto")
         if precision not in ("auto", "fp32", "bf16"):
@@ -55,6 +55,7 @@ class Embedder:
         self._classifier.eval()
         _flush_denormals(self._classifier.mods)
         speed_up(self._classifier.mods.embedding_model, bf16=precision == "bf16")
+        keep_freed_memory()
         self.model = model
         self.model_id = model.id
         self.device = device

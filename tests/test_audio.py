@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from speakerid.errors import AudioError, InsufficientSpeechError
 from speakerid.vad import extract_speech
 
 from bad_audio import UNREADABLE, is_root, make_bad_inputs
-from conftest import clip_path, needs_data
+from conftest import clip_path, iden_split, needs_data
 
 CLIP = "id10001/1zcIwhmdeo4/00001.wav"
 
@@ -115,3 +117,31 @@ def test_speech_is_measured_and_short_speech_refused(speech):
     snippet = speech[start: start + int(0.3 * SAMPLE_RATE)]
     with pytest.raises(InsufficientSpeechError, match=r"need at least 0.5 s of speech, got 0\.\d\d s"):
         extract_speech(load_audio((snippet, SAMPLE_RATE), name="snippet"))
+
+
+@needs_data
+def test_speech_regions_match_silero_streaming_model():
+    """The one-call sequence model finds the same regions as silero's frame-by-frame model."""
+    import torch
+    from silero_vad import get_speech_timestamps, load_silero_vad
+
+    from speakerid.vad import default_detector
+
+    streaming = load_silero_vad()
+    rels = [rel for _, rel in iden_split()][::12]
+    for rel in rels:
+        audio = load_audio(clip_path(rel))
+        with torch.inference_mode():
+            stamps = get_speech_timestamps(torch.from_numpy(audio.samples), streaming, threshold=0.5,
+                                           sampling_rate=SAMPLE_RATE, min_silence_duration_ms=100, speech_pad_ms=30)
+        assert default_detector().segments(audio) == [(s["start"], s["end"]) for s in stamps], rel
+
+
+@needs_data
+def test_speech_detection_leaves_torch_threads_alone():
+    """silero_vad sets torch to one thread when imported; the embedder after it must keep both cores."""
+    script = ("import torch; torch.set_num_threads(2); from speakerid.audio import load_audio; "
+              "from speakerid.vad import extract_speech; "
+              f"extract_speech(load_audio({str(clip_path(iden_split()[0][1]))!r})); print(torch.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "2"
