@@ -22,10 +22,11 @@ import torch.nn.functional as F
 
 
 def speed_up(module: torch.nn.Module, *, bf16: bool) -> int:
-    """Rewrite ``module``'s layers in place; returns how many were rewritten."""
-    from speechbrain.lobes.models.ECAPA_TDNN import AttentiveStatisticsPooling
+    """Rewrite ``module``'s layers in place for inference; returns how many were rewritten."""
+    from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN, AttentiveStatisticsPooling, SERes2NetBlock, TDNNBlock
     from speechbrain.nnet.CNN import Conv1d as SBConv1d
 
+    module.eval()
     dtype = torch.bfloat16 if bf16 else torch.float32
     count = 0
     pooling = [m for m in module.modules() if isinstance(m, AttentiveStatisticsPooling) and m.global_context]
@@ -33,15 +34,24 @@ def speed_up(module: torch.nn.Module, *, bf16: bool) -> int:
         _split_pooling_weights(layer, dtype)
         layer.forward = _pooling_forward.__get__(layer)
         count += 1
-    for child in list(module.modules()):
-        if isinstance(child, SBConv1d) and child.padding == "same" and child.kernel_size == 1 and child.stride == 1:
-            child.padding = "valid"
-            count += 1
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
-            if type(child) is torch.nn.Conv1d:
+            if isinstance(child, SBConv1d) and MatmulConv1d.takes(child):
+                setattr(parent, name, MatmulConv1d(child.conv, dtype, reflect=child.padding == "same"))
+                count += 1
+            elif type(child) is torch.nn.Conv1d:
                 setattr(parent, name, MatmulConv1d(child, dtype))
                 count += 1
+    for layer in module.modules():
+        if isinstance(layer, TDNNBlock) and type(layer.activation) is torch.nn.ReLU:
+            layer.forward = _tdnn_forward.__get__(layer)
+            count += 1
+        elif isinstance(layer, SERes2NetBlock):
+            layer.forward = _se_res2net_forward.__get__(layer)
+            count += 1
+        elif isinstance(layer, ECAPA_TDNN) and isinstance(layer.mfa.conv, MatmulConv1d):
+            layer.forward = _ecapa_forward.__get__(layer)
+            count += 1
     return count
 
 
@@ -65,12 +75,49 @@ def bf16_is_native() -> bool:
         return False
 
 
-def _matmul(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``weight @ x`` for ``x`` of shape (N, C, T), computed in the weight's dtype, fp32 out."""
-    x = x.to(weight.dtype)
-    if x.shape[0] == 1:  # a 2-D product: torch.matmul would broadcast to a slower batched one
-        return torch.mm(weight, x[0]).float()[None]
-    return torch.matmul(weight, x).float()
+def _padded_frames(frames: int) -> int:
+    """Frames rounded up to a bucket: 32 frames up to 1023, then 1/16 of the power of two below.
+
+    oneDNN builds (JIT-compiles) a kernel for every new matrix shape: +8-10 ms on a 30 ms clip of
+    a length not seen before. Padding the time axis to buckets lets clips share kernels; a matrix
+    product's columns are independent, so the padding never touches the real frames' values.
+    """
+    step = max(32, 1 << max(frames.bit_length() - 5, 0))
+    return -(-frames // step) * step
+
+
+def _operand(x: torch.Tensor, dtype: torch.dtype, kernel: int = 1, dilation: int = 1,
+             reflect: int = 0) -> tuple[torch.Tensor, int]:
+    """``x`` (N, C, T) as a product's right operand, built in one copy: ``kernel`` shifted copies
+    stacked along channels, cast to ``dtype``, the time axis zero-padded to a bucket. ``reflect``
+    frames are mirrored in at both ends first (SpeechBrain's "same" padding), written in place
+    rather than padded into another copy. Returns the operand and the number of real frames."""
+    batch, channels, length = x.shape
+    frames = length + 2 * reflect - dilation * (kernel - 1)
+    operand = torch.empty((batch, kernel * channels, _padded_frames(frames)), dtype=dtype, device=x.device)
+    for j in range(kernel):
+        rows = operand[:, j * channels:(j + 1) * channels]
+        start = j * dilation - reflect  # frame of x under this copy's first column
+        if start < 0:  # mirrored head: x[-start], ..., x[1]
+            rows[..., :-start].copy_(x[..., 1:1 - start].flip(-1))
+            rows[..., -start:frames].copy_(x[..., :frames + start])
+        else:
+            inside = min(frames, length - start)
+            rows[..., :inside].copy_(x[..., start:start + inside])
+            if inside < frames:  # mirrored tail: x[T-2], x[T-3], ...
+                rows[..., inside:frames].copy_(x[..., 2 * length - 1 - start - frames:length - 1].flip(-1))
+    operand[..., frames:].zero_()
+    return operand, frames
+
+
+def _matmul(weight: torch.Tensor, x: torch.Tensor, kernel: int = 1, dilation: int = 1, reflect: int = 0) -> torch.Tensor:
+    """``weight @ x`` for ``x`` of shape (N, C, T) (see :func:`_operand`), fp32 out."""
+    operand, frames = _operand(x, weight.dtype, kernel, dilation, reflect)
+    if operand.shape[0] == 1:  # a 2-D product: torch.matmul would broadcast to a slower batched one
+        out = torch.mm(weight, operand[0])[None]
+    else:
+        out = torch.matmul(weight, operand)
+    return out[..., :frames].to(torch.float32, copy=True)
 
 
 class MatmulConv1d(torch.nn.Module):
@@ -78,30 +125,75 @@ class MatmulConv1d(torch.nn.Module):
 
     oneDNN's convolution reorders its operands on every call; for these shapes a plain matrix
     product is 1.6-6x faster. A kernel wider than 1 becomes one product over ``k`` shifted copies of
-    the input stacked along channels (``k * C_in`` rows).
+    the input stacked along channels (``k * C_in`` rows). ``reflect`` pads like SpeechBrain's
+    "same" convolutions (mirrored frames).
     """
 
-    def __init__(self, conv: torch.nn.Conv1d, dtype: torch.dtype = torch.bfloat16):
+    def __init__(self, conv: torch.nn.Conv1d, dtype: torch.dtype = torch.bfloat16, *, reflect: bool = False):
         super().__init__()
         if conv.padding_mode != "zeros" or conv.groups != 1 or conv.stride != (1,) or isinstance(conv.padding, str):
             raise ValueError("only ungrouped, stride-1, zero-padded convolutions can be rewritten")
         out_channels, in_channels, self.kernel = conv.weight.shape
-        self.dilation, self.padding = conv.dilation[0], conv.padding[0]
+        self.dilation = conv.dilation[0]
+        self.padding = self.dilation * (self.kernel - 1) // 2 if reflect else conv.padding[0]
+        self.reflect = reflect
         # (out, in, k) -> (out, k * in), columns ordered like the stacked shifted inputs below
         weight = conv.weight.detach().permute(0, 2, 1).reshape(out_channels, self.kernel * in_channels)
         self.weight = torch.nn.Parameter(weight.contiguous().to(dtype), requires_grad=False)
         bias = conv.bias.detach().float()[:, None] if conv.bias is not None else None
         self.bias = torch.nn.Parameter(bias, requires_grad=False) if bias is not None else None
 
+    @staticmethod
+    def takes(sb_conv) -> bool:
+        """Whether a SpeechBrain ``Conv1d`` wrapper can be replaced whole (channels-first, odd kernel)."""
+        return (sb_conv.skip_transpose and not sb_conv.unsqueeze and sb_conv.stride == 1
+                and sb_conv.padding in ("same", "valid") and sb_conv.kernel_size % 2 == 1
+                and (sb_conv.padding == "valid" or sb_conv.padding_mode == "reflect"))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.weight.dtype)
-        if self.padding:
+        if self.padding and not self.reflect:
             x = F.pad(x, (self.padding, self.padding))
-        if self.kernel > 1:
-            frames = x.shape[-1] - self.dilation * (self.kernel - 1)
-            x = torch.cat([x[..., j * self.dilation: j * self.dilation + frames] for j in range(self.kernel)], dim=-2)
-        out = _matmul(self.weight, x)
-        return out + self.bias if self.bias is not None else out
+        out = _matmul(self.weight, x, self.kernel, self.dilation, self.padding if self.reflect else 0)
+        return out.add_(self.bias) if self.bias is not None else out
+
+
+def _ecapa_forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """SpeechBrain's ECAPA_TDNN.forward; the blocks' outputs are joined for the multi-layer feature
+    aggregation in the dtype its matrix product reads (bf16: half the bytes to copy)."""
+    from speechbrain.lobes.models.ECAPA_TDNN import TDNNBlock
+
+    x = x.transpose(1, 2)
+    outputs = []
+    for layer in self.blocks:
+        x = layer(x) if isinstance(layer, TDNNBlock) else layer(x, lengths=lengths)
+        outputs.append(x)
+    dtype = self.mfa.conv.weight.dtype
+    x = self.mfa(torch.cat([out.to(dtype) for out in outputs[1:]], dim=1))
+    x = self.asp_bn(self.asp(x, lengths=lengths))
+    return self.fc(x).transpose(1, 2)
+
+
+def _tdnn_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """SpeechBrain's TDNNBlock (conv, ReLU, batch norm, dropout), in place where it can be."""
+    norm = self.norm.norm
+    return F.batch_norm(self.conv(x).relu_(), norm.running_mean, norm.running_var, norm.weight, norm.bias,
+                        False, 0.0, norm.eps)
+
+
+def _se_res2net_forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """SpeechBrain's SERes2NetBlock; the squeeze-excitation gate and the residual in one pass."""
+    residual = self.shortcut(x) if self.shortcut else x
+    x = self.tdnn2(self.res2net_block(self.tdnn1(x)))
+    se = self.se_block
+    if lengths is None or bool((lengths >= 1).all()):
+        mean = x.mean(dim=2, keepdim=True)
+    else:
+        from speechbrain.dataio.dataio import length_to_mask
+
+        mask = length_to_mask(lengths * x.shape[-1], max_len=x.shape[-1], device=x.device).unsqueeze(1)
+        mean = (x * mask).sum(dim=2, keepdim=True) / mask.sum(dim=2, keepdim=True)
+    gate = se.sigmoid(se.conv2(se.relu(se.conv1(mean))))
+    return torch.addcmul(residual, x, gate)
 
 
 def _pooling_forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
@@ -137,8 +229,8 @@ def _pooling_forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None)
         logits = logits.masked_fill(mask == 0, float("-inf"))
     attention = F.softmax(logits, dim=2)
     # attentive mean = mean + shift; attentive variance = E_att[(x - mean)^2] - shift^2
-    shift = (attention * deviation).sum(2, keepdim=True)
-    variance = (attention * squared).sum(2, keepdim=True) - shift * shift
+    shift = torch.einsum("nct,nct->nc", attention, deviation).unsqueeze(2)  # one pass; mul + sum makes two
+    variance = torch.einsum("nct,nct->nc", attention, squared).unsqueeze(2) - shift * shift
     return torch.cat((mean + shift, variance.clamp(self.eps).sqrt()), dim=1)
 
 

@@ -84,14 +84,19 @@ class Profiles:
             self._refresh()
             if not self._names:
                 return []
+            query = np.asarray(query, dtype=np.float32)
             if len(self._names) <= EXACT_UP_TO:
-                rows = np.arange(len(self._names))
+                rows = None
+                scores = self._matrix @ query
             else:
                 hits = self.store.search(query, k=max(SHORTLIST, 8 * top_k))
                 rows = np.array(sorted({self._row[h.speaker] for h in hits if h.speaker in self._row}), dtype=np.int64)
-            scores = self._matrix[rows] @ np.asarray(query, dtype=np.float32)
-            order = np.argsort(-scores, kind="stable")
-            out = [Candidate(self._names[rows[i]], float(scores[i])) for i in order]
+                scores = self._matrix[rows] @ query
+            wanted = min(len(scores), top_k + (exclude is not None))
+            best = np.argpartition(-scores, wanted - 1)[:wanted] if wanted < len(scores) else np.arange(len(scores))
+            best = best[np.lexsort((best, -scores[best]))]  # best first; ties in name order
+            names = [self._names[i if rows is None else rows[i]] for i in best]
+            out = [Candidate(name, float(scores[i])) for name, i in zip(names, best)]
         return [c for c in out if c.speaker != exclude][:top_k]
 
 
