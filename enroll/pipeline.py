@@ -9,6 +9,7 @@ import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 from tqdm import tqdm
@@ -16,6 +17,7 @@ from tqdm import tqdm
 from speakerid.audio import DEFAULT_MAX_SECONDS, load_audio
 from speakerid.embedder import Embedder
 from speakerid.errors import InsufficientSpeechError
+from speakerid.prefetch import prefetched
 from speakerid.scoring import Profiles
 from speakerid.vad import extract_speech
 from store import NewEmbedding, SpeakerExistsError, Store
@@ -83,9 +85,12 @@ def enroll_speaker(
 
     sources = expand_clips(list(clips))
     labels = names if names is not None and len(names) == len(sources) else [None] * len(sources)
-    prepared = [prepare_clip(embedder, source, label, min_clip_speech=min_clip_speech, max_seconds=max_seconds)
-                for source, label in tqdm(list(zip(sources, labels)), desc=f"enrolling {name}", unit="clip",
-                                          disable=True if len(sources) < PROGRESS_FROM else None)]
+    decode = partial(_decode_clip, min_clip_speech=min_clip_speech, max_seconds=max_seconds)
+    decoded = prefetched(decode, zip(sources, labels))  # the next clips decode while this one embeds
+    prepared = [Clip(source=audio.source, vector=embedder.embed([speech.samples])[0], sha256=sha256,
+                     speech_seconds=speech.seconds)
+                for audio, speech, sha256 in tqdm(decoded, total=len(sources), desc=f"enrolling {name}", unit="clip",
+                                                  disable=True if len(sources) < PROGRESS_FROM else None)]
     _check_duplicates(prepared)
     vectors = np.stack([c.vector for c in prepared])
     check_consistency([c.source for c in prepared], vectors)
@@ -110,16 +115,16 @@ def enroll_speaker(
                         model=embedder.model_id, total_clips=speaker.clips, warnings=warnings)
 
 
-def prepare_clip(embedder: Embedder, source, name: str | None = None, *, min_clip_speech: float = MIN_CLIP_SPEECH,
-                 max_seconds: float = DEFAULT_MAX_SECONDS) -> Clip:
+def _decode_clip(source_and_name: tuple, *, min_clip_speech: float, max_seconds: float):
+    """Everything before the model: decode, find the speech, check the level, hash. Thread-safe."""
+    source, name = source_and_name
     audio = load_audio(source, name, max_seconds=max_seconds)
     try:
         speech = extract_speech(audio, min_speech=min_clip_speech)
     except InsufficientSpeechError as exc:
         raise EnrollmentError(f"{exc}; clips this short can identify, but not enroll") from None
     check_level(audio, speech)
-    return Clip(source=audio.source, vector=embedder.embed([speech.samples])[0], sha256=_digest(source, audio),
-                speech_seconds=speech.seconds)
+    return audio, speech, _digest(source, audio)
 
 
 def check_name(name: str) -> str:

@@ -10,7 +10,6 @@ are embedded anyway, counted, and reported.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from .embedder import Embedder
 from .embedding_cache import EmbeddingCache
 from .errors import AudioError, SpeakerIDError
 from .metrics import det_curve, eer, min_dcf
+from .prefetch import prefetched
 from .vad import default_detector
 from .voxceleb import Trial, read_iden_split, read_trials, speaker_of, wav_root
 
@@ -118,21 +118,20 @@ def _embed_all(embedder: Embedder, wav: Path, rels: list[str], config: EvalConfi
         return rel, audio, sum(b - a for a, b in regions) / audio.sample_rate
 
     bar = tqdm(total=len(todo), unit="clip", desc="embedding", disable=None if config.progress and todo else True)
-    with ThreadPoolExecutor(max_workers=max(1, config.workers)) as pool:
-        for rel, audio, speech in _prefetch(pool, decode, todo, ahead=4 * max(1, config.workers)):
-            bar.update(1)
-            if audio is None:
-                failed[rel] = speech
-                continue
-            start = time.perf_counter()
-            vectors[rel] = embedder.embed([audio.samples])[0]
-            embed_time += time.perf_counter() - start
-            audio_seconds += audio.seconds
-            embedded_seconds += audio.seconds
-            if speech == 0:
-                no_speech.append(rel)
-            if cache:
-                cache.put(wav / rel, vectors[rel], audio.seconds, speech)
+    for rel, audio, speech in prefetched(decode, todo, workers=config.workers, ahead=4 * max(1, config.workers)):
+        bar.update(1)
+        if audio is None:
+            failed[rel] = speech
+            continue
+        start = time.perf_counter()
+        vectors[rel] = embedder.embed([audio.samples])[0]
+        embed_time += time.perf_counter() - start
+        audio_seconds += audio.seconds
+        embedded_seconds += audio.seconds
+        if speech == 0:
+            no_speech.append(rel)
+        if cache:
+            cache.put(wav / rel, vectors[rel], audio.seconds, speech)
     bar.close()
     if cache:
         cache.close()
@@ -142,21 +141,6 @@ def _embed_all(embedder: Embedder, wav: Path, rels: list[str], config: EvalConfi
              "audio_seconds": round(audio_seconds, 1), "embed_seconds": round(embed_time, 2),
              "rtf": round(embed_time / embedded_seconds, 5) if embedded_seconds else None}
     return vectors, stats
-
-
-def _prefetch(pool, fn, items, ahead: int):
-    """``map`` over a pool with a bounded read-ahead, so memory stays flat on 150k clips."""
-    pending = []
-    it = iter(items)
-    for item in it:
-        pending.append(pool.submit(fn, item))
-        if len(pending) >= ahead:
-            break
-    for item in it:
-        yield pending.pop(0).result()
-        pending.append(pool.submit(fn, item))
-    for future in pending:
-        yield future.result()
 
 
 def identification(split: list[tuple[int, str]], vectors: dict[str, np.ndarray], top_k: int = 5) -> dict:

@@ -94,3 +94,34 @@ def test_bf16_precision_stays_within_the_accuracy_bar(embedder, model_dir):
         assert float(bf16.embed([samples])[0] @ fp32.embed([samples])[0]) >= 0.9999
     with pytest.raises(ModelError, match="precision must be auto, fp32 or bf16"):
         Embedder(embedder.model, precision="int4")
+
+
+@pytest.mark.parametrize("frames", [5, 9, 31, 32, 33, 1000, 1025])
+@pytest.mark.parametrize("kernel,dilation", [(1, 1), (3, 2), (3, 4), (5, 1)])
+def test_matmul_operand_is_reflect_pad_and_stack(frames, kernel, dilation):
+    """The product's operand (mirrored ends, shifted copies, time padded to a bucket) equals
+    SpeechBrain's reflect padding followed by the shifted copies, and the padding is zero."""
+    import torch
+    import torch.nn.functional as F
+
+    from speakerid.fast_model import _operand, _padded_frames
+
+    pad = dilation * (kernel - 1) // 2
+    if frames <= pad:
+        pytest.skip("reflect padding needs more frames than it pads")
+    x = torch.randn(2, 6, frames)
+    operand, real = _operand(x, torch.float32, kernel, dilation, pad)
+    padded = F.pad(x, (pad, pad), mode="reflect") if pad else x
+    expected = torch.cat([padded[..., j * dilation: j * dilation + frames] for j in range(kernel)], dim=1)
+    assert real == frames and operand.shape[-1] == _padded_frames(frames) >= frames
+    assert torch.equal(operand[..., :frames], expected)
+    assert not operand[..., frames:].any()
+
+
+def test_time_buckets_are_few_and_tight():
+    """Buckets bound both the kernels oneDNN must build (few shapes) and the wasted work (<= 1/16)."""
+    from speakerid.fast_model import _padded_frames
+
+    sizes = [_padded_frames(n) for n in range(1, 6001)]  # up to 60 s of audio
+    assert all(n <= s <= max(n + 31, n * 17 // 16 + 1) for n, s in zip(range(1, 6001), sizes))
+    assert len(set(sizes)) < 120

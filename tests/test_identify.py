@@ -172,3 +172,26 @@ def test_chosen_scoring_is_no_worse_than_plain_speechbrain(clip_embeddings, plai
     tests = [r for s, r in split if s == 3]
     top1 = np.mean([speakers[int(np.argmax(centroids @ clip_embeddings[r]))] == speaker_of(r) for r in tests])
     assert top1 == 1.0
+
+
+@pytest.mark.parametrize("exclude", [None, "s003"])
+def test_rank_is_the_full_sort_cut_to_top_k(tmp_path, exclude):
+    """rank() picks the top k by partial sort; it must equal sorting every profile (ties by name)."""
+    from speakerid.scoring import Profiles
+    from store import NewEmbedding, Store
+
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((40, 8)).astype(np.float32)
+    vectors[7] = vectors[3]  # an exact tie: same profile under two names
+    store = Store.open(tmp_path / "home")
+    store.import_speakers({f"s{i:03d}": [NewEmbedding(v)] for i, v in enumerate(vectors)}, model="m")
+    profiles = Profiles(store)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    for query in [unit[3], *rng.standard_normal((20, 8)).astype(np.float32)]:
+        scores = unit @ query
+        expected = [f"s{i:03d}" for i in sorted(range(40), key=lambda i: (-scores[i], i)) if f"s{i:03d}" != exclude]
+        for top_k in (1, 2, 5, 39, 40):
+            got = profiles.rank(query, top_k=top_k, exclude=exclude)
+            assert [c.speaker for c in got] == expected[:top_k]
+            assert np.allclose([c.score for c in got], [scores[int(n[1:])] for n in expected[:top_k]], atol=1e-6)
+    store.close()
