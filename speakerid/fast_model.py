@@ -246,8 +246,8 @@ def keep_freed_memory() -> bool:
 
     glibc serves large blocks (an activation of 3072 x 500 floats is 6 MB) by mmap and unmaps them
     on free, so every layer of every clip paid for fresh zeroed pages: 43 ms per 5 s clip instead of
-    35 ms here. The process keeps up to 512 MB of freed heap mapped (~100 MB after a 10 s clip). Returns False where
-    the C library is not glibc.
+    35 ms here. The process keeps up to 512 MB of freed heap mapped (~100 MB after a 10 s clip).
+    Returns False where the C library is not glibc.
     """
     import ctypes
     import ctypes.util

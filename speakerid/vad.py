@@ -10,6 +10,8 @@ silero-vad ships its model inside the wheel, so this never touches the network.
 
 from __future__ import annotations
 
+import importlib
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -63,13 +65,13 @@ class SpeechDetector:
 def _import_silero():
     """Import silero_vad without its side effect: it calls ``torch.set_num_threads(1)`` on import,
     which halved the embedder's speed for the rest of the process."""
-    import torch
+    if "silero_vad" not in sys.modules:
+        import torch
 
-    threads = torch.get_num_threads()
-    import silero_vad
-
-    torch.set_num_threads(threads)
-    return silero_vad
+        threads = torch.get_num_threads()
+        importlib.import_module("silero_vad")
+        torch.set_num_threads(threads)
+    return sys.modules["silero_vad"]
 
 
 _default_detector: SpeechDetector | None = None
