@@ -62,16 +62,21 @@ class SpeechDetector:
         return [(int(s["start"]), int(s["end"])) for s in stamps]
 
 
+_import_lock = threading.Lock()
+
+
 def _import_silero():
     """Import silero_vad without its side effect: it calls ``torch.set_num_threads(1)`` on import,
-    which halved the embedder's speed for the rest of the process."""
-    if "silero_vad" not in sys.modules:
-        import torch
+    which halved the embedder's speed for the rest of the process. Under a lock, so a second
+    thread never sees the module half imported (evaluation decodes on two threads)."""
+    with _import_lock:
+        if "silero_vad" not in sys.modules:
+            import torch
 
-        threads = torch.get_num_threads()
-        importlib.import_module("silero_vad")
-        torch.set_num_threads(threads)
-    return sys.modules["silero_vad"]
+            threads = torch.get_num_threads()
+            importlib.import_module("silero_vad")
+            torch.set_num_threads(threads)
+        return sys.modules["silero_vad"]
 
 
 _default_detector: SpeechDetector | None = None

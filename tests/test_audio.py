@@ -139,9 +139,25 @@ def test_speech_regions_match_silero_streaming_model():
 
 @needs_data
 def test_speech_detection_leaves_torch_threads_alone():
-    """silero_vad sets torch to one thread when imported; the embedder after it must keep both cores."""
-    script = ("import torch; torch.set_num_threads(2); from speakerid.audio import load_audio; "
-              "from speakerid.vad import extract_speech; "
-              f"extract_speech(load_audio({str(clip_path(iden_split()[0][1]))!r})); print(torch.get_num_threads())")
+    """silero_vad sets torch to one thread when imported; the embedder after it must keep both cores.
+    Eight threads detect speech at once in a fresh process, as evaluation's decode threads do: none
+    may see silero_vad half imported."""
+    script = f"""
+import threading, torch
+torch.set_num_threads(2)
+from speakerid.audio import load_audio
+from speakerid.vad import extract_speech
+audio = load_audio({str(clip_path(iden_split()[0][1]))!r})
+errors = []
+def detect():
+    try:
+        extract_speech(audio)
+    except Exception as exc:
+        errors.append(repr(exc))
+threads = [threading.Thread(target=detect) for _ in range(8)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(errors, torch.get_num_threads())
+"""
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "2"
+    assert out.stdout.strip() == "[] 2"
