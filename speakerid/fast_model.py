@@ -192,15 +192,25 @@ def _se_res2net_forward(self, x: torch.Tensor, lengths: torch.Tensor | None = No
     residual = self.shortcut(x) if self.shortcut else x
     x = self.tdnn2(self.res2net_block(self.tdnn1(x)))
     se = self.se_block
-    if lengths is None or bool((lengths >= 1).all()):
-        mean = x.mean(dim=2, keepdim=True)
-    else:
-        from speechbrain.dataio.dataio import length_to_mask
-
-        mask = length_to_mask(lengths * x.shape[-1], max_len=x.shape[-1], device=x.device).unsqueeze(1)
-        mean = (x * mask).sum(dim=2, keepdim=True) / mask.sum(dim=2, keepdim=True)
+    mean = _time_mean(x, _padding_mask(lengths, x.shape[-1], x.device))
     gate = se.sigmoid(se.conv2(se.relu(se.conv1(mean))))
     return torch.addcmul(residual, x, gate)
+
+
+def _padding_mask(lengths: torch.Tensor | None, frames: int, device) -> torch.Tensor | None:
+    """(N, 1, frames), 1 on each clip's real frames; None when no clip of the batch is padded."""
+    if lengths is None or bool((lengths >= 1).all()):
+        return None
+    from speechbrain.dataio.dataio import length_to_mask
+
+    return length_to_mask(lengths * frames, max_len=frames, device=device).unsqueeze(1)
+
+
+def _time_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean over each clip's real frames, (N, C, T) -> (N, C, 1)."""
+    if mask is None:
+        return x.mean(dim=2, keepdim=True)
+    return (x * mask).sum(dim=2, keepdim=True) / mask.sum(dim=2, keepdim=True)
 
 
 def _pooling_forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
@@ -210,29 +220,17 @@ def _pooling_forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None)
     once per frame; deviations from the plain mean are computed once and serve both the plain and
     the attentive statistics; a clip without padding skips the masks.
     """
-    from speechbrain.dataio.dataio import length_to_mask
-
-    frames = x.shape[-1]
-    padded = lengths is not None and bool((lengths < 1).any())
-    if padded:
-        mask = length_to_mask(lengths * frames, max_len=frames, device=x.device).unsqueeze(1)
-        weights = mask / mask.sum(dim=2, keepdim=True)
-        mean = (weights * x).sum(2, keepdim=True)
-        deviation = x - mean
-        squared = deviation * deviation
-        variance = (weights * squared).sum(2, keepdim=True)
-    else:
-        mean = x.mean(2, keepdim=True)
-        deviation = x - mean
-        squared = deviation * deviation
-        variance = squared.mean(2, keepdim=True)
-    std = variance.clamp(self.eps).sqrt()
+    mask = _padding_mask(lengths, x.shape[-1], x.device)
+    mean = _time_mean(x, mask)
+    deviation = x - mean
+    squared = deviation * deviation
+    std = _time_mean(squared, mask).clamp(self.eps).sqrt()
 
     constant = torch.matmul(self._w_mean, mean) + torch.matmul(self._w_std, std) + self._bias
     hidden = _matmul(self._w_frames, x) + constant  # (N, attention channels, frames)
     hidden = self.tdnn.dropout(self.tdnn.norm(self.tdnn.activation(hidden)))
     logits = _matmul(self._w_attention, torch.tanh(hidden))
-    if padded:
+    if mask is not None:
         logits = logits.masked_fill(mask == 0, float("-inf"))
     attention = F.softmax(logits, dim=2)
     # attentive mean = mean + shift; attentive variance = E_att[(x - mean)^2] - shift^2
