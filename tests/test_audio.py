@@ -127,14 +127,14 @@ def test_speech_regions_match_silero_streaming_model():
 
     from speakerid.vad import default_detector
 
-    streaming = load_silero_vad()
-    rels = [rel for _, rel in iden_split()][::12]
-    for rel in rels:
+    detector, streaming = default_detector(), load_silero_vad()
+    for rel in [rel for _, rel in iden_split()][::12]:
         audio = load_audio(clip_path(rel))
         with torch.inference_mode():
-            stamps = get_speech_timestamps(torch.from_numpy(audio.samples), streaming, threshold=0.5,
-                                           sampling_rate=SAMPLE_RATE, min_silence_duration_ms=100, speech_pad_ms=30)
-        assert default_detector().segments(audio) == [(s["start"], s["end"]) for s in stamps], rel
+            stamps = get_speech_timestamps(torch.from_numpy(audio.samples), streaming, threshold=detector.threshold,
+                                           sampling_rate=SAMPLE_RATE, min_silence_duration_ms=detector.min_silence_ms,
+                                           speech_pad_ms=detector.pad_ms)
+        assert detector.segments(audio) == [(s["start"], s["end"]) for s in stamps], rel
 
 
 @needs_data

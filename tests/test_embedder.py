@@ -20,7 +20,6 @@ from tiny_models import make_tiny_model
 def test_matches_plain_speechbrain_on_the_same_samples(embedder, plain_speechbrain, model_dir):
     """The default (bf16 where the CPU has it) within cosine 0.9999 of plain SpeechBrain; fp32 with
     the same rewrites (flushed subnormals, split pooling weights) equal to float rounding."""
-    from speakerid.embedder import Embedder
     from speakerid.models import resolve
 
     fp32 = Embedder(resolve(str(model_dir)), precision="fp32")
