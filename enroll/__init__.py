@@ -1,6 +1,5 @@
-"""Enrollment: quality gates, aggregation, and the ``enroll-speaker`` command."""
+"""The ``enroll-speaker`` command and bulk enrollment tooling (manifests, Ray).
 
-from .errors import EnrollmentError
-from .pipeline import EnrollResult, enroll_speaker
-
-__all__ = ["EnrollResult", "EnrollmentError", "enroll_speaker"]
+Enrollment itself — the checks and the write — is :mod:`speakerid.enrollment`; this package is
+the tooling around it and sits above ``speakerid``.
+"""

@@ -1,13 +1,12 @@
-"""The ``enroll-speaker`` command."""
+"""The ``enroll-speaker`` command: enroll one speaker from clips or folders."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from speakerid.cli_common import UsageError, common_options, emit, open_speakerid, run, warn
-
-from .pipeline import MIN_CLIP_SPEECH, MIN_TOTAL_SPEECH
+from speakerid.cli.common import ArgumentParser, UsageError, common_options, emit, finite, main_of, open_speakerid, warn
+from speakerid.enrollment import MIN_CLIP_SPEECH, MIN_TOTAL_SPEECH
 
 
 def parse_meta(pairs: list[str]) -> dict[str, str]:
@@ -21,11 +20,11 @@ def parse_meta(pairs: list[str]) -> dict[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="enroll-speaker", parents=[common_options()],
         description="Enroll a speaker from one or more clips (files or folders of audio). All clips are decoded, "
                     "checked and embedded before anything is written: one bad clip fails the command, names the "
-                    "file, and leaves the store untouched.",
+                    "file, and leaves the store untouched (or, with --skip-bad, is left out and reported).",
     )
     parser.add_argument("name", metavar="NAME", help="the speaker's name (unique in the store)")
     parser.add_argument("clips", metavar="CLIP", nargs="+", help="an audio file, or a folder: every audio file below it")
@@ -36,20 +35,25 @@ def build_parser() -> argparse.ArgumentParser:
                         help="metadata to store with the speaker (repeatable)")
     parser.add_argument("--strict", action="store_true",
                         help="refuse (instead of warning) when the voice matches another enrolled speaker")
-    parser.add_argument("--min-speech", type=float, default=MIN_TOTAL_SPEECH, metavar="SECONDS",
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="leave out clips that fail a check (reported with the reason) instead of refusing all")
+    parser.add_argument("--min-speech", type=finite, default=MIN_TOTAL_SPEECH, metavar="SECONDS",
                         help=f"net speech needed over all clips (default {MIN_TOTAL_SPEECH:g})")
-    parser.add_argument("--min-clip-speech", type=float, default=MIN_CLIP_SPEECH, metavar="SECONDS",
+    parser.add_argument("--min-clip-speech", type=finite, default=MIN_CLIP_SPEECH, metavar="SECONDS",
                         help=f"net speech needed in each clip (default {MIN_CLIP_SPEECH:g})")
+    parser.set_defaults(handler=enroll)
     return parser
 
 
-def cmd_enroll(args: argparse.Namespace) -> int:
+def enroll(args: argparse.Namespace) -> int:
     with open_speakerid(args) as sid:
         result = sid.enroll(args.name, args.clips, replace=args.replace, append=args.append,
-                            metadata=parse_meta(args.meta), strict=args.strict, min_speech=args.min_speech,
-                            min_clip_speech=args.min_clip_speech)
+                            metadata=parse_meta(args.meta), strict=args.strict, skip_bad=args.skip_bad,
+                            min_speech=args.min_speech, min_clip_speech=args.min_clip_speech)
     for message in result.warnings:
         warn(message)
+    for skipped in result.skipped:
+        warn(f"left out {skipped.clip}: {skipped.reason}")
     emit(args, result.to_dict(),
          f"enrolled {result.speaker}: {result.clips} clips, {result.speech_seconds:.1f} s of speech "
          f"({result.total_clips} clips in total; model {result.model})")
@@ -57,8 +61,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run(cmd_enroll, args)
+    return main_of(build_parser, argv)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,17 @@
 >>> SpeakerID.open("~/voices").identify("clip.wav")   # doctest: +SKIP
 """
 
+from store import ConflictError, InvalidValueError, NotFoundError, SpeakerIDError, StoreError
+
 from .api import Identification, Options, SpeakerID, Verification
 from .audio import Audio, load_audio
-from .errors import AudioError, InsufficientSpeechError, ModelError, ModelIntegrityError, SpeakerIDError
+from .enrollment import EnrollResult
+from .errors import (AudioError, AudioTooLongError, EnrollmentError, InsufficientSpeechError, ModelError,
+                     ModelIntegrityError, UsageError)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = [
-    "Audio", "AudioError", "Identification", "InsufficientSpeechError", "ModelError", "ModelIntegrityError",
-    "Options", "SpeakerID", "SpeakerIDError", "Verification", "load_audio",
+    "Audio", "AudioError", "AudioTooLongError", "ConflictError", "EnrollResult", "EnrollmentError", "Identification",
+    "InsufficientSpeechError", "InvalidValueError", "ModelError", "ModelIntegrityError", "NotFoundError", "Options",
+    "SpeakerID", "SpeakerIDError", "StoreError", "UsageError", "Verification", "load_audio",
 ]

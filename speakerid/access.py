@@ -1,111 +1,76 @@
 """Access control by voice: who may open which door, phone line or app, and a record of every decision.
 
 A resource lists the speakers (or ``@groups``) allowed through it and may carry its own, stricter
-threshold. A check either verifies a claimed identity or identifies the speaker, then asks
-whether that speaker is allowed. After ``lockout_attempts`` consecutive denials for one claimed
-identity within ``lockout_seconds``, that identity is locked out until the window has passed.
-Every decision lands in the audit log (time, key, resource, claim, result, score; never audio).
+threshold. A check either verifies a claimed identity or identifies the speaker, then asks whether
+that speaker is allowed. Guessing is limited: after ``attempts`` denials within ``seconds`` a
+claimed identity is locked out, and so is identification at one resource by one caller (a key or
+a client address), until the window has passed. The attempt is reserved before the voice is
+scored, in one transaction, so parallel requests cannot all be scored. Every decision — refused
+audio and unknown resources too — lands in the audit log (time, key, resource, claim, result,
+score; never audio).
 """
 
 from __future__ import annotations
 
-import json
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from dataclasses import replace
+from datetime import datetime, timezone
 
-from store import SpeakerNotFoundError, Store
-from store.schema import now
+from store import Decision, Resource, SpeakerIDError, name_key, resource_name, speaker_name
 
+from . import validate
 from .api import SpeakerID
 from .audio import AudioInput
-from .errors import SpeakerIDError
 
 # Stricter than identification's 0.45: aimed at <= 0.1 % false accepts. On mini-voxceleb1 the
 # highest non-target profile score is 0.383 and the lowest target score 0.599.
 DEFAULT_ACCESS_THRESHOLD = 0.55
 DEFAULT_LOCKOUT_ATTEMPTS = 5
 DEFAULT_LOCKOUT_SECONDS = 300.0
-
-
-class AccessError(SpeakerIDError):
-    """An access-control request that cannot be carried out (unknown resource, bad name)."""
-
-
-@dataclass(frozen=True)
-class AccessDecision:
-    allow: bool
-    reason: str
-    speaker: str | None
-    score: float | None
-    threshold: float
-    decision_id: str
-    resource: str
-    claim: str | None
-
-    def to_dict(self) -> dict:
-        return {"allow": self.allow, "reason": self.reason, "speaker": self.speaker,
-                "score": None if self.score is None else round(self.score, 6), "threshold": self.threshold,
-                "decision_id": self.decision_id, "resource": self.resource, "claim": self.claim}
+MAX_LOCKOUT_ATTEMPTS = 1000
+MAX_LOCKOUT_SECONDS = 30 * 24 * 3600.0
 
 
 class AccessControl:
+    """Access decisions over a :class:`SpeakerID`; the policy itself lives in its store."""
+
     def __init__(self, sid: SpeakerID):
         self.sid = sid
-        self.store: Store = sid.store
+        self.store = sid.store
 
-    # -- policy ----------------------------------------------------------------------------
+    # -- policy ------------------------------------------------------------------------------------
     def grant(self, principal: str, resource: str) -> None:
         """Allow a speaker (``alice``) or a group (``@staff``) through ``resource``, creating it if new."""
-        principal = self._principal(principal)
-        with self.store.transaction() as db:
-            db.execute("INSERT OR IGNORE INTO resources (name, threshold, created) VALUES (?, NULL, ?)", [resource, now()])
-            db.execute("INSERT OR IGNORE INTO grants (resource, principal, created) VALUES (?, ?, ?)",
-                       [resource, principal, now()])
-            self.store.log_event("grant", principal if not principal.startswith("@") else None,
-                                 resource=resource, principal=principal)
+        self.store.grant(principal, resource)
 
     def revoke(self, principal: str, resource: str) -> None:
-        with self.store.transaction() as db:
-            cur = db.execute("DELETE FROM grants WHERE resource = ? AND principal = ?", [resource, principal])
-            if cur.rowcount == 0:
-                raise AccessError(f"{principal} has no grant on {resource}")
-            self.store.log_event("revoke", None, resource=resource, principal=principal)
+        self.store.revoke_grant(principal, resource)
 
     def set_threshold(self, resource: str, threshold: float | None) -> None:
-        if threshold is not None and not -1 <= threshold <= 1:
-            raise AccessError("a cosine threshold lies between -1 and 1")
-        with self.store.transaction() as db:
-            db.execute("INSERT OR IGNORE INTO resources (name, threshold, created) VALUES (?, NULL, ?)", [resource, now()])
-            db.execute("UPDATE resources SET threshold = ? WHERE name = ?", [threshold, resource])
-            self.store.log_event("resource_threshold", None, resource=resource, threshold=threshold)
+        """A resource's own cosine threshold (``None``: the store's access default)."""
+        self.store.set_resource_limits(resource, threshold=None if threshold is None else validate.threshold(threshold))
 
     def add_to_group(self, group: str, speaker: str) -> None:
-        if speaker not in self.store:
-            raise SpeakerNotFoundError(speaker)
-        with self.store.transaction() as db:
-            db.execute("INSERT OR IGNORE INTO group_members (grp, speaker) VALUES (?, ?)", [group.lstrip("@"), speaker])
+        self.store.add_to_group(group, speaker)
 
-    def remove_from_group(self, group: str, speaker: str) -> None:
-        with self.store.transaction() as db:
-            db.execute("DELETE FROM group_members WHERE grp = ? AND speaker = ?", [group.lstrip("@"), speaker])
+    def remove_from_group(self, group: str, speaker: str) -> bool:
+        return self.store.remove_from_group(group, speaker)
 
     def groups(self) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {}
-        for grp, speaker in self.store.db.execute("SELECT grp, speaker FROM group_members ORDER BY grp, speaker"):
-            out.setdefault(grp, []).append(speaker)
-        return out
+        return self.store.groups()
 
     def resources(self) -> list[dict]:
-        rows = self.store.db.execute("SELECT name, threshold FROM resources ORDER BY name").fetchall()
-        return [{"resource": name, "threshold": threshold if threshold is not None else self.default_threshold,
-                 "allowed": [p for (p,) in self.store.db.execute(
-                     "SELECT principal FROM grants WHERE resource = ? ORDER BY principal", [name])]}
-                for name, threshold in rows]
+        return [self._describe(r) for r in self.store.resources()]
+
+    def _describe(self, resource: Resource) -> dict:
+        return {"resource": resource.name, "threshold": self.threshold_of(resource), "allowed": resource.allowed}
 
     @property
     def default_threshold(self) -> float:
         return float(self.store.setting("access.threshold", DEFAULT_ACCESS_THRESHOLD))
+
+    def threshold_of(self, resource: Resource) -> float:
+        return resource.threshold if resource.threshold is not None else self.default_threshold
 
     @property
     def lockout(self) -> tuple[int, float]:
@@ -113,79 +78,79 @@ class AccessControl:
                 float(self.store.setting("access.lockout_seconds", DEFAULT_LOCKOUT_SECONDS)))
 
     def set_lockout(self, attempts: int, seconds: float) -> None:
-        if attempts < 1 or seconds <= 0:
-            raise AccessError("lockout needs at least 1 attempt and a positive window")
-        self.store.set_setting("access.lockout_attempts", int(attempts))
-        self.store.set_setting("access.lockout_seconds", float(seconds))
+        attempts = validate.count("lockout attempts", attempts, low=1, high=MAX_LOCKOUT_ATTEMPTS)
+        seconds = validate.seconds("lockout window", seconds, low=1.0, high=MAX_LOCKOUT_SECONDS)
+        self.store.set_setting("access.lockout_attempts", attempts)
+        self.store.set_setting("access.lockout_seconds", seconds)
 
-    # -- decisions -------------------------------------------------------------------------
+    # -- decisions ---------------------------------------------------------------------------------
     def check(self, resource: str, audio: AudioInput, claim: str | None = None, *, key_id: str | None = None,
-              name: str | None = None) -> AccessDecision:
-        """Allow or deny ``audio`` through ``resource``; every outcome is audited."""
-        threshold = self._threshold(resource)
-        decision_id = uuid.uuid4().hex
-        if claim is not None:
-            locked_until = self.locked_until(claim)
-            if locked_until is not None:
-                return self._record(AccessDecision(False, f"locked out until {locked_until}", None, None, threshold,
-                                                   decision_id, resource, claim), key_id)
-            if claim not in self.store:
-                return self._record(AccessDecision(False, "claimed speaker is not enrolled", None, None, threshold,
-                                                   decision_id, resource, claim), key_id)
-            verdict = self.sid.verify(claim, audio, threshold=threshold, name=name)
-            speaker, score = claim, verdict.score
-            matched, reason = verdict.accepted, "voice does not match the claimed speaker"
+              caller: str | None = None, name: str | None = None) -> Decision:
+        """Allow or deny ``audio`` through ``resource``; every outcome is audited.
+
+        ``caller`` (a key id or client address) scopes the identification-mode lockout.
+        """
+        mode = "verify" if claim is not None else "identify"
+        draft = Decision(decision_id=uuid.uuid4().hex, time="", key_id=key_id, resource=str(resource), claim=claim,
+                         mode=mode, allow=False, reason="", speaker=None, score=None, threshold=None)
+        try:
+            found = self.store.resource(resource)
+            draft = replace(draft, resource=found.name, threshold=self.threshold_of(found))
+            if claim is not None:
+                claim = speaker_name(claim)
+                draft = replace(draft, claim=claim)
+        except SpeakerIDError as exc:  # unknown resource, bad claim: audited, then raised
+            self._record(replace(draft, reason=str(exc)))
+            raise
+        subject = (f"claim:{name_key(claim)}" if claim is not None
+                   else f"identify:{found.name}:{caller or key_id or 'local'}")
+        attempts, seconds = self.lockout
+        attempt, locked_until = self.store.begin_attempt(subject, attempts=attempts, window_seconds=seconds)
+        if attempt is None:
+            return self._record(replace(draft, reason=f"locked out until {locked_until}"))
+        try:
+            decision = self._decide(draft, audio, name)
+        except SpeakerIDError as exc:  # refused audio: audited, does not count towards the lockout
+            self.store.finish_attempt(attempt, "refused")
+            self._record(replace(draft, reason=str(exc)))
+            raise
+        self.store.finish_attempt(attempt, "allow" if decision.allow else "deny")
+        return self._record(decision)
+
+    def _decide(self, draft: Decision, audio: AudioInput, name: str | None) -> Decision:
+        threshold = draft.threshold
+        if draft.claim is not None:
+            if draft.claim not in self.store:
+                return replace(draft, reason="claimed speaker is not enrolled")
+            verdict = self.sid.verify(draft.claim, audio, threshold=threshold, name=name)
+            speaker, score, matched = verdict.speaker, verdict.score, verdict.accepted
+            reason = "voice does not match the claimed speaker"
         else:
             found = self.sid.identify(audio, threshold=threshold, name=name)
-            speaker, score = found.speaker, found.score
-            matched, reason = speaker is not None, "voice not recognised"
+            speaker, score, matched = found.speaker, found.score, found.speaker is not None
+            reason = "voice not recognised"
+        score = round(float(score), 6)
         if not matched:
-            return self._record(AccessDecision(False, reason, None, score, threshold, decision_id, resource, claim), key_id)
-        if not self.allowed(speaker, resource):
-            return self._record(AccessDecision(False, f"{speaker} is not allowed on {resource}", speaker, score,
-                                               threshold, decision_id, resource, claim), key_id)
-        return self._record(AccessDecision(True, "allowed", speaker, score, threshold, decision_id, resource, claim), key_id)
+            return replace(draft, reason=reason, score=score)
+        if not self.store.allowed(speaker, draft.resource):
+            return replace(draft, reason=f"{speaker} is not allowed on {draft.resource}", speaker=speaker, score=score)
+        return replace(draft, allow=True, reason="allowed", speaker=speaker, score=score)
 
-    def allowed(self, speaker: str, resource: str) -> bool:
-        row = self.store.db.execute(
-            """SELECT 1 FROM grants WHERE resource = ? AND (principal = ? OR principal IN
-                   (SELECT '@' || grp FROM group_members WHERE speaker = ?)) LIMIT 1""",
-            [resource, speaker, speaker]).fetchone()
-        return row is not None
-
-    def locked_until(self, claim: str) -> str | None:
-        """When ``claim`` is locked out: the time it is released; else None."""
-        attempts, seconds = self.lockout
-        since = (datetime.now(timezone.utc) - timedelta(seconds=seconds)).isoformat(timespec="milliseconds")
-        recent = self.store.db.execute(
-            "SELECT time, detail FROM events WHERE kind = 'access' AND speaker = ? AND time >= ? ORDER BY id DESC LIMIT ?",
-            [f"claim:{claim}", since, attempts]).fetchall()
-        if len(recent) < attempts or any(json.loads(detail)["allow"] for _, detail in recent):
-            return None
-        last = datetime.fromisoformat(recent[0][0])
-        return (last + timedelta(seconds=seconds)).isoformat(timespec="seconds")
-
-    def audit(self, since: str | None = None) -> list[dict]:
-        return [{"time": e["time"], **e["detail"]} for e in self.store.events(since=since, kind="access")]
-
-    # -- internals -------------------------------------------------------------------------
-    def _threshold(self, resource: str) -> float:
-        row = self.store.db.execute("SELECT threshold FROM resources WHERE name = ?", [resource]).fetchone()
-        if row is None:
-            raise AccessError(f"unknown resource {resource!r}; grant someone access to it first")
-        return float(row[0]) if row[0] is not None else self.default_threshold
-
-    def _principal(self, principal: str) -> str:
-        if principal.startswith("@"):
-            if len(principal) < 2:
-                raise AccessError("a group name follows the @")
-            return principal
-        if principal not in self.store:
-            raise SpeakerNotFoundError(principal)
-        return principal
-
-    def _record(self, decision: AccessDecision, key_id: str | None) -> AccessDecision:
-        # The claim (or "-") is the events row's speaker, so lockout counts are one indexed query.
-        self.store.log_event("access", f"claim:{decision.claim}" if decision.claim else None,
-                             key_id=key_id, **decision.to_dict())
+    def _record(self, decision: Decision) -> Decision:
+        decision = replace(decision, time=datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
+        self.store.record_decision(decision)
         return decision
+
+    def audit(self, since: str | None = None, until: str | None = None, resource: str | None = None,
+              allow: bool | None = None, limit: int | None = None, offset: int = 0) -> list[dict]:
+        """Decisions, oldest first; times are ISO 8601 (a time without a zone is UTC)."""
+        if resource is not None:
+            resource = resource_name(resource)
+        if limit is not None:
+            limit = validate.count("limit", limit, low=1, high=100_000)
+        offset = validate.count("offset", offset, low=0)
+        rows = self.store.decisions(since=validate.iso_time(since, "since") if since else None,
+                                    until=validate.iso_time(until, "until") if until else None,
+                                    resource=resource, allow=allow, limit=limit, offset=offset)
+        return [d.to_dict() for d in rows]
+

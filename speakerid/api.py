@@ -1,9 +1,9 @@
 """The public Python API: ``SpeakerID.open(home).identify(clip)``.
 
-Example
--------
+>>> from speakerid import SpeakerID
 >>> sid = SpeakerID.open("~/voices")                          # doctest: +SKIP
->>> sid.enroll("alice", ["alice/"])                           # doctest: +SKIP
+>>> sid.enroll("alice", ["alice/"]).clips                     # doctest: +SKIP
+7
 >>> sid.identify("door-mic.wav").speaker                      # doctest: +SKIP
 'alice'
 """
@@ -11,18 +11,22 @@ Example
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from store import Speaker, SpeakerNotFoundError, Store
+from store import SpeakerNotFoundError, Store, is_postgres_url
 
-from .audio import DEFAULT_MAX_SECONDS, AudioInput, load_audio
+from . import validate
+from .audio import DEFAULT_MAX_SECONDS, AudioInput
 from .embedder import Embedder
+from .enrollment import MIN_CLIP_SPEECH, MIN_TOTAL_SPEECH, Enrollment, EnrollResult, Limits
+from .errors import UsageError
 from .paths import default_home
 from .scoring import DEFAULT_MARGIN, DEFAULT_THRESHOLD, Candidate, Profiles, decide
-from .vad import DEFAULT_MIN_SPEECH, extract_speech
+from .vad import DEFAULT_MIN_SPEECH, Speech
+from .voice import Voice, VoiceReader
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,7 @@ class Identification:
     reason: str
 
     def to_dict(self) -> dict:
-        return {"speaker": self.speaker, "score": round(self.score, 6), "threshold": self.threshold,
+        return {"speaker": self.speaker, "score": round(self.score, 6), "threshold": round(self.threshold, 6),
                 "candidates": [c.to_dict() for c in self.candidates], "speech_seconds": round(self.speech_seconds, 2),
                 "model": self.model, "reason": self.reason}
 
@@ -52,37 +56,60 @@ class Verification:
 
     def to_dict(self) -> dict:
         return {"speaker": self.speaker, "accepted": self.accepted, "score": round(self.score, 6),
-                "threshold": self.threshold, "speech_seconds": round(self.speech_seconds, 2), "model": self.model}
+                "threshold": round(self.threshold, 6), "speech_seconds": round(self.speech_seconds, 2),
+                "model": self.model}
 
 
 @dataclass
 class Options:
-    """Per-instance knobs; every one can also be overridden per call where it makes sense."""
+    """Per-instance knobs; thresholds and ``top_k`` are per call."""
 
-    min_speech: float = DEFAULT_MIN_SPEECH  # to identify or verify
+    min_speech: float = DEFAULT_MIN_SPEECH  # seconds of speech to identify or verify
     max_seconds: float = DEFAULT_MAX_SECONDS
     speech_only: bool = False
     margin: float = DEFAULT_MARGIN
+
+    def __post_init__(self) -> None:
+        self.min_speech = validate.seconds("min_speech", self.min_speech)
+        self.max_seconds = validate.seconds("max_seconds", self.max_seconds, low=0.1)
+        self.margin = validate.number("margin", self.margin, low=0.0, high=2.0)
+
+
+def store_location(home: str | os.PathLike | None = None, store: str | os.PathLike | None = None) -> str | Path:
+    """Where the store is: ``store`` (a URL or folder), else ``home``, else ``SPEAKERID_STORE``,
+    else ``SPEAKERID_HOME`` or the XDG data folder."""
+    for given, what in ((store, "store"), (home, "home")):
+        if given is None:
+            continue
+        if not isinstance(given, (str, os.PathLike)) or not os.fspath(given).strip():
+            raise UsageError(f"{what} must be a folder or a postgresql:// URL, got {given!r}")
+        return str(given) if is_postgres_url(given) else Path(os.fspath(given)).expanduser()
+    env = os.environ.get("SPEAKERID_STORE")
+    if env:
+        return env if is_postgres_url(env) else Path(env).expanduser()
+    return default_home()
 
 
 class SpeakerID:
     """A voiceprint store plus the model that reads voices into it. Loads the model on first use."""
 
     def __init__(self, store: Store, model: str | None = None, device: str = "cpu", options: Options | None = None):
+        if not isinstance(store, Store):
+            raise UsageError(f"SpeakerID needs a Store (use SpeakerID.open(home)), not {type(store).__name__}")
         self.store = store
-        self.home = store.home
+        self.home = getattr(store, "home", None)
         self.model_spec = model
         self.device = device
         self.options = options or Options()
         self.profiles = Profiles(store)
-        self._embedder: Embedder | None = None
+        self._reader: VoiceReader | None = None
 
     @classmethod
-    def open(cls, home: str | os.PathLike | None = None, *, model: str | None = None, device: str = "cpu",
-             options: Options | None = None) -> "SpeakerID":
-        """Open the store at ``home`` (default: ``SPEAKERID_HOME`` or the XDG data dir)."""
-        store = Store.open(Path(home).expanduser() if home else default_home())
-        return cls(store, model=model, device=device, options=options)
+    def open(cls, home: str | os.PathLike | None = None, *, store: str | os.PathLike | None = None,
+             model: str | None = None, device: str = "cpu", options: Options | None = None) -> "SpeakerID":
+        """Open the store in ``home`` or at ``store`` (a folder or ``postgresql://`` URL); see
+        :func:`store_location` for the defaults."""
+        return cls(Store.open(store_location(home, store)), model=model, device=device, options=options)
 
     def close(self) -> None:
         self.store.close()
@@ -95,69 +122,93 @@ class SpeakerID:
 
     @property
     def embedder(self) -> Embedder:
-        if self._embedder is None:
+        return self.reader.embedder
+
+    @property
+    def reader(self) -> VoiceReader:
+        """The clip → vector path (decode, speech, embedding) with this instance's options."""
+        if self._reader is None:
             embedder = Embedder.load(self.model_spec, device=self.device)
             self.store.check_model(embedder.model_id, embedder.dimension)
-            self._embedder = embedder
-        return self._embedder
+            self._reader = VoiceReader(embedder, max_seconds=self.options.max_seconds,
+                                       speech_only=self.options.speech_only)
+        return self._reader
 
     @property
     def threshold(self) -> float:
-        """The store's calibrated threshold if one was set, else the default for the default model."""
+        """The store's decision threshold: set by the user, else the default."""
         return float(self.store.setting("threshold", DEFAULT_THRESHOLD))
 
-    def set_threshold(self, value: float) -> None:
-        if not -1.0 <= value <= 1.0:
-            raise ValueError("a cosine threshold lies between -1 and 1")
-        self.store.set_setting("threshold", float(value))
+    def set_threshold(self, value: float | None) -> None:
+        """Set the store's threshold (``None``: back to the default)."""
+        self.store.set_setting("threshold", None if value is None else validate.threshold(value))
 
-    # -- voices in -----------------------------------------------------------------------------
-    def embed(self, audio: AudioInput, name: str | None = None, *, min_speech: float | None = None):
-        """``(embedding, speech)`` for one clip, refusing clips with too little speech."""
-        decoded = load_audio(audio, name, max_seconds=self.options.max_seconds)
-        speech = extract_speech(decoded, min_speech=self.options.min_speech if min_speech is None else min_speech,
-                                speech_only=self.options.speech_only)
-        return self.embedder.embed([speech.samples])[0], speech
+    # -- voices in ---------------------------------------------------------------------------------
+    def read(self, audio: AudioInput, name: str | None = None, *, min_speech: float | None = None) -> Voice:
+        """One clip through the clip → vector path, refusing it with under ``min_speech`` s of speech."""
+        need = self.options.min_speech if min_speech is None else validate.seconds("min_speech", min_speech)
+        return self.reader.read(audio, name, min_speech=need)
+
+    def embed(self, audio: AudioInput, name: str | None = None, *,
+              min_speech: float | None = None) -> tuple[np.ndarray, Speech]:
+        """``(embedding, speech)`` for one clip (see :meth:`read`)."""
+        voice = self.read(audio, name, min_speech=min_speech)
+        return voice.vector, voice.speech
 
     def enroll(self, name: str, clips, *, replace: bool = False, append: bool = False, metadata: dict | None = None,
-               strict: bool = False, **limits):
-        """Enroll ``name`` from clips (paths, folders, bytes or ``(samples, rate)`` pairs); see :mod:`enroll`."""
-        from enroll.pipeline import enroll_speaker
+               strict: bool = False, skip_bad: bool = False, min_speech: float = MIN_TOTAL_SPEECH,
+               min_clip_speech: float = MIN_CLIP_SPEECH, labels: list[str | None] | None = None) -> EnrollResult:
+        """Enroll ``name`` from clips (paths, folders, bytes or ``(samples, rate)`` pairs).
 
-        if isinstance(clips, (str, os.PathLike, bytes, tuple)):
-            clips = [clips]
-        return enroll_speaker(self.store, self.embedder, self.profiles, name, list(clips), replace=replace,
-                              append=append, metadata=metadata, strict=strict, threshold=self.threshold,
-                              max_seconds=self.options.max_seconds, **limits)
+        Every clip is read and checked before anything is written (see :mod:`speakerid.enrollment`);
+        ``skip_bad`` leaves failing clips out instead of refusing the enrollment.
+        """
+        if replace and append:
+            raise UsageError("choose one of append (add clips) and replace (start over)")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise UsageError(f"metadata must be a dict, not {type(metadata).__name__}")
+        limits = Limits(min_speech=validate.seconds("min_speech", min_speech),
+                        min_clip_speech=validate.seconds("min_clip_speech", min_clip_speech))
+        job = Enrollment(self.store, self.reader, self.profiles, same_voice=lambda: self.threshold, limits=limits,
+                         skip_bad=skip_bad, strict=strict)
+        mode = "replace" if replace else "append" if append else "new"
+        return job.run(name, clips, mode=mode, metadata=metadata, labels=labels)
 
-    # -- questions -----------------------------------------------------------------------------
+    # -- questions ---------------------------------------------------------------------------------
     def identify(self, audio: AudioInput, *, top_k: int = 5, threshold: float | None = None,
                  name: str | None = None) -> Identification:
         """Who is speaking: a speaker, or ``None`` (unknown) when no one scores high enough."""
-        vector, speech = self.embed(audio, name)
-        threshold = self.threshold if threshold is None else float(threshold)
-        candidates = self.profiles.rank(vector, top_k=max(int(top_k), 2))
+        top_k = validate.count("top_k", top_k, low=1, high=1000)
+        threshold = self.threshold if threshold is None else validate.threshold(threshold)
+        voice = self.read(audio, name)
+        return self.decide(voice.vector, threshold=threshold, top_k=top_k, speech_seconds=voice.speech.seconds)
+
+    def decide(self, vector: np.ndarray, *, threshold: float, top_k: int = 5, speech_seconds: float = 0.0,
+               exclude: str | None = None) -> Identification:
+        """The open-set answer for one embedding (identify, timelines and streams share it)."""
+        candidates = self.profiles.rank(vector, top_k=max(top_k, 2), exclude=exclude)
         decision = decide(candidates, threshold, self.options.margin)
         return Identification(speaker=decision.speaker, score=decision.score, threshold=threshold,
-                              candidates=candidates[: max(int(top_k), 1)], speech_seconds=speech.seconds,
+                              candidates=candidates[:top_k], speech_seconds=speech_seconds,
                               model=self.embedder.model_id, reason=decision.reason)
 
     def verify(self, speaker: str, audio: AudioInput, *, threshold: float | None = None,
                name: str | None = None) -> Verification:
         """Is this ``speaker``? Accepted when the score against their profile reaches the threshold."""
+        threshold = self.threshold if threshold is None else validate.threshold(threshold)
+        speaker = self.store.display_name(speaker)
         profile = self.profiles.vector(speaker)
         if profile is None:
             raise SpeakerNotFoundError(speaker)
-        vector, speech = self.embed(audio, name)
-        threshold = self.threshold if threshold is None else float(threshold)
-        score = float(np.dot(vector, profile))
+        voice = self.read(audio, name)
+        score = float(np.dot(voice.vector, profile))
         return Verification(speaker=speaker, accepted=score >= threshold, score=score, threshold=threshold,
-                            speech_seconds=speech.seconds, model=self.embedder.model_id)
+                            speech_seconds=voice.speech.seconds, model=self.embedder.model_id)
 
-    # -- the store -----------------------------------------------------------------------------
-    def speakers(self) -> list[Speaker]:
+    # -- the store ---------------------------------------------------------------------------------
+    def speakers(self):
         return self.store.speakers()
 
     def remove(self, name: str) -> None:
-        """Erase a speaker's voiceprint: database rows, index entries, and the freed bytes."""
+        """Erase a speaker's voiceprint: rows, vectors, grants, index entries (see SECURITY.md)."""
         self.store.remove_speaker(name)

@@ -16,7 +16,7 @@ from typing import Union
 import numpy as np
 import soundfile as sf
 
-from .errors import AudioError
+from .errors import AudioError, AudioTooLongError, one_line
 
 SAMPLE_RATE = 16_000
 MIN_INPUT_RATE = 8_000  # telephone audio; below it there is no speech band left to use
@@ -25,7 +25,7 @@ MAX_CHANNELS = 2  # mono or stereo; averaging a multitrack file would mix differ
 DEFAULT_MAX_SECONDS = 600.0
 HEAD_BYTES = 1 << 16  # enough to find a WAV's data chunk and a container's signature
 
-AudioInput = Union[str, os.PathLike, bytes, tuple]
+AudioInput = Union[str, os.PathLike, bytes, tuple]  # a path, a file's bytes, or (samples, sample_rate)
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,11 @@ def describe(source: AudioInput, name: str | None = None) -> str:
         return name
     if isinstance(source, (str, os.PathLike)):
         return os.fsdecode(source)
-    if isinstance(source, (bytes, bytearray)):
+    if isinstance(source, (bytes, bytearray, memoryview)):
         return "<bytes>"
-    return "<array>"
+    if is_sample_pair(source):
+        return "<array>"
+    return f"<{type(source).__name__}>"
 
 
 def load_audio(
@@ -65,16 +67,41 @@ def load_audio(
     input and the reason when it cannot be used.
     """
     label = describe(source, name)
-    if isinstance(source, tuple):
+    if is_sample_pair(source):
         samples, rate = _from_array(label, source)
+    elif isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
+        samples, rate = _decode(label, bytes(source) if isinstance(source, (bytearray, memoryview)) else source,
+                                max_seconds)
     else:
-        samples, rate = _decode(label, source, max_seconds)
+        raise AudioError(label, _not_audio(source))
     _check_samples(label, samples, rate, max_seconds)
     mono = samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0]
     mono = np.ascontiguousarray(mono, dtype=np.float32)
     if rate != SAMPLE_RATE:
         mono = resample(mono, rate, SAMPLE_RATE)
     return Audio(samples=mono, source=label)
+
+
+def is_sample_pair(source: object) -> bool:
+    """``(samples, rate)``: an array (or list of numbers) and an integer rate. A tuple of paths is not one.
+
+    >>> is_sample_pair((np.zeros(16000), 16000)), is_sample_pair(("a.wav", "b.wav"))
+    (True, False)
+    """
+    if not (isinstance(source, tuple) and len(source) == 2):
+        return False
+    samples, rate = source
+    numeric = isinstance(samples, np.ndarray) or (isinstance(samples, list) and bool(samples)
+                                                  and isinstance(samples[0], (int, float, np.number, list)))
+    return numeric and isinstance(rate, (int, np.integer)) and not isinstance(rate, bool)
+
+
+def _not_audio(source: object) -> str:
+    if isinstance(source, np.ndarray):
+        return "an array needs its sample rate: pass (samples, sample_rate)"
+    if isinstance(source, (tuple, list)):
+        return "a tuple or list is several clips, or (samples, sample_rate) with an integer rate; pass one clip"
+    return f"{type(source).__name__} is not audio: pass a path, the bytes of a file, or (samples, sample_rate)"
 
 
 def resample(samples: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
@@ -112,7 +139,7 @@ def _decode(label: str, source, max_seconds: float) -> tuple[np.ndarray, int]:
             rate, channels, frames = f.samplerate, f.channels, f.frames
             _check_format(label, rate, channels)
             if frames > 0 and frames / rate > max_seconds:
-                raise AudioError(label, _too_long(frames / rate, max_seconds))
+                raise AudioTooLongError(label, _too_long(frames / rate, max_seconds))
             data = f.read(dtype="float32", always_2d=True)
             if 0 < len(data) < frames:
                 raise AudioError(label, f"truncated: the header promises {frames / rate:.2f} s, "
@@ -135,7 +162,7 @@ def _read_head(path: bytes) -> bytes:
 def _why_unreadable(head: bytes, exc: Exception) -> str:
     if head[4:8] == b"ftyp":
         return "MP4/M4A/AAC is not supported; convert it to WAV or FLAC"
-    detail = getattr(exc, "error_string", None) or (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+    detail = getattr(exc, "error_string", None) or one_line(exc)
     return detail.removeprefix("Error : ").rstrip(".").strip()
 
 
@@ -189,7 +216,7 @@ def _check_samples(label: str, data: np.ndarray, rate: int, max_seconds: float) 
     if data.shape[0] == 0:
         raise AudioError(label, "contains no audio (0 samples)")
     if data.shape[0] / rate > max_seconds:
-        raise AudioError(label, _too_long(data.shape[0] / rate, max_seconds))
+        raise AudioTooLongError(label, _too_long(data.shape[0] / rate, max_seconds))
     if not np.isfinite(data).all():
         raise AudioError(label, "contains NaN or infinite samples")
 

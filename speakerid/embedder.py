@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from .audio import SAMPLE_RATE
-from .errors import ModelError
+from .errors import ModelError, one_line
 from .models import ModelFolder, requested_model, resolve
 
 log = logging.getLogger(__name__)
@@ -109,8 +109,7 @@ def load_speechbrain(folder, device: str = "cpu"):
         classifier = EncoderClassifier.from_hparams(source=folder, savedir=None, overrides={"pretrained_path": folder},
                                                     run_opts={"device": device}, local_strategy=LocalStrategy.NO_LINK)
     except Exception as exc:  # SpeechBrain raises anything from yaml, torch or its fetcher
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
-        raise ModelError(f"{folder}: cannot load the model ({detail})") from None
+        raise ModelError(f"{folder}: cannot load the model ({one_line(exc)})") from None
     if classifier is None:
         raise ModelError(f"{folder}: SpeechBrain returned no model")
     return classifier

@@ -16,13 +16,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .audio import load_audio
+from store.embedding_cache import EmbeddingCache
+
 from .embedder import Embedder
-from .embedding_cache import EmbeddingCache
 from .errors import AudioError, SpeakerIDError
 from .metrics import det_curve, eer, min_dcf
 from .prefetch import prefetched
-from .vad import default_detector
+from .scoring import centroid
+from .voice import VoiceReader
 from .voxceleb import Trial, read_iden_split, read_trials, speaker_of, wav_root
 
 SHOW_MISSING = 5
@@ -93,7 +94,7 @@ def evaluate(config: EvalConfig) -> tuple[dict, dict[str, tuple[np.ndarray, np.n
 def _embed_all(embedder: Embedder, wav: Path, rels: list[str], config: EvalConfig):
     """Embed every clip once, decoding ahead in threads while the model works on the current one."""
     key = f"{embedder.model_id}@{embedder.precision}"  # fp32 and bf16 embeddings of a clip differ slightly
-    cache = EmbeddingCache(config.cache / "embeddings.sqlite", key, embedder.dimension) if config.cache else None
+    cache = EmbeddingCache(config.cache / "embeddings.sqlite", key) if config.cache else None
     vectors: dict[str, np.ndarray] = {}
     audio_seconds = embedded_seconds = embed_time = 0.0
     no_speech: list[str] = []
@@ -109,13 +110,14 @@ def _embed_all(embedder: Embedder, wav: Path, rels: list[str], config: EvalConfi
         if speech == 0:
             no_speech.append(rel)
 
+    reader = VoiceReader(embedder)
+
     def decode(rel: str):
         try:
-            audio = load_audio(wav / rel)
+            audio, speech = reader.decode(wav / rel, min_speech=None)  # measured, never refused: the protocol
         except AudioError as exc:
             return rel, None, str(exc)
-        regions = default_detector().segments(audio)
-        return rel, audio, sum(b - a for a, b in regions) / audio.sample_rate
+        return rel, audio, speech
 
     bar = tqdm(total=len(todo), unit="clip", desc="embedding", disable=None if config.progress and todo else True)
     for rel, audio, speech in prefetched(decode, todo, workers=config.workers, ahead=4 * max(1, config.workers)):
@@ -124,14 +126,14 @@ def _embed_all(embedder: Embedder, wav: Path, rels: list[str], config: EvalConfi
             failed[rel] = speech
             continue
         start = time.perf_counter()
-        vectors[rel] = embedder.embed([audio.samples])[0]
+        vectors[rel] = reader.embed(speech)
         embed_time += time.perf_counter() - start
         audio_seconds += audio.seconds
         embedded_seconds += audio.seconds
-        if speech == 0:
+        if speech.seconds == 0:
             no_speech.append(rel)
         if cache:
-            cache.put(wav / rel, vectors[rel], audio.seconds, speech)
+            cache.put(wav / rel, vectors[rel], audio.seconds, speech.seconds)
     bar.close()
     if cache:
         cache.close()
@@ -149,23 +151,22 @@ def identification(split: list[tuple[int, str]], vectors: dict[str, np.ndarray],
         if s == 1 and rel in vectors:
             enrol.setdefault(speaker_of(rel), []).append(vectors[rel])
     speakers = sorted(enrol)
-    centroids = np.stack([np.mean(enrol[s], axis=0) for s in speakers])
-    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    profiles = np.stack([centroid(np.stack(enrol[s])) for s in speakers])
     tests = [rel for s, rel in split if s == 3 and rel in vectors and speaker_of(rel) in enrol]
     if not tests:
         raise SpeakerIDError("no split-3 clip of an enrolled speaker to identify")
-    scores = np.stack([vectors[r] for r in tests]) @ centroids.T
+    scores = np.stack([vectors[r] for r in tests]) @ profiles.T
     truth = np.array([speakers.index(speaker_of(r)) for r in tests])
     ranked = np.argsort(-scores, axis=1, kind="stable")[:, :top_k]
     predicted = ranked[:, 0]
-    precision, recall, f1 = macro_prf(truth, predicted, len(speakers))
+    precision, recall, f1 = macro_prf(truth, predicted)
     return {"speakers": len(speakers), "enrol_utterances": sum(len(v) for v in enrol.values()),
             "test_utterances": len(tests), "top1": float(np.mean(predicted == truth)),
             "top5": float(np.mean((ranked == truth[:, None]).any(axis=1))),
             "precision": precision, "recall": recall, "f1": f1}
 
 
-def macro_prf(truth: np.ndarray, predicted: np.ndarray, classes: int) -> tuple[float, float, float]:
+def macro_prf(truth: np.ndarray, predicted: np.ndarray) -> tuple[float, float, float]:
     """Macro-averaged precision, recall and F1 over the speakers that occur in ``truth``."""
     labels = np.unique(truth)
     p, r, f = [], [], []

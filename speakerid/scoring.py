@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -43,6 +44,27 @@ class Decision:
     reason: str
 
 
+def centroids(vectors: np.ndarray, owners: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """Every speaker's profile at once: names in sorted order, and the L2-normalised mean of each
+    one's clip embeddings (float32, one row per name).
+
+    >>> names, rows = centroids(np.array([[1, 0], [0, 1], [0, 2]], dtype=np.float32), ["a", "b", "b"])
+    >>> names, rows.tolist()
+    (['a', 'b'], [[1.0, 0.0], [0.0, 1.0]])
+    """
+    order = sorted(set(owners))
+    row = {n: i for i, n in enumerate(order)}
+    sums = np.zeros((len(order), vectors.shape[1] if len(vectors) else 0), dtype=np.float64)
+    np.add.at(sums, [row[n] for n in owners], vectors)
+    norms = np.linalg.norm(sums, axis=1, keepdims=True)
+    return order, (sums / np.where(norms > 0, norms, 1)).astype(np.float32)
+
+
+def centroid(vectors: np.ndarray) -> np.ndarray:
+    """One speaker's profile from their clip embeddings (see :func:`centroids`)."""
+    return centroids(np.asarray(vectors, dtype=np.float32), [""] * len(vectors))[1][0]
+
+
 class Profiles:
     """Per-speaker centroids, recomputed from the store whenever its generation moves."""
 
@@ -58,14 +80,10 @@ class Profiles:
         generation = self.store.generation
         if generation == self._generation:
             return
-        _, vectors, names = self.store.vectors()
-        order = sorted(set(names))
-        row = {n: i for i, n in enumerate(order)}
-        sums = np.zeros((len(order), vectors.shape[1] if len(vectors) else 0), dtype=np.float64)
-        np.add.at(sums, [row[n] for n in names], vectors)
-        norms = np.linalg.norm(sums, axis=1, keepdims=True)
-        self._matrix = (sums / np.where(norms > 0, norms, 1)).astype(np.float32)
-        self._names, self._row, self._generation = order, row, generation
+        _, vectors, owners = self.store.vectors()
+        self._names, self._matrix = centroids(vectors, owners)
+        self._row = {n: i for i, n in enumerate(self._names)}
+        self._generation = generation
 
     def __len__(self) -> int:
         with self._lock:

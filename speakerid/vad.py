@@ -92,24 +92,27 @@ def default_detector() -> SpeechDetector:
 def extract_speech(
     audio: Audio,
     *,
-    min_speech: float = DEFAULT_MIN_SPEECH,
+    min_speech: float | None = DEFAULT_MIN_SPEECH,
     speech_only: bool = False,
     detector: SpeechDetector | None = None,
 ) -> Speech:
-    """Keep the speech of ``audio``; refuse silence and clips with less than ``min_speech`` seconds.
+    """Find the speech of ``audio``; refuse silence and clips with less than ``min_speech`` seconds
+    (``min_speech=None``: measure only and refuse nothing, as evaluation does).
 
     With ``speech_only=True`` only the detected speech is kept for embedding; by default the whole
     clip is (see the module docstring for the measurement).
     """
-    if not np.any(audio.samples):
-        raise AudioError(audio.source, "no speech found (the audio is digital silence)")
-    regions = (detector or default_detector()).segments(audio)
+    silent = not np.any(audio.samples)
+    regions = [] if silent else (detector or default_detector()).segments(audio)
     seconds = sum(end - start for start, end in regions) / SAMPLE_RATE
-    if seconds == 0:
-        raise AudioError(audio.source, "no speech found")
-    if seconds < min_speech:
-        raise InsufficientSpeechError(audio.source, got=seconds, need=min_speech)
-    if speech_only:
+    if min_speech is not None:
+        if silent:
+            raise AudioError(audio.source, "no speech found (the audio is digital silence)")
+        if seconds == 0:
+            raise AudioError(audio.source, "no speech found")
+        if seconds < min_speech:
+            raise InsufficientSpeechError(audio.source, got=seconds, need=min_speech)
+    if speech_only and regions:
         samples = np.concatenate([audio.samples[start:end] for start, end in regions])
     else:
         samples = audio.samples

@@ -1,13 +1,26 @@
-"""The voiceprint store: SQLite metadata (source of truth) + a derived FAISS index.
+"""The voiceprint store: speakers, their clip embeddings and the access-policy tables, in SQLite
+(the embedded default, with a derived FAISS index) or PostgreSQL (shared by many machines).
 
-Knows nothing about audio or models beyond their ids: it stores and searches vectors.
+Knows nothing about audio or models beyond their ids: it keeps and searches vectors. All of
+speakerid's SQL lives in this package. Program against :class:`Store`; open one with
+:meth:`Store.open` (a folder or a ``postgresql://`` URL).
 """
 
-from .errors import IndexFileError, ModelMismatchError, SpeakerExistsError, SpeakerNotFoundError, StoreError
+from .base import Store, is_postgres_url
+from .errors import (ConflictError, DuplicateClipError, GrantNotFoundError, IndexFileError, InvalidNameError,
+                     InvalidValueError, KeyNotFoundError, ModelMismatchError, NotFoundError, ReadOnlyStoreError,
+                     SchemaTooNewError, SpeakerExistsError, SpeakerIDError, SpeakerNotFoundError, StoreError,
+                     UnknownResourceError)
 from .index import VectorIndex
-from .store import DB_NAME, INDEX_NAME, Hit, NewEmbedding, Speaker, Store
+from .names import group_name, name_key, principal, resource_name, speaker_name
+from .records import ApiKey, CheckReport, Decision, Event, Hit, IndexState, NewEmbedding, Resource, Speaker
+from .sqlite_store import DB_NAME, INDEX_NAME
 
 __all__ = [
-    "DB_NAME", "INDEX_NAME", "Hit", "IndexFileError", "ModelMismatchError", "NewEmbedding", "Speaker",
-    "SpeakerExistsError", "SpeakerNotFoundError", "Store", "StoreError", "VectorIndex",
+    "ApiKey", "CheckReport", "ConflictError", "DB_NAME", "Decision", "DuplicateClipError", "Event",
+    "GrantNotFoundError", "Hit", "INDEX_NAME", "IndexFileError", "IndexState", "InvalidNameError", "InvalidValueError",
+    "KeyNotFoundError", "ModelMismatchError", "NewEmbedding", "NotFoundError", "ReadOnlyStoreError", "Resource",
+    "SchemaTooNewError", "Speaker", "SpeakerExistsError", "SpeakerIDError", "SpeakerNotFoundError", "Store",
+    "StoreError", "UnknownResourceError", "VectorIndex", "group_name", "is_postgres_url", "name_key", "principal",
+    "resource_name", "speaker_name",
 ]

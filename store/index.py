@@ -114,13 +114,14 @@ class VectorIndex:
         return scores, found
 
     # -- persistence -------------------------------------------------------------------------
-    def save(self, path: Path, header: IndexHeader) -> None:
+    def save(self, path: Path, header: IndexHeader, *, temp_prefix: str = ".index.") -> None:
+        """Write atomically: a private temporary file (mode 0600), fsynced, renamed over ``path``."""
         blobs = [faiss.serialize_index(part).tobytes() for part in self._parts()]
         payload = b"".join(struct.pack("<Q", len(b)) + b for b in blobs)
         header.count, header.kind, header.dimension = len(self), self.kind, self.dimension
         header.sha256 = hashlib.sha256(payload).hexdigest()
         head = json.dumps(header.__dict__).encode()
-        fd, tmp = tempfile.mkstemp(prefix=".index.", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix, dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(MAGIC + struct.pack("<I", len(head)) + head)
@@ -140,6 +141,8 @@ class VectorIndex:
             data = path.read_bytes()
         except FileNotFoundError:
             raise IndexFileError(f"{path}: missing") from None
+        except OSError as exc:
+            raise IndexFileError(f"{path}: unreadable ({exc.strerror or exc})") from None
         if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 4:
             raise IndexFileError(f"{path}: not an index file of this version")
         (head_len,) = struct.unpack_from("<I", data, len(MAGIC))

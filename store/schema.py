@@ -1,13 +1,127 @@
-"""The SQLite schema, as an ordered list of migrations recorded in the ``migrations`` table."""
+"""The store's schema as numbered migrations, recorded in a ``migrations`` table.
+
+SQLite stores made by earlier releases walk 1 → 2 → 3; a new PostgreSQL database starts at 3
+with the same tables in PostgreSQL's types. Later versions are written once per dialect with the
+same number, so ``speakerid db migrate`` means the same on both. Append only: a released
+migration never changes. All pending migrations apply in one transaction (all or nothing),
+serialised across processes.
+"""
 
 from __future__ import annotations
 
-import sqlite3
+import json
 from datetime import datetime, timezone
+from typing import Callable, Union
 
-# (version, name, SQL). Append only: a released migration never changes.
-MIGRATIONS: list[tuple[int, str, str]] = [
-    (1, "initial", """
+from .database import Database, Tx
+from .errors import ReadOnlyStoreError, SchemaTooNewError
+from .names import name_key
+
+Step = Union[str, Callable[[Tx], None]]
+
+
+def now() -> str:
+    """UTC, ISO 8601 with milliseconds: sorts as text, the same on every backend."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _keys_for_existing_speakers(tx: Tx) -> None:
+    """Fill ``name_key``; two old names with one key keep working by exact name (the second gets
+    a key of its own, so the unique index can be built)."""
+    seen: set[str] = set()
+    for speaker_id, name in tx.all("SELECT id, name FROM speakers ORDER BY id"):
+        key = name_key(name)
+        if key in seen:
+            key = f"{key}#{speaker_id}"
+        seen.add(key)
+        tx.execute("UPDATE speakers SET name_key = ? WHERE id = ?", [key, speaker_id])
+
+
+def _policy_by_speaker_id(tx: Tx) -> None:
+    """Grants and group members pointed at speakers by name, so a speaker called ``@staff`` could
+    meet the group ``@staff``; they now point at speaker rows (erased with the speaker)."""
+    ids = {name: i for i, name in tx.all("SELECT id, name FROM speakers")}
+    for resource, principal, created in tx.all("SELECT resource, principal, created FROM grants_v2"):
+        if principal.startswith("@"):
+            tx.execute("INSERT INTO grants (resource, speaker_id, grp, created) VALUES (?, NULL, ?, ?)",
+                       [resource, name_key(principal[1:]), created])
+        elif principal in ids:
+            tx.execute("INSERT INTO grants (resource, speaker_id, grp, created) VALUES (?, ?, NULL, ?)",
+                       [resource, ids[principal], created])
+    for grp, speaker in tx.all("SELECT grp, speaker FROM group_members_v2"):
+        if speaker in ids:
+            tx.execute("INSERT INTO group_members (grp, speaker_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                       [name_key(grp), ids[speaker]])
+
+
+def _audit_from_events(tx: Tx) -> None:
+    for time, detail in tx.all("SELECT time, detail FROM events WHERE kind = 'access' ORDER BY id"):
+        d = json.loads(detail)
+        tx.execute(INSERT_DECISION, [d.get("decision_id") or "", time, d.get("key_id"), d.get("resource") or "",
+                                     d.get("claim"), "verify" if d.get("claim") else "identify", bool(d.get("allow")),
+                                     d.get("reason") or "", d.get("speaker"), d.get("score"), d.get("threshold")])
+    tx.execute("DELETE FROM events WHERE kind = 'access'")
+
+
+INSERT_DECISION = ("INSERT INTO audit (decision_id, time, key_id, resource, claim, mode, allow, reason, speaker, score, "
+                   "threshold) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+_API_KEYS = """
+        CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,
+            hash TEXT NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('admin', 'client')),
+            name TEXT NOT NULL DEFAULT '',
+            created TEXT NOT NULL,
+            revoked TEXT
+        );
+"""
+
+# Tables of schema 3 that read the same in both dialects apart from the column types.
+_POLICY_TABLES = """
+    CREATE TABLE grants (
+        resource TEXT NOT NULL REFERENCES resources(name) ON DELETE CASCADE,
+        speaker_id {id} REFERENCES speakers(id) ON DELETE CASCADE,
+        grp TEXT,
+        created TEXT NOT NULL,
+        CHECK ((speaker_id IS NULL) <> (grp IS NULL))
+    );
+    CREATE UNIQUE INDEX grants_speaker ON grants(resource, speaker_id) WHERE speaker_id IS NOT NULL;
+    CREATE UNIQUE INDEX grants_group ON grants(resource, grp) WHERE grp IS NOT NULL;
+    CREATE TABLE group_members (
+        grp TEXT NOT NULL,
+        speaker_id {id} NOT NULL REFERENCES speakers(id) ON DELETE CASCADE,
+        PRIMARY KEY (grp, speaker_id)
+    );
+    CREATE INDEX group_members_speaker ON group_members(speaker_id);
+    CREATE TABLE audit (
+        id {serial},
+        decision_id TEXT NOT NULL,
+        time TEXT NOT NULL,
+        key_id TEXT,
+        resource TEXT NOT NULL,
+        claim TEXT,
+        mode TEXT NOT NULL,
+        allow BOOLEAN NOT NULL,
+        reason TEXT NOT NULL,
+        speaker TEXT,
+        score {real},
+        threshold {real}
+    );
+    CREATE INDEX audit_time ON audit(time);
+    CREATE INDEX audit_resource ON audit(resource, time);
+    CREATE TABLE attempts (
+        id {serial},
+        subject TEXT NOT NULL,
+        started TEXT NOT NULL,
+        outcome TEXT
+    );
+    CREATE INDEX attempts_subject ON attempts(subject, id);
+    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+SQLITE: list[tuple[int, str, list[Step]]] = [
+    (1, "initial", ["""
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         CREATE TABLE speakers (
             id INTEGER PRIMARY KEY,
@@ -36,22 +150,13 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             detail TEXT NOT NULL DEFAULT '{}'
         );
         CREATE INDEX events_time ON events(time);
-    """),
-    (2, "access control: api keys, resources, grants, groups", """
-        CREATE TABLE api_keys (
-            id TEXT PRIMARY KEY,
-            hash TEXT NOT NULL,
-            role TEXT NOT NULL CHECK (role IN ('admin', 'client')),
-            name TEXT NOT NULL DEFAULT '',
-            created TEXT NOT NULL,
-            revoked TEXT
-        );
+    """]),
+    (2, "access control: api keys, resources, grants, groups", [_API_KEYS + """
         CREATE TABLE resources (
             name TEXT PRIMARY KEY,
             threshold REAL,
             created TEXT NOT NULL
         );
-        -- principal: a speaker name, or '@group'
         CREATE TABLE grants (
             resource TEXT NOT NULL REFERENCES resources(name) ON DELETE CASCADE,
             principal TEXT NOT NULL,
@@ -64,33 +169,116 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             PRIMARY KEY (grp, speaker)
         );
         CREATE INDEX events_kind_speaker ON events(kind, speaker, id);
-    """),
+    """]),
+    (3, "names keyed, grants by speaker id, audit and lockout tables, settings, resource FAR", [
+        """
+        ALTER TABLE speakers ADD COLUMN name_key TEXT;
+        ALTER TABLE resources ADD COLUMN far REAL;
+        ALTER TABLE grants RENAME TO grants_v2;
+        ALTER TABLE group_members RENAME TO group_members_v2;
+        """,
+        _keys_for_existing_speakers,
+        "CREATE UNIQUE INDEX speakers_name_key ON speakers(name_key)",
+        _POLICY_TABLES.format(id="INTEGER", serial="INTEGER PRIMARY KEY AUTOINCREMENT", real="REAL"),
+        _policy_by_speaker_id,
+        _audit_from_events,
+        """
+        INSERT INTO settings (key, value) SELECT substr(key, 9), value FROM meta WHERE substr(key, 1, 8) = 'setting.';
+        DELETE FROM meta WHERE substr(key, 1, 8) = 'setting.';
+        DROP TABLE grants_v2;
+        DROP TABLE group_members_v2;
+        """,
+    ]),
 ]
 
-SCHEMA_VERSION = MIGRATIONS[-1][0]
+POSTGRES: list[tuple[int, str, list[Step]]] = [
+    (3, "initial (schema 3 of the SQLite store, in PostgreSQL types)", ["""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE speakers (
+            id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            name_key TEXT NOT NULL UNIQUE,
+            created TEXT NOT NULL,
+            updated TEXT NOT NULL,
+            metadata TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE TABLE embeddings (
+            id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+            speaker_id BIGINT NOT NULL REFERENCES speakers(id) ON DELETE CASCADE,
+            vector BYTEA NOT NULL,
+            dimension INTEGER NOT NULL,
+            model TEXT NOT NULL,
+            clip_sha256 TEXT,
+            speech_seconds DOUBLE PRECISION,
+            created TEXT NOT NULL
+        );
+        CREATE INDEX embeddings_speaker ON embeddings(speaker_id);
+        CREATE TABLE events (
+            id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+            time TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            speaker TEXT,
+            detail TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX events_time ON events(time);
+    """ + _API_KEYS + """
+        CREATE TABLE resources (
+            name TEXT PRIMARY KEY,
+            threshold DOUBLE PRECISION,
+            far DOUBLE PRECISION,
+            created TEXT NOT NULL
+        );
+    """ + _POLICY_TABLES.format(id="BIGINT", serial="BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+                                real="DOUBLE PRECISION")]),
+]
+
+SCHEMA_VERSION = 3
 
 
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+def applied(tx: Tx) -> set[int]:
+    return {int(v) for (v,) in tx.all("SELECT version FROM migrations")}
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Apply the migrations this database lacks, each in its own transaction; return the version."""
-    conn.execute("CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied TEXT NOT NULL)")
-    done = {row[0] for row in conn.execute("SELECT version FROM migrations")}
-    for version, name, sql in MIGRATIONS:
-        if version in done:
-            continue
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            # Another process may have applied it while we waited for the write lock.
-            if conn.execute("SELECT 1 FROM migrations WHERE version = ?", (version,)).fetchone() is None:
-                for statement in filter(str.strip, sql.split(";")):
-                    conn.execute(statement)
-                conn.execute("INSERT INTO migrations VALUES (?, ?, ?)", (version, name, now()))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-    newest = conn.execute("SELECT MAX(version) FROM migrations").fetchone()[0] or 0
-    return int(newest)
+def migrate(db: Database, migrations: list[tuple[int, str, list[Step]]]) -> list[int]:
+    """Apply what this database lacks; the versions applied now (``[]`` when it was up to date).
+
+    Raises :class:`SchemaTooNewError` for a database written by a newer speakerid.
+    """
+    if getattr(db, "read_only", False):
+        with db.read() as tx:
+            have = applied(tx)
+        _refuse_newer(db, have)
+        if {v for v, _, _ in migrations} - have:
+            raise ReadOnlyStoreError(f"{db.location}: schema version {max(have, default=0)} needs migrating, "
+                                     "and the store is read-only")
+        return []
+    with db.write() as tx:
+        db.lock(tx, "speakerid-schema")
+        tx.execute("CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                   "applied TEXT NOT NULL)")
+        have = applied(tx)
+        _refuse_newer(db, have)
+        done = []
+        for version, name, steps in migrations:
+            if version in have:
+                continue
+            for step in steps:
+                if callable(step):
+                    step(tx)
+                    continue
+                for statement in filter(str.strip, _without_comments(step).split(";")):
+                    tx.execute(statement)
+            tx.execute("INSERT INTO migrations (version, name, applied) VALUES (?, ?, ?)", [version, name, now()])
+            done.append(version)
+        return done
+
+
+def _refuse_newer(db: Database, have: set[int]) -> None:
+    newest = max(have, default=0)
+    if newest > SCHEMA_VERSION:
+        raise SchemaTooNewError(f"{db.location}: schema version {newest} is newer than this speakerid supports "
+                                f"({SCHEMA_VERSION}); upgrade speakerid")
+
+
+def _without_comments(sql: str) -> str:
+    return "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))

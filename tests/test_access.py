@@ -7,7 +7,8 @@ import json
 import pytest
 
 from speakerid import SpeakerID
-from speakerid.access import AccessControl, AccessError
+from speakerid.access import AccessControl
+from store import UnknownResourceError
 
 from conftest import clips_of, needs_data, run_cli
 
@@ -45,7 +46,7 @@ def test_cli_check_exit_codes_groups_audit_and_revoke(home, cli_env):
     assert run_cli(["access", "revoke", "@staff", "server-room"], cli_env).returncode == 0
     with SpeakerID.open(home) as sid:
         assert AccessControl(sid).check("server-room", clips_of("id90001", 3)[0]).allow is False
-        with pytest.raises(AccessError, match="unknown resource"):
+        with pytest.raises(UnknownResourceError, match="unknown resource"):
             AccessControl(sid).check("no-door", clips_of("id90001", 3)[0])
 
 

@@ -36,3 +36,15 @@ def test_every_option_is_in_the_readme_and_in_help(command, parser):
                 continue
             assert flag in help_text
             assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", README), f"{command} {flag} is not documented"
+
+
+def test_the_readmes_stated_defaults_are_the_codes():
+    from speakerid.access import DEFAULT_LOCKOUT_ATTEMPTS, DEFAULT_LOCKOUT_SECONDS
+    from speakerid.service.config import ServiceConfig
+
+    defaults = ServiceConfig()
+    assert (defaults.max_upload_mb, defaults.max_seconds, defaults.rate_limit, defaults.rate_burst) == (20, 120, 10, 20)
+    assert (DEFAULT_LOCKOUT_ATTEMPTS, DEFAULT_LOCKOUT_SECONDS) == (5, 300)
+    for claim in ("Uploads over 20 MB and clips over 120 s", "more than 10\nrequests a second", "(bursts of 20)",
+                  "After 5 denials"):
+        assert " ".join(claim.split()) in " ".join(README.split()), claim

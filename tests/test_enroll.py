@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from enroll import EnrollmentError
-from speakerid import SpeakerID, SpeakerIDError
+from speakerid import EnrollmentError, SpeakerID, SpeakerIDError
 from store import SpeakerExistsError
 
 from conftest import DATA, clip_path, clips_of, iden_split, needs_data, run_cli, store_digest
@@ -150,3 +149,14 @@ def test_cli_refusal_is_one_line_and_store_unchanged(home, cli_env, tmp_path):
     assert store_digest(home) == before
     exists = run_cli(["alice", *map(str, files_of(B[:3]))], cli_env, module="enroll.cli")
     assert exists.returncode == 1 and "--append" in exists.stderr and "--replace" in exists.stderr
+
+
+def test_no_audio_is_kept_in_the_store(home):
+    """README and SECURITY.md: raw audio is never stored — not one 512-byte stretch of any clip."""
+    with SpeakerID.open(home) as sid:
+        sid.enroll("bea", files_of(B[:3]) + [clip_path(B[3]).read_bytes()])
+    stored = b"".join(p.read_bytes() for p in home.iterdir() if p.is_file())
+    for rel in A[:3] + B[:4]:
+        pcm = clip_path(rel).read_bytes()[44:]
+        for start in range(0, len(pcm) - 512, len(pcm) // 16):
+            assert pcm[start:start + 512] not in stored, (rel, start)

@@ -38,7 +38,7 @@ def test_malformed_lists_name_file_and_line(tmp_path):
 def test_macro_precision_recall_f1_by_hand():
     truth = np.array([0, 0, 1, 1])
     predicted = np.array([0, 1, 1, 1])
-    p, r, f = macro_prf(truth, predicted, 2)
+    p, r, f = macro_prf(truth, predicted)
     # class 0: P 1, R .5, F1 .667; class 1: P .667, R 1, F1 .8
     assert p == pytest.approx((1 + 2 / 3) / 2) and r == pytest.approx(0.75) and f == pytest.approx((2 / 3 + 0.8) / 2)
 

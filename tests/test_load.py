@@ -73,6 +73,8 @@ def test_enrolling_and_identifying_at_once(tmp_path, cli_env, model_dir):
         return sum(1 for r in rs if r["event"] == "done" and start <= r["t"] <= end and (kind is None or r["op"] in kind))
 
     writes = [r for (role, log, _) in procs if role == "churn" for r in logs[log]]
+    done = sum(r["event"] == "done" for r in writes)
+    assert done >= ENROLLERS and sum(r["event"] == "refused" for r in writes) <= done, "the enrollers barely wrote"
     seconds = np.array([r["seconds"] for r in answers]) * 1000
     print(f"\n{ENROLLERS} enrolling + {IDENTIFIERS} identifying processes, {end - start:.0f} s all running: "
           f"{rate(answers) / (end - start):.1f} identifications/s (p50 {np.median(seconds):.0f} ms, "

@@ -14,7 +14,7 @@ import soundfile as sf
 
 from speakerid import SpeakerID
 from speakerid.access import AccessControl
-from speakerid.keys import create_key, revoke_key
+from speakerid.keys import create_key
 
 from conftest import clips_of, free_port, needs_data, run_cli, serving
 
@@ -39,7 +39,7 @@ def server(tmp_path_factory, model_dir):
                             *((f"c{i}", "client") for i in range(4))):
             keys[label], record = create_key(sid.store, role, label)
             if label == "revoked":
-                revoke_key(sid.store, record.id)
+                sid.store.revoke_key(record.id)
         access = AccessControl(sid)
         access.grant("alice", "front-door")
         access.grant("@staff", "lab")

@@ -1,5 +1,6 @@
 """A resumable cache of clip embeddings for evaluation runs, keyed by file and model (the caller
-includes the precision in the model key, so fp32 and bf16 embeddings are never mixed).
+includes the precision in the model key, so fp32 and bf16 embeddings are never mixed). It lives
+in ``store`` because all SQL does; it is a separate SQLite file, not part of any voiceprint store.
 
 SQLite, committed every few hundred clips, so an interrupted run resumes where it stopped and a
 second run only reads vectors back. A changed file (size or mtime) is embedded again.
@@ -15,9 +16,9 @@ import numpy as np
 
 
 class EmbeddingCache:
-    def __init__(self, path: Path, model: str, dimension: int):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.model, self.dimension = model, dimension
+    def __init__(self, path: Path, model: str):
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.model = model
         self.conn = sqlite3.connect(path, timeout=60)
         self.conn.execute("PRAGMA journal_mode = WAL")
         self.conn.execute("""CREATE TABLE IF NOT EXISTS clips (

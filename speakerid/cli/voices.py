@@ -1,0 +1,69 @@
+"""Commands about voices: identify, verify, list and remove speakers, the decision threshold."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import arg, command, emit, finite, open_speakerid
+
+
+@command("identify",
+         arg("clip", metavar="CLIP", help="audio file"),
+         arg("--top-k", type=int, default=5, metavar="K", help="candidates to list (default 5)"),
+         arg("--threshold", type=finite, metavar="T", help="accept scores >= T (default: the store's)"),
+         help="who is speaking in CLIP (or unknown)")
+def identify(args: argparse.Namespace) -> int:
+    with open_speakerid(args) as sid:
+        result = sid.identify(args.clip, top_k=args.top_k, threshold=args.threshold)
+    who = result.speaker if result.speaker is not None else "unknown"
+    lines = [f"{who} (score {result.score:.3f}, threshold {result.threshold:g}; {result.reason})"]
+    lines += [f"  {c.speaker:<24} {c.score:.3f}" for c in result.candidates]
+    emit(args, result.to_dict(), "\n".join(lines))
+    return 0
+
+
+@command("verify",
+         arg("name", metavar="NAME"),
+         arg("clip", metavar="CLIP", help="audio file"),
+         arg("--threshold", type=finite, metavar="T", help="accept scores >= T (default: the store's)"),
+         help="is CLIP spoken by NAME? exit 0 accepted, 3 rejected")
+def verify(args: argparse.Namespace) -> int:
+    with open_speakerid(args) as sid:
+        result = sid.verify(args.name, args.clip, threshold=args.threshold)
+    verdict = "accepted" if result.accepted else "rejected"
+    emit(args, result.to_dict(), f"{result.speaker}: {verdict} (score {result.score:.3f}, threshold {result.threshold:g})")
+    return 0 if result.accepted else 3
+
+
+@command("speakers", help="list enrolled speakers")
+def speakers(args: argparse.Namespace) -> int:
+    with open_speakerid(args) as sid:
+        found = sid.speakers()
+        model = sid.store.model
+    text = "\n".join(f"{s.name:<24} {s.clips:>4} clips {s.speech_seconds:>8.1f} s" for s in found) or "no speakers enrolled"
+    emit(args, {"speakers": [s.to_dict() for s in found], "model": model}, text)
+    return 0
+
+
+@command("remove", arg("name", metavar="NAME"), help="erase a speaker's voiceprint")
+def remove(args: argparse.Namespace) -> int:
+    with open_speakerid(args) as sid:
+        name = sid.store.display_name(args.name)
+        sid.remove(name)
+    emit(args, {"removed": name}, f"removed {name} (voiceprint erased)")
+    return 0
+
+
+@command("threshold",
+         arg("value", nargs="?", type=finite, metavar="T", help="a cosine between -1 and 1"),
+         arg("--reset", action="store_true", help="forget a threshold set by hand"),
+         help="show, or set, the store's decision threshold (cosine)")
+def threshold(args: argparse.Namespace) -> int:
+    with open_speakerid(args) as sid:
+        if args.reset:
+            sid.set_threshold(None)
+        elif args.value is not None:
+            sid.set_threshold(args.value)
+        value = sid.threshold
+    emit(args, {"threshold": value}, f"threshold {value:g}")
+    return 0

@@ -1,0 +1,264 @@
+"""Enrollment: read every clip, hold it to the quality gates, and only then write the speaker in one
+transaction.
+
+By default one bad clip fails the whole enrollment, names the clip, and leaves the store exactly as
+it was. With ``skip_bad`` (``enroll-speaker --skip-bad``) clips that fail a gate (unreadable, no or
+too little speech, clipped, too quiet, the same file twice, another voice) are left out and
+reported with their reason; the enrollment is refused only when what passes is not enough. Real
+interview folders need this: one clip without speech, one of 0.3 s or one with another voice
+would otherwise refuse the whole speaker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from store import NewEmbedding, SpeakerExistsError, Store, speaker_name
+
+from .audio import AudioInput, describe, is_sample_pair
+from .digest import sha256_clip
+from .errors import EnrollmentError, InsufficientSpeechError, SpeakerIDError, UsageError
+from .prefetch import prefetched
+from .quality import MIN_CONSISTENCY, consistency, level_problem, minimum_consistency, odd_one_out
+from .scoring import Profiles, centroid
+from .voice import VoiceReader
+
+log = logging.getLogger(__name__)
+
+MIN_TOTAL_SPEECH = 10.0  # seconds; Azure asks for 20 s, AWS Voice ID for 30 s
+MIN_CLIP_SPEECH = 1.0  # shorter clips may identify, never enroll
+PROGRESS_FROM = 4  # clips
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".caf", ".w64"}
+MODES = ("new", "append", "replace")
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One clip, checked and embedded, not yet written."""
+
+    source: str
+    vector: np.ndarray
+    sha256: str
+    speech_seconds: float
+
+
+@dataclass(frozen=True)
+class Skipped:
+    clip: str
+    reason: str
+
+    def to_dict(self) -> dict:
+        return {"clip": self.clip, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class EnrollResult:
+    speaker: str
+    clips: int  # clips added by this enrollment
+    speech_seconds: float  # net speech of those clips
+    model: str
+    total_clips: int  # clips the speaker now has
+    warnings: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"speaker": self.speaker, "clips": self.clips, "speech_seconds": round(self.speech_seconds, 2),
+                "model": self.model, "total_clips": self.total_clips, "warnings": self.warnings,
+                "skipped": [s.to_dict() for s in self.skipped]}
+
+
+@dataclass
+class Limits:
+    min_speech: float = MIN_TOTAL_SPEECH  # over all clips (and the speaker's earlier clips, when appending)
+    min_clip_speech: float = MIN_CLIP_SPEECH
+
+
+def as_clip_list(clips: object) -> list:
+    """One clip or many: a path, bytes or ``(samples, rate)`` is one; a list or tuple of them is many."""
+    if isinstance(clips, (str, os.PathLike, bytes, bytearray)) or is_sample_pair(clips):
+        return [clips]
+    if isinstance(clips, (list, tuple)):
+        return list(clips)
+    raise UsageError(f"clips must be a path, bytes, (samples, rate) or a list of them, not {type(clips).__name__}")
+
+
+def expand_clips(items: Sequence) -> list:
+    """Files stay as they are (bad ones fail later, named); folders give their audio files, sorted."""
+    out: list = []
+    for item in items:
+        if isinstance(item, (str, os.PathLike)) and Path(os.fsdecode(item)).is_dir():
+            folder = Path(os.fsdecode(item))
+            found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+            if not found:
+                raise EnrollmentError(f"{describe(item)}: no audio files in this folder "
+                                      f"(looked for {', '.join(sorted(AUDIO_SUFFIXES))})")
+            out.extend(found)
+        else:
+            out.append(item)
+    if not out:
+        raise EnrollmentError("no clips given")
+    return out
+
+
+class Enrollment:
+    """One enrollment of one speaker; :meth:`run` does it. See :meth:`speakerid.SpeakerID.enroll`."""
+
+    def __init__(self, store: Store, reader: VoiceReader, profiles: Profiles, *, same_voice: Callable[[], float],
+                 limits: Limits | None = None, skip_bad: bool = False, strict: bool = False):
+        self.store, self.reader, self.profiles = store, reader, profiles
+        self.same_voice = same_voice  # the score from which two voices count as one person
+        self.limits = limits or Limits()
+        self.skip_bad, self.strict = skip_bad, strict
+        self.skipped: list[Skipped] = []
+
+    def run(self, name: str, clips: object, *, mode: str = "new", metadata: dict | None = None,
+            labels: Sequence[str | None] | None = None) -> EnrollResult:
+        """``labels``: how to call each clip in messages when clips are bytes (e.g. upload file names)."""
+        name = speaker_name(name)
+        if mode not in MODES:
+            raise UsageError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        exists = name in self.store
+        if exists and mode == "new":
+            raise SpeakerExistsError(name, self.store.display_name(name))
+        if exists:
+            name = self.store.display_name(name)
+        embedder = self.reader.embedder
+        self.store.check_model(embedder.model_id, embedder.dimension)
+
+        sources = expand_clips(as_clip_list(clips))
+        names = list(labels) if labels is not None and len(labels) == len(sources) else [None] * len(sources)
+        prepared = self._read_all(name, sources, names)
+        prepared = self._drop_repeats(prepared)
+        prepared = self._drop_other_voices(prepared)
+        existing = self.store.speaker(name) if exists and mode == "append" else None
+        if existing is not None:
+            prepared = self._fit_existing(name, prepared)
+        if not prepared:
+            raise EnrollmentError(f"{name}: no usable clip; " + "; ".join(f"{s.clip}: {s.reason}" for s in self.skipped))
+
+        new_speech = sum(c.speech_seconds for c in prepared)
+        speech = new_speech + (existing.speech_seconds if existing else 0.0)
+        if speech < self.limits.min_speech:
+            left = f" (after leaving out {len(self.skipped)} clips)" if self.skipped else ""
+            raise EnrollmentError(f"{name}: {speech:.1f} s of speech in total{left}, need at least "
+                                  f"{self.limits.min_speech:g} s; add more or longer clips")
+        vectors = np.stack([c.vector for c in prepared])
+        warnings = self._duplicate_voice(name, vectors)
+        speaker = self.store.add_speaker(
+            name, [NewEmbedding(c.vector, clip_sha256=c.sha256, speech_seconds=c.speech_seconds) for c in prepared],
+            model=embedder.model_id, mode=mode, metadata=metadata)
+        return EnrollResult(speaker=speaker.name, clips=len(prepared), speech_seconds=new_speech,
+                            model=embedder.model_id, total_clips=speaker.clips, warnings=warnings,
+                            skipped=list(self.skipped))
+
+    # -- the gates ---------------------------------------------------------------------------------
+    def _refuse_or_skip(self, clip: str, reason: str, error: SpeakerIDError | None = None) -> None:
+        if not self.skip_bad:
+            raise error or EnrollmentError(f"{clip}: {reason}")
+        self.skipped.append(Skipped(clip, reason))
+
+    def _read_all(self, name: str, sources: list, names: list) -> list[Clip]:
+        def decode(item: tuple[AudioInput, str | None]):
+            source, label = item
+            try:
+                audio, speech = self.reader.decode(source, label, min_speech=self.limits.min_clip_speech)
+            except InsufficientSpeechError as exc:
+                return describe(source, label), f"{exc.reason}; clips this short can identify, but not enroll"
+            except SpeakerIDError as exc:
+                return describe(source, label), getattr(exc, "reason", None) or str(exc), exc
+            problem = level_problem(audio, speech)
+            if problem:
+                return audio.source, problem
+            return audio, speech, sha256_clip(source, audio.samples)
+
+        out = []
+        decoded = prefetched(decode, zip(sources, names))  # the next clips decode while this one embeds
+        quiet = True if len(sources) < PROGRESS_FROM else None
+        for item in tqdm(decoded, total=len(sources), desc=f"enrolling {name}", unit="clip", disable=quiet):
+            if isinstance(item[0], str):  # (clip, reason[, error]): refused before the model
+                self._refuse_or_skip(*item)
+                continue
+            audio, speech, sha256 = item
+            out.append(Clip(source=audio.source, vector=self.reader.embed(speech), sha256=sha256,
+                            speech_seconds=speech.seconds))
+        return out
+
+    def _drop_repeats(self, clips: list[Clip]) -> list[Clip]:
+        seen: dict[str, str] = {}
+        kept = []
+        for clip in clips:
+            if clip.sha256 in seen:
+                self._refuse_or_skip(clip.source, f"same audio as {seen[clip.sha256]}; each clip must be a "
+                                                  "different recording")
+                continue
+            seen[clip.sha256] = clip.source
+            kept.append(clip)
+        return kept
+
+    def _drop_other_voices(self, clips: list[Clip]) -> list[Clip]:
+        """Clips whose voice disagrees with the rest are probably someone else."""
+        if len(clips) < 2:
+            return clips
+        vectors = np.stack([c.vector for c in clips])
+        if not self.skip_bad:
+            scores = consistency(vectors)
+            bar = minimum_consistency(len(clips))
+            if len(clips) == 2 and scores[0] < bar:
+                raise EnrollmentError(f"{clips[0].source} and {clips[1].source} do not sound like the same speaker "
+                                      f"(similarity {scores[0]:.2f}, need {bar:.2f}); enroll from clips of one person")
+            odd = sorted((float(s), c.source) for s, c in zip(scores, clips) if s < bar)
+            if odd:
+                listed = ", ".join(f"{source} ({score:.2f})" for score, source in odd)
+                raise EnrollmentError(f"voice differs from the other clips, probably someone else: {listed}; "
+                                      f"need similarity {bar:.2f}; remove these clips")
+            return clips
+        kept = list(clips)
+        while len(kept) >= 2:  # leave out the worst clip, then look again at the rest
+            worst = odd_one_out(np.stack([c.vector for c in kept]))
+            if worst is None:
+                break
+            if worst == -1:
+                raise EnrollmentError(f"{kept[0].source} and {kept[1].source} do not sound like the same speaker, "
+                                      "and no third clip says which one is; enroll from clips of one person")
+            score = float(consistency(np.stack([c.vector for c in kept]))[worst])
+            self.skipped.append(Skipped(kept[worst].source, f"voice differs from the other clips (similarity "
+                                                            f"{score:.2f}, need {minimum_consistency(len(kept)):.2f}); "
+                                                            "probably someone else"))
+            del kept[worst]
+        return kept
+
+    def _fit_existing(self, name: str, clips: list[Clip]) -> list[Clip]:
+        """Appended clips must sound like the voiceprint they extend, and must not be enrolled already."""
+        enrolled = self.store.clip_digests(name)
+        profile = self.profiles.vector(name)
+        kept = []
+        for clip in clips:
+            if clip.sha256 in enrolled:
+                self._refuse_or_skip(clip.source, f"this recording is already enrolled for {name}")
+                continue
+            score = float(clip.vector @ profile) if profile is not None else 1.0
+            if score < MIN_CONSISTENCY:
+                self._refuse_or_skip(clip.source, f"voice differs from {name}'s enrolled voice (similarity "
+                                                  f"{score:.2f}, need {MIN_CONSISTENCY:.2f}); probably someone else")
+                continue
+            kept.append(clip)
+        return kept
+
+    def _duplicate_voice(self, name: str, vectors: np.ndarray) -> list[str]:
+        found = self.profiles.rank(centroid(vectors), top_k=1, exclude=name)
+        bar = self.same_voice()
+        if not found or found[0].score < bar:
+            return []
+        message = (f"the voice of {name} matches the enrolled speaker {found[0].speaker} "
+                   f"(score {found[0].score:.2f} >= {bar:.2f}); same person under two names?")
+        if self.strict:
+            raise EnrollmentError(message + " (refused: --strict)")
+        log.warning(message)
+        return [message]

@@ -1,0 +1,92 @@
+"""The HTTP endpoints: questions (client role) and the voiceprint database (admin role)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import PlainTextResponse
+from starlette.concurrency import run_in_threadpool
+
+from .. import validate
+from ..errors import UsageError
+from .auth import presented_key
+from .uploads import read_audio
+
+if TYPE_CHECKING:
+    from . import Service
+
+
+def add(app: FastAPI, service: "Service") -> None:
+    sid, access, gate, config = service.sid, service.access, service.gate, service.config
+
+    def role(name: str):
+        def admit(request: Request):
+            client = request.client.host if request.client else "?"
+            return gate.admit(presented_key(request.headers), client, name)
+        return admit
+
+    client, admin = Depends(role("client")), Depends(role("admin"))
+
+    async def clips(request: Request, many: bool = False) -> list[tuple[bytes, str]]:
+        return await read_audio(request, limit=config.max_upload_bytes, idle=config.idle_seconds, many=many)
+
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok", "model": sid.embedder.model_id, "speakers": len(sid.store.speakers())}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def prometheus():
+        return service.metrics.render(len(sid.store.speakers()))
+
+    @app.post("/v1/identify")
+    async def identify(request: Request, top_k: int = 5, threshold: float | None = None, key=client):
+        (data, name), = await clips(request)
+        result = await run_in_threadpool(sid.identify, data, top_k=top_k, threshold=threshold, name=name)
+        return result.to_dict()
+
+    @app.post("/v1/verify")
+    async def verify(request: Request, speaker: str, threshold: float | None = None, key=client):
+        (data, name), = await clips(request)
+        return (await run_in_threadpool(sid.verify, speaker, data, threshold=threshold, name=name)).to_dict()
+
+    @app.post("/v1/access/check")
+    async def access_check(request: Request, resource: str, claim: str | None = None, key=client):
+        (data, name), = await clips(request)
+        who = key.id if key else (request.client.host if request.client else None)
+        decision = await run_in_threadpool(access.check, resource, data, claim, key_id=key.id if key else None,
+                                           caller=who, name=name)
+        return decision.to_dict()
+
+    @app.post("/v1/speakers/{speaker}/enrollments", status_code=201)
+    async def enroll(request: Request, speaker: str, mode: str = "new", skip_bad: bool = False, key=admin):
+        if mode not in ("new", "append", "replace"):
+            raise UsageError(f"mode is new, append or replace, not {mode!r}")
+        uploads = await clips(request, many=True)
+        result = await run_in_threadpool(sid.enroll, speaker, [d for d, _ in uploads], replace=mode == "replace",
+                                         append=mode == "append", skip_bad=skip_bad, labels=[n for _, n in uploads])
+        return result.to_dict()
+
+    @app.get("/v1/speakers")
+    def speakers(key=admin):
+        return {"speakers": [s.to_dict() for s in sid.store.speakers()], "model": sid.store.model}
+
+    @app.get("/v1/speakers/{speaker}")
+    def speaker(speaker: str, key=admin):
+        return sid.store.speaker(speaker).to_dict()
+
+    @app.delete("/v1/speakers/{speaker}")
+    def delete(speaker: str, key=admin):
+        name = sid.store.display_name(speaker)
+        sid.remove(name)
+        return {"removed": name}
+
+    @app.get("/v1/audit")
+    def audit(since: str | None = None, until: str | None = None, resource: str | None = None,
+              decision: str | None = None, limit: int = 100, offset: int = 0, key=admin):
+        if decision not in (None, "allow", "deny"):
+            raise UsageError(f"decision is allow or deny, not {decision!r}")
+        rows = access.audit(since=since, until=until, resource=resource,
+                            allow=None if decision is None else decision == "allow",
+                            limit=validate.count("limit", limit, low=1, high=1000), offset=offset)
+        return {"decisions": rows, "limit": limit, "offset": offset}

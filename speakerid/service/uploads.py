@@ -1,0 +1,66 @@
+"""Reading uploaded audio: a multipart form (field ``file``, one or more) or the raw body.
+
+The byte limit counts every byte of the body as it streams in, so neither one huge part nor many
+parts can get past it; a body that stalls longer than the idle timeout is dropped (408). Parts are
+kept in memory (the limit bounds them), so uploaded voices are never spooled to a temporary file.
+Content types are matched case-insensitively; a raw body may come with no content type at all
+(Hugging Face's inference clients send none).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator
+
+from fastapi import HTTPException, Request
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+REFUSED_TYPES = ("text/", "application/json", "application/x-www-form-urlencoded", "image/")
+
+
+class _InMemoryParser(MultiPartParser):
+    spool_max_size = 1 << 40  # never spool to disk: the byte limit already bounds what arrives
+
+
+async def _limited(request: Request, limit: int, idle: float) -> AsyncIterator[bytes]:
+    total = 0
+    chunks = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(chunks.__anext__(), timeout=idle)
+        except StopAsyncIteration:
+            return
+        except asyncio.TimeoutError:
+            raise HTTPException(408, f"no data for {idle:g} s; upload abandoned") from None
+        total += len(chunk)
+        if total > limit:
+            raise HTTPException(413, f"upload exceeds the limit of {limit} bytes")
+        yield chunk
+
+
+async def read_audio(request: Request, *, limit: int, idle: float, many: bool = False) -> list[tuple[bytes, str]]:
+    """``[(bytes, name)]``: the uploaded clips (the first only, unless ``many``)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"upload of {int(declared)} bytes exceeds the limit of {limit} bytes")
+    kind = request.headers.get("content-type", "").strip().lower()
+    if kind.startswith("multipart/form-data"):
+        parser = _InMemoryParser(request.headers, _limited(request, limit, idle), max_files=100, max_fields=20,
+                                 max_part_size=64 * 1024)
+        try:
+            form = await parser.parse()
+        except MultiPartException as exc:
+            raise HTTPException(400, f"malformed multipart upload ({exc.message})") from None
+        files = [f for f in form.getlist("file") if hasattr(f, "read")]
+        if not files:
+            raise HTTPException(422, "multipart upload needs a 'file' field")
+        out = [(await f.read(), f.filename or "upload") for f in (files if many else files[:1])]
+        await form.close()
+        return out
+    if kind.startswith(REFUSED_TYPES):
+        raise HTTPException(415, f"content type {kind.split(';')[0]} is not audio; send the file's bytes "
+                                 "(audio/*, application/octet-stream or no content type) or multipart/form-data")
+    body = bytearray()
+    async for chunk in _limited(request, limit, idle):
+        body += chunk
+    return [(bytes(body), "upload")]

@@ -1,0 +1,242 @@
+"""The store interface every backend implements and the rest of speakerid programs against.
+
+Backends: :mod:`store.sqlite_store` (the embedded default: one SQLite file plus a derived FAISS
+index file in a home folder) and :mod:`store.postgres_store` (one PostgreSQL database shared by
+many processes and machines). :meth:`Store.open` picks one from the location: a
+``postgresql://`` URL, else a folder.
+
+Invariants every backend keeps: each write is one transaction; a write that changes what
+identification sees moves :attr:`Store.generation`; a store is bound to the model of its first
+enrollment; removing a speaker erases their vectors (what that means on disk: each backend's
+docstring and SECURITY.md). Names follow :mod:`store.names`.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .index import VectorIndex
+from .records import ApiKey, CheckReport, Decision, Event, Hit, NewEmbedding, Resource, Speaker
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(location: object) -> bool:
+    return isinstance(location, str) and location.startswith(POSTGRES_SCHEMES)
+
+
+class Store(ABC):
+    """A voiceprint database. Thread-safe; many processes may share one.
+
+    >>> import tempfile, numpy as np
+    >>> with Store.open(tempfile.mkdtemp()) as store:
+    ...     _ = store.add_speaker("alice", [NewEmbedding(np.ones(4, dtype=np.float32) / 2)], model="demo")
+    ...     [s.name for s in store.speakers()], store.search(np.ones(4, dtype=np.float32) / 2, k=1)[0].speaker
+    (['alice'], 'alice')
+    """
+
+    backend: str
+    location: str
+    migrations_applied: list[int]  # schema versions applied when this store was opened
+
+    @classmethod
+    def open(cls, location: str | os.PathLike | None, *, model: str | None = None, dimension: int | None = None,
+             **options: Any) -> "Store":
+        """Open (creating if needed) the store at ``location``: a ``postgresql://`` URL or a folder.
+
+        With ``model``/``dimension``, refuse a store bound to another model.
+        """
+        if is_postgres_url(location):
+            from .postgres_store import PostgresStore
+
+            store: Store = PostgresStore.connect(str(location), **options)
+        else:
+            from .sqlite_store import SQLiteStore
+
+            store = SQLiteStore.connect(Path(os.fspath(location)).expanduser() if location else None, **options)
+        if model is not None:
+            try:
+                store.check_model(model, dimension)
+            except BaseException:
+                store.close()
+                raise
+        return store
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections (and, on SQLite, fold the write-ahead log into the database)."""
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the model a store is bound to -------------------------------------------------------
+    @property
+    @abstractmethod
+    def model(self) -> str | None: ...
+
+    @property
+    @abstractmethod
+    def dimension(self) -> int | None: ...
+
+    @abstractmethod
+    def check_model(self, model: str, dimension: int | None) -> None:
+        """Raise :class:`ModelMismatchError` if the store holds another model's embeddings."""
+
+    @abstractmethod
+    def schema_version(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def generation(self) -> int:
+        """Moves with every write that changes what identification sees."""
+
+    # -- speakers ------------------------------------------------------------------------------
+    @abstractmethod
+    def add_speaker(self, name: str, embeddings: Sequence[NewEmbedding], *, model: str, mode: str = "new",
+                    metadata: dict | None = None) -> Speaker:
+        """Write a speaker's embeddings in one transaction. ``mode``: ``"new"`` (the name must be
+        free), ``"append"`` (add clips, creating the speaker if needed; a clip whose digest is
+        already enrolled for them is refused) or ``"replace"`` (drop the old clips first)."""
+
+    @abstractmethod
+    def import_speakers(self, speakers: dict[str, Sequence[NewEmbedding]], *, model: str) -> int:
+        """Add many new speakers in one transaction (all or nothing)."""
+
+    @abstractmethod
+    def remove_speaker(self, name: str) -> None:
+        """Erase a speaker: rows, vectors, grants, group memberships and index entries."""
+
+    @abstractmethod
+    def speaker(self, name: str) -> Speaker: ...
+
+    @abstractmethod
+    def speakers(self) -> list[Speaker]: ...
+
+    @abstractmethod
+    def __contains__(self, name: object) -> bool: ...
+
+    @abstractmethod
+    def display_name(self, name: str) -> str:
+        """The name as enrolled (``ALICE`` finds ``alice``); :class:`SpeakerNotFoundError` if none."""
+
+    @abstractmethod
+    def clip_digests(self, name: str) -> set[str]:
+        """sha256 of every clip enrolled for ``name``."""
+
+    @abstractmethod
+    def vectors(self, name: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """``(embedding ids, vectors, speaker names)`` for one speaker or all, in id order."""
+
+    # -- search through the derived index ------------------------------------------------------
+    @abstractmethod
+    def search(self, query: np.ndarray, k: int = 10) -> list[Hit]: ...
+
+    @abstractmethod
+    def search_many(self, queries: np.ndarray, k: int = 10) -> list[list[Hit]]: ...
+
+    @abstractmethod
+    def index(self) -> VectorIndex:
+        """The derived index, caught up with the database first."""
+
+    @abstractmethod
+    def rebuild_index(self) -> VectorIndex: ...
+
+    # -- settings and the change log ----------------------------------------------------------------
+    @abstractmethod
+    def setting(self, key: str, default: Any = None) -> Any: ...
+
+    @abstractmethod
+    def set_setting(self, key: str, value: Any) -> None:
+        """Store a JSON value (``None`` deletes the setting)."""
+
+    @abstractmethod
+    def log_event(self, kind: str, speaker: str | None = None, /, **detail: Any) -> None: ...
+
+    @abstractmethod
+    def events(self, since: str | None = None, kind: str | None = None) -> list[Event]: ...
+
+    # -- API keys (their secrets are hashed by the caller; the store never sees one) --------------
+    @abstractmethod
+    def add_key(self, key_id: str, secret_hash: str, role: str, name: str = "") -> ApiKey: ...
+
+    @abstractmethod
+    def key(self, key_id: str) -> tuple[ApiKey, str] | None:
+        """The key's record and stored hash, revoked or not."""
+
+    @abstractmethod
+    def keys(self) -> list[ApiKey]: ...
+
+    @abstractmethod
+    def revoke_key(self, key_id: str) -> None: ...
+
+    @abstractmethod
+    def ever_had_keys(self) -> bool:
+        """Once a key was created, the service requires one for ever (revoked keys stay as rows)."""
+
+    # -- access policy ---------------------------------------------------------------------------
+    @abstractmethod
+    def grant(self, principal: str, resource: str) -> None:
+        """Allow a speaker (``alice``) or a group (``@staff``) through ``resource``, creating it."""
+
+    @abstractmethod
+    def revoke_grant(self, principal: str, resource: str) -> None: ...
+
+    @abstractmethod
+    def set_resource_limits(self, resource: str, *, threshold: float | None = None, far: float | None = None) -> None:
+        """A resource's own threshold or false-accept target (both ``None``: the store default)."""
+
+    @abstractmethod
+    def resource(self, name: str) -> Resource:
+        """Raise :class:`UnknownResourceError` if it does not exist."""
+
+    @abstractmethod
+    def resources(self) -> list[Resource]: ...
+
+    @abstractmethod
+    def add_to_group(self, group: str, speaker: str) -> None: ...
+
+    @abstractmethod
+    def remove_from_group(self, group: str, speaker: str) -> bool:
+        """False when the speaker was not a member."""
+
+    @abstractmethod
+    def groups(self) -> dict[str, list[str]]: ...
+
+    @abstractmethod
+    def allowed(self, speaker: str, resource: str) -> bool: ...
+
+    # -- lockout and the audit log -------------------------------------------------------------------
+    @abstractmethod
+    def begin_attempt(self, subject: str, *, attempts: int, window_seconds: float) -> tuple[int | None, str | None]:
+        """Reserve an attempt for ``subject`` atomically: ``(attempt id, None)``, or ``(None, locked
+        until)`` when its last ``attempts`` attempts in the window (pending ones included) were
+        all denials."""
+
+    @abstractmethod
+    def finish_attempt(self, attempt_id: int, outcome: str) -> None:
+        """``outcome``: ``"allow"`` (resets the count), ``"deny"`` (counts) or ``"refused"`` (does not)."""
+
+    @abstractmethod
+    def record_decision(self, decision: Decision) -> None: ...
+
+    @abstractmethod
+    def decisions(self, *, since: str | None = None, until: str | None = None, resource: str | None = None,
+                  allow: bool | None = None, limit: int | None = None, offset: int = 0) -> list[Decision]:
+        """Audit entries, oldest first, filtered and paged."""
+
+    # -- consistency ---------------------------------------------------------------------------
+    @abstractmethod
+    def check(self) -> CheckReport:
+        """Compare what is derived with the database, without repairing anything."""
+
+    @abstractmethod
+    def repair(self) -> CheckReport:
+        """Rebuild what is derived; the report after."""

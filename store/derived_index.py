@@ -1,0 +1,137 @@
+"""The derived search index: each process keeps one in memory and follows the database's generation.
+
+Whenever the generation moved, the next search catches the index up from the database (ids that
+left are removed, new ids' vectors fetched). A backend may also persist it (SQLite keeps
+``index.faiss`` beside the database so a new process starts without reading every vector); the
+database stays the source of truth, so a lost, stale or damaged copy is only rebuilt.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import AbstractContextManager, nullcontext
+
+import numpy as np
+
+from .database import Tx
+from .index import DEFAULT_APPROX_THRESHOLD, DEFAULT_CANDIDATES, IndexHeader, VectorIndex
+from .records import Hit
+
+FETCH_CHUNK = 10_000
+
+
+class DerivedIndex:
+    """Mixin: needs ``_db``, ``generation`` and ``_dimension()`` from the store."""
+
+    approx_threshold: int = DEFAULT_APPROX_THRESHOLD
+    candidates: int = DEFAULT_CANDIDATES
+
+    def _init_index(self, approx_threshold: int, candidates: int) -> None:
+        self.approx_threshold, self.candidates = approx_threshold, candidates
+        self._index_lock = threading.RLock()
+        self._index: VectorIndex | None = None
+        self._index_generation = -1
+        self._speaker_of: dict[int, str] = {}
+
+    # -- what backends may override ------------------------------------------------------------
+    def _index_guard(self) -> AbstractContextManager:
+        """Held while the index is brought up to date (SQLite: a file lock shared by processes)."""
+        return nullcontext()
+
+    def _read_persisted(self) -> tuple[VectorIndex | None, IndexHeader | None]:
+        return None, None
+
+    def _persist(self, index: VectorIndex, generation: int) -> None:
+        """Keep a copy for the next process (nothing by default)."""
+
+    # -- searching -----------------------------------------------------------------------------
+    def search(self, query: np.ndarray, k: int = 10) -> list[Hit]:
+        return self.search_many(np.asarray(query, dtype=np.float32)[None], k)[0]
+
+    def search_many(self, queries: np.ndarray, k: int = 10) -> list[list[Hit]]:
+        with self._index_lock:
+            index = self._current_index()
+            if len(index) == 0:
+                return [[] for _ in range(len(queries))]
+            scores, ids = index.search(queries, k)
+            names = self._speaker_of
+            return [[Hit(int(i), names[int(i)], float(s)) for s, i in zip(srow, irow) if i >= 0]
+                    for srow, irow in zip(scores, ids)]
+
+    def index(self) -> VectorIndex:
+        with self._index_lock:
+            return self._current_index()
+
+    def sync_index(self) -> VectorIndex:
+        """Bring the index up to the database's generation and install it."""
+        with self._index_lock, self._index_guard():
+            return self._sync_locked()
+
+    def rebuild_index(self) -> VectorIndex:
+        """Throw every copy away and build it again from the database."""
+        with self._index_lock, self._index_guard():
+            self._index, self._index_generation = None, -1
+            self._forget_persisted()
+            return self._sync_locked()
+
+    def _forget_persisted(self) -> None:
+        """Drop the persisted copy (nothing by default)."""
+
+    def _current_index(self) -> VectorIndex:
+        if self._index is not None and self._index_generation == self.generation:
+            return self._index
+        return self.sync_index()
+
+    def _sync_locked(self) -> VectorIndex:
+        persisted, header = self._read_persisted()
+        with self._db.read() as tx:  # ids and vectors from one snapshot of the database
+            generation, ids, owners = self._snapshot(tx)
+            if header is not None and header.generation == generation:
+                index = persisted
+            else:
+                if self._index is not None and (header is None or self._index_generation >= header.generation):
+                    persisted = self._index  # what this process holds is the newer base
+                index = self._catch_up(tx, persisted, ids)
+        if header is None or header.generation != generation:
+            self._persist(index, generation)
+        self._index, self._index_generation, self._speaker_of = index, generation, owners
+        return index
+
+    @staticmethod
+    def _snapshot(tx: Tx) -> tuple[int, np.ndarray, dict[int, str]]:
+        generation = int(tx.value("SELECT value FROM meta WHERE key = 'generation'", default=0))
+        rows = tx.all("SELECT e.id, s.name FROM embeddings e JOIN speakers s ON s.id = e.speaker_id")
+        return generation, np.array([r[0] for r in rows], dtype=np.int64), {int(r[0]): r[1] for r in rows}
+
+    def _catch_up(self, tx: Tx, index: VectorIndex | None, want: np.ndarray) -> VectorIndex:
+        dim = self._dimension(tx)
+        if dim is None:
+            return VectorIndex(1, candidates=self.candidates)
+        if index is not None and (index.dimension != dim or not self._right_kind(index, len(want))):
+            index = None
+        if index is None:
+            ids, vecs = self._fetch(tx, want, dim)
+            return VectorIndex.build(dim, ids, vecs, approx_threshold=self.approx_threshold, candidates=self.candidates)
+        have = index.ids()
+        index.remove(np.setdiff1d(have, want, assume_unique=True))
+        index.add(*self._fetch(tx, np.setdiff1d(want, have, assume_unique=True), dim))
+        return index
+
+    def _right_kind(self, index: VectorIndex, count: int) -> bool:
+        # Hysteresis, so a store hovering at the threshold does not rebuild on every write.
+        if index.kind == "flat":
+            return count < self.approx_threshold
+        return count >= self.approx_threshold // 2
+
+    @staticmethod
+    def _fetch(tx: Tx, ids: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors for ``ids``; ids deleted meanwhile are simply absent."""
+        found_ids, blobs = [], []
+        for start in range(0, len(ids), FETCH_CHUNK):
+            chunk = [int(i) for i in ids[start:start + FETCH_CHUNK]]
+            marks = ",".join("?" * len(chunk))
+            for row_id, blob in tx.all(f"SELECT id, vector FROM embeddings WHERE id IN ({marks})", chunk):
+                found_ids.append(row_id)
+                blobs.append(bytes(blob))
+        vecs = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim)
+        return np.array(found_ids, dtype=np.int64), vecs

@@ -1,0 +1,130 @@
+"""What goes into the store and what comes out of it: plain, typed records shared by every backend."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class NewEmbedding:
+    """One enrolled clip's embedding, as handed to the store."""
+
+    vector: np.ndarray
+    clip_sha256: str | None = None
+    speech_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Speaker:
+    name: str
+    clips: int
+    speech_seconds: float
+    created: str
+    updated: str
+    metadata: dict = field(default_factory=dict)
+    model: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One nearest enrolled embedding: its row id, whose it is, and its cosine to the query."""
+
+    embedding_id: int
+    speaker: str
+    score: float
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    role: str
+    name: str
+    created: str
+    revoked: str | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A door, phone line or app: who may pass (speakers and ``@groups``) and its own threshold or
+    false-accept target, when it has one (``None``: the store's access default)."""
+
+    name: str
+    threshold: float | None
+    far: float | None
+    allowed: list[str]
+    created: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One access decision as the audit log keeps it (never audio, never vectors)."""
+
+    decision_id: str
+    time: str
+    key_id: str | None
+    resource: str
+    claim: str | None
+    mode: str  # "verify" (a claim), "identify", or "stream-..." for live audio
+    allow: bool
+    reason: str
+    speaker: str | None
+    score: float | None
+    threshold: float | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Event:
+    """An entry of the change log: enrollments, removals, settings, keys, grants."""
+
+    time: str
+    kind: str
+    speaker: str | None
+    detail: dict
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class IndexState:
+    generation: int
+    count: int
+    kind: str
+    model: str
+    dimension: int
+
+
+@dataclass
+class CheckReport:
+    """What ``speakerid doctor`` prints: the database's state, the derived index's, and any
+    disagreement. ``notes`` are harmless (an index one write behind); ``problems`` are not."""
+
+    backend: str
+    location: str
+    schema_version: int
+    generation: int
+    model: str | None
+    dimension: int | None
+    speakers: int
+    embeddings: int
+    index: IndexState | None = None
+    notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def consistent(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "consistent": self.consistent}

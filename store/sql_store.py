@@ -1,0 +1,159 @@
+"""The store over a SQL database, shared by the SQLite and PostgreSQL backends.
+
+It joins the parts (speaker records, access policy, the derived index, the consistency report)
+and owns what they share: the model binding, the generation, settings and the change log. A
+backend supplies the :class:`~store.database.Database` and, where it has them, a persisted index,
+a lock that orders writers before they commit, and the erasure of leftovers after a delete.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any, Iterator
+
+from .base import Store
+from .database import Database, Tx
+from .derived_index import DerivedIndex
+from .errors import ModelMismatchError
+from .policy import AccessPolicy
+from .records import CheckReport, Event
+from .report import check_database
+from .schema import SCHEMA_VERSION, applied, now
+from .speakers import SpeakerRecords
+
+
+class SQLStore(SpeakerRecords, AccessPolicy, DerivedIndex, Store):
+    """A :class:`Store` whose source of truth is a SQL database."""
+
+    def __init__(self, db: Database, *, approx_threshold: int, candidates: int):
+        self._db = db
+        self.backend, self.location = db.backend, db.location
+        self.migrations_applied = []
+        self._init_index(approx_threshold, candidates)
+        if not getattr(db, "read_only", False):
+            with db.write() as tx:
+                tx.execute("INSERT INTO meta (key, value) VALUES ('store_id', ?) ON CONFLICT DO NOTHING",
+                           [uuid.uuid4().hex])
+                tx.execute("INSERT INTO meta (key, value) VALUES ('generation', '0') ON CONFLICT DO NOTHING")
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- what a backend adds -----------------------------------------------------------------------
+    def _write_guard(self) -> AbstractContextManager:
+        """Taken before a write transaction that changes what identification sees."""
+        return nullcontext()
+
+    def _erase_leftovers(self) -> None:
+        """After a delete: make the deleted bytes unrecoverable where the backend can."""
+
+    def _check_derived(self, report: CheckReport) -> None:
+        """Compare the backend's derived copies with the database (fills ``report``)."""
+
+    # -- the model binding -------------------------------------------------------------------------
+    @property
+    def model(self) -> str | None:
+        return self._meta("model")
+
+    @property
+    def dimension(self) -> int | None:
+        with self._db.read() as tx:
+            return self._dimension(tx)
+
+    @staticmethod
+    def _dimension(tx: Tx) -> int | None:
+        value = tx.value("SELECT value FROM meta WHERE key = 'dimension'")
+        return int(value) if value is not None else None
+
+    def check_model(self, model: str, dimension: int | None) -> None:
+        with self._db.read() as tx:
+            self._check_model(tx, model, dimension)
+
+    def _check_model(self, tx: Tx, model: str, dimension: int | None) -> None:
+        bound = tx.value("SELECT value FROM meta WHERE key = 'model'")
+        dim = self._dimension(tx)
+        if bound is not None and (bound != model or (dimension is not None and dim != dimension)):
+            raise ModelMismatchError(
+                f"{self.location} holds embeddings of {bound} ({dim}-d), not {model}"
+                f"{f' ({dimension}-d)' if dimension else ''}; use the same model or another store")
+
+    def _bind(self, tx: Tx, model: str, dimension: int) -> None:
+        """Inside a write: refuse another model, and bind a new store to this one."""
+        self._check_model(tx, model, dimension)
+        tx.execute("INSERT INTO meta (key, value) VALUES ('model', ?) ON CONFLICT DO NOTHING", [model])
+        tx.execute("INSERT INTO meta (key, value) VALUES ('dimension', ?) ON CONFLICT DO NOTHING", [str(dimension)])
+
+    # -- generation, settings, events ------------------------------------------------------------
+    @property
+    def generation(self) -> int:
+        return int(self._meta("generation") or 0)
+
+    @property
+    def store_id(self) -> str:
+        return self._meta("store_id") or ""
+
+    def schema_version(self) -> int:
+        with self._db.read() as tx:
+            return max(applied(tx), default=0)
+
+    def setting(self, key: str, default: Any = None) -> Any:
+        value = self._db.scalar("SELECT value FROM settings WHERE key = ?", [key])
+        return json.loads(value) if value is not None else default
+
+    def set_setting(self, key: str, value: Any) -> None:
+        with self._db.write() as tx:
+            if value is None:
+                tx.execute("DELETE FROM settings WHERE key = ?", [key])
+            else:
+                tx.execute("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                           "SET value = excluded.value", [key, json.dumps(value)])
+            self._event(tx, "setting", None, key=key, value=value)
+
+    def log_event(self, kind: str, speaker: str | None = None, /, **detail: Any) -> None:
+        with self._db.write() as tx:
+            self._event(tx, kind, speaker, **detail)
+
+    def events(self, since: str | None = None, kind: str | None = None) -> list[Event]:
+        where, params = [], []
+        if since:
+            where.append("time >= ?")
+            params.append(since)
+        if kind:
+            where.append("kind = ?")
+            params.append(kind)
+        sql = "SELECT time, kind, speaker, detail FROM events" + (" WHERE " + " AND ".join(where) if where else "")
+        return [Event(t, k, s, json.loads(d)) for t, k, s, d in self._db.query(sql + " ORDER BY id", params)]
+
+    # -- consistency -------------------------------------------------------------------------------
+    def check(self) -> CheckReport:
+        report = check_database(self._db, self.backend, SCHEMA_VERSION)
+        self._check_derived(report)
+        return report
+
+    def repair(self) -> CheckReport:
+        self.rebuild_index()
+        return self.check()
+
+    # -- helpers shared by the parts ---------------------------------------------------------------
+    @contextmanager
+    def _changing(self, *, erases: bool = False) -> Iterator[Tx]:
+        """A write that changes what identification sees: the backend's writer lock first (so a
+        writer that cannot take it fails before committing), the transaction with the generation
+        moved, then the derived index brought up to date and erased bytes cleaned away."""
+        with self._write_guard():
+            with self._db.write(bump=True) as tx:
+                yield tx
+            with self._index_lock:
+                self._sync_locked()
+        if erases:
+            self._erase_leftovers()
+
+    def _meta(self, key: str) -> str | None:
+        return self._db.scalar("SELECT value FROM meta WHERE key = ?", [key])
+
+    @staticmethod
+    def _event(tx: Tx, kind: str, speaker: str | None, /, **detail: Any) -> None:
+        tx.execute("INSERT INTO events (time, kind, speaker, detail) VALUES (?, ?, ?, ?)",
+                   [now(), kind, speaker, json.dumps(detail)])
