@@ -24,6 +24,7 @@ from .embedder import Embedder
 from .enrollment import MIN_CLIP_SPEECH, MIN_TOTAL_SPEECH, Enrollment, EnrollResult, Limits
 from .errors import UsageError
 from .paths import default_home
+from .calibration import DEFAULT_FAR, Calibration, calibrate
 from .scoring import DEFAULT_MARGIN, DEFAULT_THRESHOLD, Candidate, Profiles, decide
 from .vad import DEFAULT_MIN_SPEECH, Speech
 from .voice import Voice, VoiceReader
@@ -103,6 +104,7 @@ class SpeakerID:
         self.options = options or Options()
         self.profiles = Profiles(store)
         self._reader: VoiceReader | None = None
+        self._calibration: Calibration | None = None
 
     @classmethod
     def open(cls, home: str | os.PathLike | None = None, *, store: str | os.PathLike | None = None,
@@ -136,12 +138,55 @@ class SpeakerID:
 
     @property
     def threshold(self) -> float:
-        """The store's decision threshold: set by the user, else the default."""
-        return float(self.store.setting("threshold", DEFAULT_THRESHOLD))
+        """The open-set decision threshold: set by hand, else calibrated on the enrolled population."""
+        return self.calibration().threshold
 
     def set_threshold(self, value: float | None) -> None:
-        """Set the store's threshold (``None``: back to the default)."""
+        """Fix the threshold by hand (``None``: back to self-calibration)."""
         self.store.set_setting("threshold", None if value is None else validate.threshold(value))
+
+    @property
+    def far(self) -> float:
+        """The open-set false-accept target the threshold is calibrated for."""
+        return float(self.store.setting("far", DEFAULT_FAR))
+
+    def set_far(self, far: float | None) -> None:
+        """Calibrate for another false-accept target (``None``: back to the default)."""
+        self.store.set_setting("far", None if far is None else validate.far(far))
+
+    def calibration(self) -> Calibration:
+        """The threshold and what it rests on: set by hand, else measured on the population (see
+        :mod:`speakerid.calibration`)."""
+        user = self.store.setting("threshold")
+        if user is not None:
+            return Calibration(threshold=float(user), source="user", far=self.far)
+        return self.measured()
+
+    def measured(self) -> Calibration:
+        """The population's calibration, recomputed when the enrolled speakers changed since it was
+        last measured (by any process: it is kept in the store with the generation it describes)."""
+        far = self.far
+        generation = self.store.generation
+        cached = self._calibration
+        if cached is None or cached.generation != generation or cached.far != far:
+            stored = self.store.setting("calibration")
+            cached = Calibration.from_dict(stored) if stored else None
+            if cached is None or cached.generation != generation or cached.far != far:
+                generation, vectors, owners = self.profiles.snapshot()
+                cached = calibrate(vectors, owners, far, generation=generation)
+                self.store.set_setting("calibration", cached.to_dict(detail=True))
+            self._calibration = cached
+        return cached
+
+    def threshold_for(self, far: float, *, comparisons: int = 1, prior: float = DEFAULT_THRESHOLD) -> float:
+        """The cosine that gives false-accept rate ``far`` over ``comparisons`` (1 to verify a claim,
+        the number of speakers to identify), measured on this population; ``prior`` where it is too
+        small to measure."""
+        far = validate.far(far)
+        measured = self.measured()
+        if measured.source != "calibrated":
+            return prior
+        return round(measured.threshold_at(far, comparisons), 6)
 
     # -- voices in ---------------------------------------------------------------------------------
     def read(self, audio: AudioInput, name: str | None = None, *, min_speech: float | None = None) -> Voice:
@@ -172,7 +217,9 @@ class SpeakerID:
         job = Enrollment(self.store, self.reader, self.profiles, same_voice=lambda: self.threshold, limits=limits,
                          skip_bad=skip_bad, strict=strict)
         mode = "replace" if replace else "append" if append else "new"
-        return job.run(name, clips, mode=mode, metadata=metadata, labels=labels)
+        result = job.run(name, clips, mode=mode, metadata=metadata, labels=labels)
+        self.calibration()  # the population changed: measure it again now, not on the next question
+        return result
 
     # -- questions ---------------------------------------------------------------------------------
     def identify(self, audio: AudioInput, *, top_k: int = 5, threshold: float | None = None,
@@ -192,10 +239,15 @@ class SpeakerID:
                               candidates=candidates[:top_k], speech_seconds=speech_seconds,
                               model=self.embedder.model_id, reason=decision.reason)
 
-    def verify(self, speaker: str, audio: AudioInput, *, threshold: float | None = None,
+    def verify(self, speaker: str, audio: AudioInput, *, threshold: float | None = None, far: float | None = None,
                name: str | None = None) -> Verification:
-        """Is this ``speaker``? Accepted when the score against their profile reaches the threshold."""
-        threshold = self.threshold if threshold is None else validate.threshold(threshold)
+        """Is this ``speaker``? Accepted when the score against their profile reaches the threshold:
+        ``threshold`` (a cosine), else the one for a per-comparison false-accept rate ``far``, else
+        the store's."""
+        if threshold is not None and far is not None:
+            raise UsageError("give a threshold or a false-accept rate, not both")
+        threshold = (validate.threshold(threshold) if threshold is not None else
+                     self.threshold_for(far) if far is not None else self.threshold)
         speaker = self.store.display_name(speaker)
         profile = self.profiles.vector(speaker)
         if profile is None:
@@ -212,3 +264,4 @@ class SpeakerID:
     def remove(self, name: str) -> None:
         """Erase a speaker's voiceprint: rows, vectors, grants, index entries (see SECURITY.md)."""
         self.store.remove_speaker(name)
+        self.calibration()

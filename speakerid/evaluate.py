@@ -22,7 +22,8 @@ from .embedder import Embedder
 from .errors import AudioError, SpeakerIDError
 from .metrics import det_curve, eer, min_dcf
 from .prefetch import prefetched
-from .scoring import centroid
+from .calibration import DEFAULT_FAR, calibrate
+from .scoring import DEFAULT_THRESHOLD, Candidate, centroid, centroids, decide
 from .voice import VoiceReader
 from .voxceleb import Trial, read_iden_split, read_trials, speaker_of, wav_root
 
@@ -44,6 +45,8 @@ class EvalConfig:
     model: str | None = None
     device: str = "cpu"
     progress: bool = True
+    open_set: float | None = None  # enroll this fraction of the speakers; the rest must be answered unknown
+    far: float = DEFAULT_FAR
 
 
 def default_lists(root: Path) -> tuple[Path | None, list[Path]]:
@@ -78,9 +81,11 @@ def evaluate(config: EvalConfig) -> tuple[dict, dict[str, tuple[np.ndarray, np.n
     result: dict = {"model": embedder.model_id, "root": str(wav), "clips": len(present), "missing_clips": len(missing),
                     "missing_examples": missing[:SHOW_MISSING], **stats}
 
+    curves = {}
     if split:
         result["identification"] = identification(split, vectors)
-    curves = {}
+        if config.open_set is not None:
+            result["open_set"], curves["open set"] = open_set(split, vectors, config.open_set, config.far)
     if trial_lists:
         result["verification"] = {}
         for name, trials in trial_lists.items():
@@ -166,6 +171,46 @@ def identification(split: list[tuple[int, str]], vectors: dict[str, np.ndarray],
             "precision": precision, "recall": recall, "f1": f1}
 
 
+def open_set(split: list[tuple[int, str]], vectors: dict[str, np.ndarray], fraction: float,
+             far: float) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
+    """Enroll the first ``fraction`` of the speakers (sorted ids) from their split-1 clips and
+    calibrate on those clips alone; then every other clip of an enrolled speaker must be named
+    correctly and every clip of the others answered unknown — speakers and clips the threshold
+    never saw. Also returns the open-set DET data: a known probe's score when its speaker ranks
+    first (else -inf: wrong at any threshold), a stranger's best score."""
+    speakers = sorted({speaker_of(r) for _, r in split})
+    enrolled = set(speakers[:max(1, min(len(speakers) - 1, round(fraction * len(speakers))))])
+    enrol = [(speaker_of(r), vectors[r]) for s, r in split if s == 1 and r in vectors and speaker_of(r) in enrolled]
+    owners = [o for o, _ in enrol]
+    matrix = np.stack([v for _, v in enrol])
+    names, profiles = centroids(matrix, owners)
+    calibration = calibrate(matrix, owners, far)
+    probes = [(r, speaker_of(r) in enrolled) for s, r in split
+              if r in vectors and (speaker_of(r) not in enrolled or s != 1)]
+    answers: dict[str, list[int]] = {"calibrated": [0, 0], f"fixed {DEFAULT_THRESHOLD:g}": [0, 0]}
+    det_scores, det_labels = [], []
+    for rel, known in probes:
+        scores = profiles @ vectors[rel]
+        order = np.argsort(-scores, kind="stable")[:2]
+        ranked = [Candidate(names[i], float(scores[i])) for i in order]
+        right = names[order[0]] == speaker_of(rel)
+        det_scores.append((ranked[0].score if right else -np.inf) if known else ranked[0].score)
+        det_labels.append(known)
+        for label, threshold in (("calibrated", calibration.threshold), (f"fixed {DEFAULT_THRESHOLD:g}", DEFAULT_THRESHOLD)):
+            answer = decide(ranked, threshold).speaker
+            answers[label][0 if known else 1] += (answer == speaker_of(rel)) if known else answer is None
+    known_count = sum(1 for _, k in probes if k)
+    unknown_count = len(probes) - known_count
+    rates = {label: {"accept_correct": a / known_count if known_count else None,
+                     "unknown_rejected": u / unknown_count if unknown_count else None}
+             for label, (a, u) in answers.items()}
+    return ({"enrolled_speakers": len(enrolled), "held_out_speakers": len(speakers) - len(enrolled),
+             "known_probes": known_count, "unknown_probes": unknown_count, "far": far,
+             "threshold": calibration.threshold, "calibration": calibration.to_dict(),
+             **rates["calibrated"], "fixed": {"threshold": DEFAULT_THRESHOLD, **rates[f"fixed {DEFAULT_THRESHOLD:g}"]}},
+            (np.array(det_scores), np.array(det_labels, dtype=bool)))
+
+
 def macro_prf(truth: np.ndarray, predicted: np.ndarray) -> tuple[float, float, float]:
     """Macro-averaged precision, recall and F1 over the speakers that occur in ``truth``."""
     labels = np.unique(truth)
@@ -239,6 +284,12 @@ def format_table(result: dict) -> str:
         i = result["identification"]
         lines.append(f"identification  speakers {i['speakers']}  enrol {i['enrol_utterances']}  test {i['test_utterances']}  "
                      f"top-1 {i['top1']:.4f}  top-5 {i['top5']:.4f}  P {i['precision']:.4f}  R {i['recall']:.4f}  F1 {i['f1']:.4f}")
+    if "open_set" in result:
+        o = result["open_set"]
+        lines.append(f"open set        enrolled {o['enrolled_speakers']}  held out {o['held_out_speakers']}  threshold "
+                     f"{o['threshold']:.3f} ({o['calibration']['source']}, {o['far']:.1%} false accepts)  accept-correct "
+                     f"{o['accept_correct']:.4f}  unknown-rejected {o['unknown_rejected']:.4f}  (fixed {o['fixed']['threshold']:g}: "
+                     f"{o['fixed']['accept_correct']:.4f} / {o['fixed']['unknown_rejected']:.4f})")
     for name, v in result.get("verification", {}).items():
         if v["eer"] is None:
             lines.append(f"{name:<22} trials {v['trials']} (skipped {v['skipped_trials']}): not enough trials to score")

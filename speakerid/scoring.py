@@ -75,6 +75,8 @@ class Profiles:
         self._names: list[str] = []
         self._matrix = np.empty((0, 0), dtype=np.float32)
         self._row: dict[str, int] = {}
+        self._vectors = np.empty((0, 0), dtype=np.float32)
+        self._owners: list[str] = []
 
     def _refresh(self) -> None:
         generation = self.store.generation
@@ -83,7 +85,14 @@ class Profiles:
         _, vectors, owners = self.store.vectors()
         self._names, self._matrix = centroids(vectors, owners)
         self._row = {n: i for i, n in enumerate(self._names)}
+        self._vectors, self._owners = vectors, owners
         self._generation = generation
+
+    def snapshot(self) -> tuple[int, np.ndarray, list[str]]:
+        """``(generation, every clip embedding, its speaker)`` as last read from the store."""
+        with self._lock:
+            self._refresh()
+            return self._generation, self._vectors, self._owners
 
     def __len__(self) -> int:
         with self._lock:

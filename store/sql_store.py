@@ -109,7 +109,8 @@ class SQLStore(SpeakerRecords, AccessPolicy, DerivedIndex, Store):
             else:
                 tx.execute("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
                            "SET value = excluded.value", [key, json.dumps(value)])
-            self._event(tx, "setting", None, key=key, value=value)
+            shown = value if value is None or isinstance(value, (int, float, str, bool)) else "..."
+            self._event(tx, "setting", None, key=key, value=shown)
 
     def log_event(self, kind: str, speaker: str | None = None, /, **detail: Any) -> None:
         with self._db.write() as tx:

@@ -30,7 +30,7 @@ def test_cli_check_exit_codes_groups_audit_and_revoke(home, cli_env):
     assert run_cli(["access", "groups", "staff", "alice"], cli_env).returncode == 0
     assert run_cli(["access", "threshold", "server-room", "0.6"], cli_env).returncode == 0
     resources = json.loads(run_cli(["access", "resources", "--json"], cli_env).stdout)["resources"]
-    assert resources == [{"resource": "server-room", "threshold": 0.6, "allowed": ["@staff"]}]
+    assert resources == [{"resource": "server-room", "threshold": 0.6, "far": None, "allowed": ["@staff"]}]
 
     alice, bob = str(clips_of("id90001", 3)[0]), str(clips_of("id90002", 3)[0])
     allow = run_cli(["access", "check", "server-room", alice, "--json"], cli_env)

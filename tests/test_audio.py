@@ -115,7 +115,7 @@ def test_speech_is_measured_and_short_speech_refused(speech):
     assert len(whole.samples) == len(speech) and whole.seconds == full.seconds
     start = int(1.0 * SAMPLE_RATE)
     snippet = speech[start: start + int(0.3 * SAMPLE_RATE)]
-    with pytest.raises(InsufficientSpeechError, match=r"need at least 0.5 s of speech, got 0\.\d\d s"):
+    with pytest.raises(InsufficientSpeechError, match=r"need at least 1 s of speech, got 0\.\d\d s"):
         extract_speech(load_audio((snippet, SAMPLE_RATE), name="snippet"))
 
 

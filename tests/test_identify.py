@@ -92,7 +92,7 @@ def test_insufficient_speech_is_its_own_answer(half_enrolled, tmp_path):
     samples, rate = sf.read(clip_path(split[0][1]), dtype="float32")
     short = tmp_path / "short.wav"
     sf.write(short, samples[rate: rate + int(0.35 * rate)], rate)
-    with pytest.raises(InsufficientSpeechError, match=r"short.wav: need at least 0.5 s of speech, got 0\.\d\d s"):
+    with pytest.raises(InsufficientSpeechError, match=r"short.wav: need at least 1 s of speech, got 0\.\d\d s"):
         sid.identify(short)
 
 

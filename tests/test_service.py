@@ -103,7 +103,7 @@ def test_limits_and_bad_audio(server, tmp_path):
     short = tmp_path / "short.wav"
     sf.write(short, samples[rate: rate + int(0.4 * rate)], rate)
     too_short = post_clip(base, "/v1/identify", keys["client"], short)
-    assert too_short.status_code == 422 and "need at least 0.5 s of speech" in too_short.json()["error"]
+    assert too_short.status_code == 422 and "need at least 1 s of speech" in too_short.json()["error"]
 
 
 def test_rate_limit_per_key(server):

@@ -154,10 +154,13 @@ def access_groups(args: argparse.Namespace) -> int:
 def access_resources(args: argparse.Namespace) -> int:
     with access_control(args) as access:
         rows = access.resources()
-    emit(args, {"resources": rows}, "\n".join(
-        f"{r['resource']:<20} threshold {r['threshold']:g}  allowed: {', '.join(r['allowed']) or '-'}" for r in rows)
-        or "no resources")
+    emit(args, {"resources": rows}, "\n".join(_resource_line(r) for r in rows) or "no resources")
     return 0
+
+
+def _resource_line(row: dict) -> str:
+    limit = f"threshold {row['threshold']:.3f}" + (f" (false accepts {row['far']:.2%})" if row["far"] else "")
+    return f"{row['resource']:<20} {limit}  allowed: {', '.join(row['allowed']) or '-'}"
 
 
 @command("access threshold", arg("resource", metavar="RESOURCE"), arg("value", type=finite, metavar="T"),
@@ -166,6 +169,16 @@ def access_threshold(args: argparse.Namespace) -> int:
     with access_control(args) as access:
         access.set_threshold(args.resource, args.value)
     emit(args, {"resource": args.resource, "threshold": args.value}, f"{args.resource}: threshold {args.value:g}")
+    return 0
+
+
+@command("access far", arg("resource", metavar="RESOURCE"), arg("value", type=finite, metavar="F"),
+         help="set a resource's false-accept target (e.g. 0.001), converted on the store's population")
+def access_far(args: argparse.Namespace) -> int:
+    with access_control(args) as access:
+        access.set_far(args.resource, args.value)
+        shown = next(r for r in access.resources() if r["resource"] == access.store.resource(args.resource).name)
+    emit(args, shown, f"{shown['resource']}: false accepts {args.value:.2%} -> threshold {shown['threshold']:.3f}")
     return 0
 
 

@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from .common import arg, command, group, option
+from ..errors import UsageError
+from .common import arg, command, finite, group, option
 
 group("eval", "evaluate on a standard benchmark")
 
@@ -24,6 +25,10 @@ group("eval", "evaluate on a standard benchmark")
          arg("--workers", type=int, default=2, metavar="N", help="decoding threads (default 2)"),
          arg("--skip-missing", action="store_true",
              help="evaluate without clips the lists name but the folder lacks (default: fail)"),
+         arg("--open-set", type=finite, metavar="FRACTION",
+             help="enroll only this fraction of the speakers; report accept-correct and unknown-rejected at the "
+                  "threshold calibrated on them"),
+         arg("--far", type=finite, metavar="F", help="false-accept target for --open-set (default 0.05)"),
          help="VoxCeleb1 identification (iden_split.txt) and verification (trial lists) in one run",
          description="Enroll every split-1 clip, identify every split-3 clip (top-1, top-5, macro P/R/F1) and score "
                      "every trial (EER, minDCF at p_target 0.01 and 0.05, threshold at EER). Paths in the lists are "
@@ -34,7 +39,11 @@ def eval_voxceleb(args: argparse.Namespace) -> int:
     from ..evaluate import EvalConfig, default_lists, evaluate, format_table, plot_det
 
     split, trials = default_lists(args.root)
+    if args.open_set is not None and not 0 < args.open_set < 1:
+        raise UsageError(f"--open-set is a fraction between 0 and 1, got {args.open_set:g}")
+    extra = {"far": validate.far(args.far)} if args.far is not None else {}
     config = EvalConfig(root=args.root, split=args.split or split, trials=args.trials or trials, cache=args.cache,
+                        open_set=args.open_set, **extra,
                         workers=validate.count("--workers", args.workers, low=1, high=64),
                         skip_missing=args.skip_missing, model=option(args, "model"),
                         device=option(args, "device") or "cpu")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from ..errors import UsageError
 from .common import arg, command, emit, finite, open_speakerid
 
 
@@ -26,10 +28,11 @@ def identify(args: argparse.Namespace) -> int:
          arg("name", metavar="NAME"),
          arg("clip", metavar="CLIP", help="audio file"),
          arg("--threshold", type=finite, metavar="T", help="accept scores >= T (default: the store's)"),
+         arg("--far", type=finite, metavar="F", help="accept at this per-comparison false-accept rate, e.g. 0.001"),
          help="is CLIP spoken by NAME? exit 0 accepted, 3 rejected")
 def verify(args: argparse.Namespace) -> int:
     with open_speakerid(args) as sid:
-        result = sid.verify(args.name, args.clip, threshold=args.threshold)
+        result = sid.verify(args.name, args.clip, threshold=args.threshold, far=args.far)
     verdict = "accepted" if result.accepted else "rejected"
     emit(args, result.to_dict(), f"{result.speaker}: {verdict} (score {result.score:.3f}, threshold {result.threshold:g})")
     return 0 if result.accepted else 3
@@ -55,15 +58,44 @@ def remove(args: argparse.Namespace) -> int:
 
 
 @command("threshold",
-         arg("value", nargs="?", type=finite, metavar="T", help="a cosine between -1 and 1"),
-         arg("--reset", action="store_true", help="forget a threshold set by hand"),
-         help="show, or set, the store's decision threshold (cosine)")
+         arg("value", nargs="?", type=finite, metavar="T", help="a cosine between -1 and 1, used instead of calibrating"),
+         arg("--reset", action="store_true", help="forget a threshold set by hand: calibrate again"),
+         help="show the decision threshold and where it came from, or set it by hand")
 def threshold(args: argparse.Namespace) -> int:
     with open_speakerid(args) as sid:
         if args.reset:
             sid.set_threshold(None)
         elif args.value is not None:
             sid.set_threshold(args.value)
-        value = sid.threshold
-    emit(args, {"threshold": value}, f"threshold {value:g}")
+        calibration = sid.calibration()
+    emit(args, calibration.to_dict(), calibration.describe())
+    return 0
+
+
+@command("calibrate",
+         arg("--far", type=finite, metavar="F",
+             help="false-accept target for identification, e.g. 0.01 (kept for the store; default 0.05)"),
+         arg("--trials", type=Path, metavar="FILE",
+             help="labelled trials of your own audio (VoxCeleb trial-list format: 1|0 enrol test)"),
+         arg("--root", type=Path, metavar="DIR", help="the folder the trial list's paths are relative to"),
+         arg("--apply", action="store_true", help="with --trials: use the threshold found as the store's"),
+         help="the threshold for a false-accept target: from the enrolled population, or from your trials")
+def calibrate(args: argparse.Namespace) -> int:
+    if bool(args.trials) != bool(args.root):
+        raise UsageError("--trials and --root go together")
+    if args.apply and not args.trials:
+        raise UsageError("--apply goes with --trials (the population's threshold applies by itself)")
+    with open_speakerid(args) as sid:
+        if args.far is not None and not args.trials:
+            sid.set_far(args.far)
+        if args.trials:
+            from ..trials import calibrate_on_trials
+
+            result = calibrate_on_trials(sid, args.trials, args.root, far=args.far)
+            if args.apply:
+                sid.set_threshold(result["threshold"])
+            emit(args, result, result["text"])
+            return 0
+        calibration = sid.measured()
+    emit(args, calibration.to_dict(), calibration.describe())
     return 0
