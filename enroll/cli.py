@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from speakerid.cli.common import ArgumentParser, UsageError, common_options, emit, finite, main_of, open_speakerid, warn
 from speakerid.enrollment import MIN_CLIP_SPEECH, MIN_TOTAL_SPEECH
@@ -26,8 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "checked and embedded before anything is written: one bad clip fails the command, names the "
                     "file, and leaves the store untouched (or, with --skip-bad, is left out and reported).",
     )
-    parser.add_argument("name", metavar="NAME", help="the speaker's name (unique in the store)")
-    parser.add_argument("clips", metavar="CLIP", nargs="+", help="an audio file, or a folder: every audio file below it")
+    parser.add_argument("name", metavar="NAME", nargs="?", help="the speaker's name (unique in the store)")
+    parser.add_argument("clips", metavar="CLIP", nargs="*", help="an audio file, or a folder: every audio file below it")
+    parser.add_argument("--manifest", type=Path, metavar="FILE.csv",
+                        help="enroll every speaker of a CSV (columns speaker, path) instead of NAME CLIP...; "
+                             "speakers already enrolled are skipped, so an interrupted run can simply be run again")
+    parser.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                        help="with --manifest: read and embed clips on Ray (this machine, or the cluster at ADDRESS)")
+    parser.add_argument("--workers", type=int, default=2, metavar="N", help="Ray workers, one model each (default 2)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--replace", action="store_true", help="re-enroll NAME from scratch, dropping its old clips")
     mode.add_argument("--append", action="store_true", help="add the clips to NAME's existing voiceprint")
@@ -46,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def enroll(args: argparse.Namespace) -> int:
+    if args.manifest is not None:
+        return enroll_many(args)
+    if args.ray is not None:
+        raise UsageError("--ray goes with --manifest")
+    if not args.name or not args.clips:
+        raise UsageError("enroll-speaker: give NAME and at least one CLIP, or --manifest FILE.csv")
     with open_speakerid(args) as sid:
         result = sid.enroll(args.name, args.clips, replace=args.replace, append=args.append,
                             metadata=parse_meta(args.meta), strict=args.strict, skip_bad=args.skip_bad,
@@ -58,6 +71,27 @@ def enroll(args: argparse.Namespace) -> int:
          f"enrolled {result.speaker}: {result.clips} clips, {result.speech_seconds:.1f} s of speech "
          f"({result.total_clips} clips in total; model {result.model})")
     return 0
+
+
+def enroll_many(args: argparse.Namespace) -> int:
+    from speakerid import validate
+    from speakerid.enrollment import Limits
+
+    from .bulk import enroll_manifest
+
+    if args.name or args.clips or args.append or args.replace:
+        raise UsageError("--manifest enrolls new speakers from the file: no NAME, CLIP, --append or --replace")
+    limits = Limits(min_speech=validate.seconds("--min-speech", args.min_speech),
+                    min_clip_speech=validate.seconds("--min-clip-speech", args.min_clip_speech))
+    workers = validate.count("--workers", args.workers, low=1, high=1024)
+    with open_speakerid(args) as sid:
+        report = enroll_manifest(sid, args.manifest, limits=limits, skip_bad=args.skip_bad, ray=args.ray,
+                                 workers=workers)
+    for refused in report.refused:
+        warn(f"refused {refused['speaker']}: {refused['reason']}")
+    emit(args, report.to_dict(), f"enrolled {len(report.enrolled)} speakers, refused {len(report.refused)}, "
+                                 f"{len(report.already)} already enrolled")
+    return 3 if report.refused else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 # SpeechBrain sets each of its loggers to INFO unless told otherwise; its chatter is not our output.
 os.environ.setdefault("SB_LOG_LEVEL", "WARNING")
 
-_loaded: dict[tuple[str, str], "Embedder"] = {}
+_loaded: dict[tuple[str, str, str | None], "Embedder"] = {}
 _load_lock = threading.Lock()
 
 
@@ -65,17 +65,17 @@ class Embedder:
         self.dimension = int(self._embed_one(probe).shape[-1])
 
     @classmethod
-    def load(cls, model: str | None = None, device: str = "cpu") -> "Embedder":
+    def load(cls, model: str | None = None, device: str = "cpu", precision: str | None = None) -> "Embedder":
         """The process-wide embedder for ``model`` (hub id or folder; see :mod:`speakerid.models`)."""
         spec = requested_model(model)
         if Path(spec).expanduser().is_dir():
             spec = str(Path(spec).expanduser().resolve())
-        key = (spec, device)
+        key = (spec, device, precision)
         with _load_lock:
             if key not in _loaded:
-                folder = resolve(key[0])
+                folder = resolve(spec)
                 log.info("loading %s from %s (%s)", folder.id, folder.path, folder.origin)
-                _loaded[key] = cls(folder, device)
+                _loaded[key] = cls(folder, device, precision)
             return _loaded[key]
 
     def embed(self, clips: Sequence[np.ndarray]) -> np.ndarray:

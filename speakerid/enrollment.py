@@ -107,6 +107,21 @@ def expand_clips(items: Sequence) -> list:
     return out
 
 
+def read_clip(reader: VoiceReader, limits: Limits, source: AudioInput, label: str | None = None) -> tuple:
+    """One enrollment clip through the per-clip gates, before the model: ``(audio, speech, sha256)``,
+    or ``(clip, reason, error)`` when a gate refuses it. Thread-safe; Ray workers run it too."""
+    try:
+        audio, speech = reader.decode(source, label, min_speech=limits.min_clip_speech)
+    except InsufficientSpeechError as exc:
+        return describe(source, label), f"{exc.reason}; clips this short can identify, but not enroll", None
+    except SpeakerIDError as exc:
+        return describe(source, label), getattr(exc, "reason", None) or str(exc), exc
+    problem = level_problem(audio, speech)
+    if problem:
+        return audio.source, problem, None
+    return audio, speech, sha256_clip(source, audio.samples)
+
+
 class Enrollment:
     """One enrollment of one speaker; :meth:`run` does it. See :meth:`speakerid.SpeakerID.enroll`."""
 
@@ -121,28 +136,53 @@ class Enrollment:
     def run(self, name: str, clips: object, *, mode: str = "new", metadata: dict | None = None,
             labels: Sequence[str | None] | None = None) -> EnrollResult:
         """``labels``: how to call each clip in messages when clips are bytes (e.g. upload file names)."""
+        name, mode = self.begin(name, mode)
+        sources = expand_clips(as_clip_list(clips))
+        names = list(labels) if labels is not None and len(labels) == len(sources) else [None] * len(sources)
+        decoded = prefetched(self.decode, zip(sources, names))  # the next clips decode while this one embeds
+        quiet = True if len(sources) < PROGRESS_FROM else None
+        read = [self.embed(item) for item in tqdm(decoded, total=len(sources), desc=f"enrolling {name}", unit="clip",
+                                                 disable=quiet)]
+        return self.finish(name, read, mode=mode, metadata=metadata)
+
+    def begin(self, name: str, mode: str) -> tuple[str, str]:
+        """Check the name and mode before any clip is read: ``(name as enrolled, mode)``."""
         name = speaker_name(name)
         if mode not in MODES:
             raise UsageError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         exists = name in self.store
         if exists and mode == "new":
             raise SpeakerExistsError(name, self.store.display_name(name))
-        if exists:
-            name = self.store.display_name(name)
         embedder = self.reader.embedder
         self.store.check_model(embedder.model_id, embedder.dimension)
+        return (self.store.display_name(name) if exists else name), mode
 
-        sources = expand_clips(as_clip_list(clips))
-        names = list(labels) if labels is not None and len(labels) == len(sources) else [None] * len(sources)
-        prepared = self._read_all(name, sources, names)
+    def decode(self, item: tuple[AudioInput, str | None]) -> tuple:
+        """Everything before the model for one clip (thread-safe); see :func:`read_clip`."""
+        return read_clip(self.reader, self.limits, *item)
+
+    def embed(self, decoded: tuple) -> Clip | Skipped:
+        """A decoded clip embedded, or the reason it was refused (raised unless ``skip_bad``)."""
+        if isinstance(decoded[0], str):
+            clip, reason, error = decoded
+            if not self.skip_bad:
+                raise error or EnrollmentError(f"{clip}: {reason}")
+            return Skipped(clip, reason)
+        audio, speech, sha256 = decoded
+        return Clip(source=audio.source, vector=self.reader.embed(speech), sha256=sha256, speech_seconds=speech.seconds)
+
+    def finish(self, name: str, read: Sequence[Clip | Skipped], *, mode: str = "new",
+               metadata: dict | None = None) -> EnrollResult:
+        """The checks across clips, then the one write. ``read``: every clip, read or refused."""
+        self.skipped = [r for r in read if isinstance(r, Skipped)]
+        prepared = [r for r in read if isinstance(r, Clip)]
         prepared = self._drop_repeats(prepared)
         prepared = self._drop_other_voices(prepared)
-        existing = self.store.speaker(name) if exists and mode == "append" else None
+        existing = self.store.speaker(name) if mode == "append" and name in self.store else None
         if existing is not None:
             prepared = self._fit_existing(name, prepared)
         if not prepared:
             raise EnrollmentError(f"{name}: no usable clip; " + "; ".join(f"{s.clip}: {s.reason}" for s in self.skipped))
-
         new_speech = sum(c.speech_seconds for c in prepared)
         speech = new_speech + (existing.speech_seconds if existing else 0.0)
         if speech < self.limits.min_speech:
@@ -151,44 +191,18 @@ class Enrollment:
                                   f"{self.limits.min_speech:g} s; add more or longer clips")
         vectors = np.stack([c.vector for c in prepared])
         warnings = self._duplicate_voice(name, vectors)
+        model = self.reader.embedder.model_id
         speaker = self.store.add_speaker(
             name, [NewEmbedding(c.vector, clip_sha256=c.sha256, speech_seconds=c.speech_seconds) for c in prepared],
-            model=embedder.model_id, mode=mode, metadata=metadata)
-        return EnrollResult(speaker=speaker.name, clips=len(prepared), speech_seconds=new_speech,
-                            model=embedder.model_id, total_clips=speaker.clips, warnings=warnings,
-                            skipped=list(self.skipped))
+            model=model, mode=mode, metadata=metadata)
+        return EnrollResult(speaker=speaker.name, clips=len(prepared), speech_seconds=new_speech, model=model,
+                            total_clips=speaker.clips, warnings=warnings, skipped=list(self.skipped))
 
     # -- the gates ---------------------------------------------------------------------------------
-    def _refuse_or_skip(self, clip: str, reason: str, error: SpeakerIDError | None = None) -> None:
+    def _refuse_or_skip(self, clip: str, reason: str) -> None:
         if not self.skip_bad:
-            raise error or EnrollmentError(f"{clip}: {reason}")
+            raise EnrollmentError(f"{clip}: {reason}")
         self.skipped.append(Skipped(clip, reason))
-
-    def _read_all(self, name: str, sources: list, names: list) -> list[Clip]:
-        def decode(item: tuple[AudioInput, str | None]):
-            source, label = item
-            try:
-                audio, speech = self.reader.decode(source, label, min_speech=self.limits.min_clip_speech)
-            except InsufficientSpeechError as exc:
-                return describe(source, label), f"{exc.reason}; clips this short can identify, but not enroll"
-            except SpeakerIDError as exc:
-                return describe(source, label), getattr(exc, "reason", None) or str(exc), exc
-            problem = level_problem(audio, speech)
-            if problem:
-                return audio.source, problem
-            return audio, speech, sha256_clip(source, audio.samples)
-
-        out = []
-        decoded = prefetched(decode, zip(sources, names))  # the next clips decode while this one embeds
-        quiet = True if len(sources) < PROGRESS_FROM else None
-        for item in tqdm(decoded, total=len(sources), desc=f"enrolling {name}", unit="clip", disable=quiet):
-            if isinstance(item[0], str):  # (clip, reason[, error]): refused before the model
-                self._refuse_or_skip(*item)
-                continue
-            audio, speech, sha256 = item
-            out.append(Clip(source=audio.source, vector=self.reader.embed(speech), sha256=sha256,
-                            speech_seconds=speech.seconds))
-        return out
 
     def _drop_repeats(self, clips: list[Clip]) -> list[Clip]:
         seen: dict[str, str] = {}

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from store.embedding_cache import EmbeddingCache
 
+from .audio import DEFAULT_MAX_SECONDS
 from .embedder import Embedder
 from .errors import AudioError, SpeakerIDError
 from .metrics import det_curve, eer, min_dcf
@@ -46,6 +47,8 @@ class EvalConfig:
     device: str = "cpu"
     progress: bool = True
     open_set: float | None = None  # enroll this fraction of the speakers; the rest must be answered unknown
+    ray: str | None = None  # embed on Ray: a cluster address, or "" to start Ray here
+    ray_workers: int = 2
     far: float = DEFAULT_FAR
 
 
@@ -101,7 +104,7 @@ def _embed_all(embedder: Embedder, wav: Path, rels: list[str], config: EvalConfi
     key = f"{embedder.model_id}@{embedder.precision}"  # fp32 and bf16 embeddings of a clip differ slightly
     cache = EmbeddingCache(config.cache / "embeddings.sqlite", key) if config.cache else None
     vectors: dict[str, np.ndarray] = {}
-    audio_seconds = embedded_seconds = embed_time = 0.0
+    audio_seconds = embedded_seconds = 0.0
     no_speech: list[str] = []
     failed: dict[str, str] = {}
     todo = []
@@ -115,31 +118,19 @@ def _embed_all(embedder: Embedder, wav: Path, rels: list[str], config: EvalConfi
         if speech == 0:
             no_speech.append(rel)
 
-    reader = VoiceReader(embedder)
-
-    def decode(rel: str):
-        try:
-            audio, speech = reader.decode(wav / rel, min_speech=None)  # measured, never refused: the protocol
-        except AudioError as exc:
-            return rel, None, str(exc)
-        return rel, audio, speech
-
-    bar = tqdm(total=len(todo), unit="clip", desc="embedding", disable=None if config.progress and todo else True)
-    for rel, audio, speech in prefetched(decode, todo, workers=config.workers, ahead=4 * max(1, config.workers)):
-        bar.update(1)
-        if audio is None:
-            failed[rel] = speech
+    start = time.perf_counter()
+    for rel, vector, seconds, speech, error in _read(embedder, wav, todo, config):
+        if error:
+            failed[rel] = error
             continue
-        start = time.perf_counter()
-        vectors[rel] = reader.embed(speech)
-        embed_time += time.perf_counter() - start
-        audio_seconds += audio.seconds
-        embedded_seconds += audio.seconds
-        if speech.seconds == 0:
+        vectors[rel] = vector
+        audio_seconds += seconds
+        embedded_seconds += seconds
+        if speech == 0:
             no_speech.append(rel)
         if cache:
-            cache.put(wav / rel, vectors[rel], audio.seconds, speech.seconds)
-    bar.close()
+            cache.put(wav / rel, vector, seconds, speech)
+    embed_time = time.perf_counter() - start  # wall time of reading every clip: decode, speech, model
     if cache:
         cache.close()
     stats = {"cached_clips": len(rels) - len(todo), "embedded_clips": len(todo) - len(failed),
@@ -148,6 +139,37 @@ def _embed_all(embedder: Embedder, wav: Path, rels: list[str], config: EvalConfi
              "audio_seconds": round(audio_seconds, 1), "embed_seconds": round(embed_time, 2),
              "rtf": round(embed_time / embedded_seconds, 5) if embedded_seconds else None}
     return vectors, stats
+
+
+def _read(embedder: Embedder, wav: Path, rels: list[str], config: EvalConfig):
+    """``(rel, vector, seconds, speech seconds, error)`` for each clip: decoding ahead on threads
+    while the model embeds, or on Ray actors with ``config.ray``. Speech is measured, never refused
+    (the protocol embeds every clip)."""
+    if config.ray is not None:
+        from .distributed import Work, read_on_ray
+
+        work = Work(model=str(embedder.model.path), device=config.device, precision=embedder.precision,
+                    max_seconds=DEFAULT_MAX_SECONDS, enrollment=None)
+        for row in read_on_ray([(rel, str(wav / rel)) for rel in rels], work, workers=config.ray_workers,
+                               address=config.ray or None, progress=config.progress):
+            yield row["key"], row["vector"], row["seconds"], row["speech_seconds"], row["error"]
+        return
+    reader = VoiceReader(embedder)
+
+    def decode(rel: str):
+        try:
+            return rel, *reader.decode(wav / rel, min_speech=None), ""
+        except AudioError as exc:
+            return rel, None, None, str(exc)
+
+    bar = tqdm(total=len(rels), unit="clip", desc="embedding", disable=None if config.progress and rels else True)
+    for rel, audio, speech, error in prefetched(decode, rels, workers=config.workers, ahead=4 * max(1, config.workers)):
+        bar.update(1)
+        if error:
+            yield rel, None, 0.0, 0.0, error
+        else:
+            yield rel, reader.embed(speech), audio.seconds, speech.seconds, ""
+    bar.close()
 
 
 def identification(split: list[tuple[int, str]], vectors: dict[str, np.ndarray], top_k: int = 5) -> dict:

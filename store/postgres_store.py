@@ -50,11 +50,16 @@ class PostgresDatabase(Database):
     def __init__(self, url: str, *, pool_size: int = POOL_SIZE):
         super().__init__()
         try:
-            import psycopg  # noqa: F401
+            import psycopg
             from psycopg_pool import ConnectionPool
         except ImportError:
             raise StoreError("PostgreSQL needs the postgres extra: pip install 'speakerid[postgres]'") from None
         self.location = redact(url)
+        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)  # its retries would print; ours is one line
+        try:  # one plain connection first: its error says why (refused, no such database, password)
+            psycopg.connect(url, connect_timeout=int(CONNECT_TIMEOUT)).close()
+        except psycopg.Error as exc:
+            raise StoreError(f"{self.location}: cannot connect to PostgreSQL ({_reason(exc)})") from None
         self.pool = ConnectionPool(url, min_size=1, max_size=pool_size, kwargs={"autocommit": True},
                                    timeout=CONNECT_TIMEOUT, open=False, name="speakerid")
         try:
@@ -126,6 +131,11 @@ class PostgresStore(SQLStore):
         except BaseException:
             db.close()
             raise
+
+    def _after_copy(self, tx: Tx) -> None:
+        for table in ("speakers", "embeddings", "audit", "events", "attempts"):
+            tx.value(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE(MAX(id), 0) + 1, false) "
+                     f"FROM {table}")
 
     def _erase_leftovers(self) -> None:
         try:

@@ -52,6 +52,9 @@ class SQLStore(SpeakerRecords, AccessPolicy, DerivedIndex, Store):
     def _check_derived(self, report: CheckReport) -> None:
         """Compare the backend's derived copies with the database (fills ``report``)."""
 
+    def _after_copy(self, tx: Tx) -> None:
+        """After rows were copied in with their ids (:mod:`store.copy`): make new ids follow them."""
+
     # -- the model binding -------------------------------------------------------------------------
     @property
     def model(self) -> str | None:

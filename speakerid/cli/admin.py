@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 from ..errors import UsageError
@@ -270,6 +271,26 @@ def db_migrate(args: argparse.Namespace) -> int:
     emit(args, {"schema_version": version, "applied": applied, "location": store.location},
          f"{store.location}: schema version {version}" + (f" (applied now: {', '.join(map(str, applied))})"
                                                           if applied else " (up to date)"))
+    return 0
+
+
+group("store", "move a voiceprint database")
+
+
+@command("store copy", arg("source", metavar="SRC", help="a store folder or postgresql:// URL"),
+         arg("destination", metavar="DST", help="an empty store: a new folder or an empty PostgreSQL database"),
+         help="copy every speaker, vector, key, grant and audit entry between SQLite and PostgreSQL, checked")
+def store_copy(args: argparse.Namespace) -> int:
+    from store import Store, is_postgres_url
+    from store.copy import copy_store
+
+    def where(location: str):
+        return location if is_postgres_url(location) else Path(location).expanduser()
+
+    with Store.open(where(args.source)) as source, Store.open(where(args.destination)) as destination:
+        report = copy_store(source, destination)
+    emit(args, report.to_dict(), f"copied {report.source} -> {report.destination}: " + ", ".join(
+        f"{n} {t}" for t, n in report.rows.items()) + " (row counts and sha256 of every table checked)")
     return 0
 
 

@@ -29,6 +29,9 @@ group("eval", "evaluate on a standard benchmark")
              help="enroll only this fraction of the speakers; report accept-correct and unknown-rejected at the "
                   "threshold calibrated on them"),
          arg("--far", type=finite, metavar="F", help="false-accept target for --open-set (default 0.05)"),
+         arg("--ray", nargs="?", const="", metavar="ADDRESS",
+             help="embed on Ray: this machine, or the cluster at ADDRESS (e.g. ray://head:10001)"),
+         arg("--ray-workers", type=int, default=2, metavar="N", help="Ray workers, one model each (default 2)"),
          help="VoxCeleb1 identification (iden_split.txt) and verification (trial lists) in one run",
          description="Enroll every split-1 clip, identify every split-3 clip (top-1, top-5, macro P/R/F1) and score "
                      "every trial (EER, minDCF at p_target 0.01 and 0.05, threshold at EER). Paths in the lists are "
@@ -43,7 +46,8 @@ def eval_voxceleb(args: argparse.Namespace) -> int:
         raise UsageError(f"--open-set is a fraction between 0 and 1, got {args.open_set:g}")
     extra = {"far": validate.far(args.far)} if args.far is not None else {}
     config = EvalConfig(root=args.root, split=args.split or split, trials=args.trials or trials, cache=args.cache,
-                        open_set=args.open_set, **extra,
+                        open_set=args.open_set, ray=args.ray,
+                        ray_workers=validate.count("--ray-workers", args.ray_workers, low=1, high=4096), **extra,
                         workers=validate.count("--workers", args.workers, low=1, high=64),
                         skip_missing=args.skip_missing, model=option(args, "model"),
                         device=option(args, "device") or "cpu")

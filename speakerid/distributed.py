@@ -1,0 +1,112 @@
+"""Corpus-size work on Ray: clips flow through Ray Data to actors that each hold one model.
+
+Without an address Ray starts on this machine (about 2 s); with one (``ray://host:10001`` or
+``auto``) it joins that cluster, whose nodes must see the same audio paths and model folder. Each
+actor reads clips exactly as the single-process path does (the same :class:`VoiceReader`, the same
+precision, one torch thread per worker), so the embeddings are the same bit for bit. Results
+stream back to the driver in whatever order they finish; the caller keys them by clip.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from .enrollment import Limits, read_clip
+from .errors import SpeakerIDError, UsageError
+from .voice import VoiceReader
+
+BATCH = 4  # clips per call: small, so work spreads evenly and a slow clip does not hold many back
+
+
+@dataclass(frozen=True)
+class Work:
+    """What every actor needs to read clips the way the driver would."""
+
+    model: str
+    device: str
+    precision: str
+    max_seconds: float
+    enrollment: Limits | None  # None: evaluation (measure speech, refuse nothing)
+
+
+class ClipReader:
+    """A Ray Data actor: one model, clips in, vectors (or the reason a clip was refused) out."""
+
+    def __init__(self, work: Work):
+        import torch
+
+        from .embedder import Embedder
+
+        torch.set_num_threads(1)  # one core per worker: Ray gives each actor one CPU
+        self.work = work
+        self.reader = VoiceReader(Embedder.load(work.model, device=work.device, precision=work.precision),
+                                  max_seconds=work.max_seconds)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        out: dict[str, list] = {k: [] for k in ("key", "vector", "error", "seconds", "speech_seconds", "sha256")}
+        for key, path in zip(batch["key"], batch["path"]):
+            vector, error, seconds, speech_seconds, sha = None, "", 0.0, 0.0, ""
+            try:
+                if self.work.enrollment is None:
+                    audio, speech = self.reader.decode(str(path), min_speech=None)
+                else:
+                    read = read_clip(self.reader, self.work.enrollment, str(path))
+                    if isinstance(read[0], str):
+                        raise _Refused(read[1])
+                    audio, speech, sha = read
+                vector = self.reader.embed(speech)
+                seconds, speech_seconds = audio.seconds, speech.seconds
+            except (SpeakerIDError, _Refused) as exc:
+                error = getattr(exc, "reason", None) or str(exc)
+            out["key"].append(key)
+            out["vector"].append(np.zeros(self.reader.embedder.dimension, np.float32) if vector is None else vector)
+            out["error"].append(error)
+            out["seconds"].append(seconds)
+            out["speech_seconds"].append(speech_seconds)
+            out["sha256"].append(sha)
+        return out
+
+
+class _Refused(Exception):
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
+def start(address: str | None) -> None:
+    """Join the cluster at ``address``, or start Ray here (``None``)."""
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--ray needs the ray extra: pip install 'speakerid[ray]'") from None
+    if not ray.is_initialized():
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        ray.init(address=address or None, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+
+
+def read_on_ray(items: Sequence[tuple[str, str]], work: Work, *, workers: int, address: str | None = None,
+                progress: bool = True) -> Iterator[dict]:
+    """Read ``(key, path)`` items on ``workers`` Ray actors; yields one dict per clip:
+    ``key``, ``vector`` (float32), ``error`` ("" when read), ``seconds``, ``speech_seconds``, ``sha256``."""
+    import ray
+
+    from tqdm import tqdm
+
+    start(address)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # ours below counts clips; Ray's would print per operator
+    dataset = ray.data.from_items([{"key": k, "path": p} for k, p in items], override_num_blocks=max(workers * 4, 1))
+    results = dataset.map_batches(ClipReader, fn_constructor_kwargs={"work": work}, batch_size=BATCH,
+                                  compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1, batch_format="numpy")
+    for name in ("ray", "ray.data"):  # Ray Data configures its loggers when first used; quiet them after
+        logging.getLogger(name).setLevel(logging.ERROR)
+    with tqdm(total=len(items), unit="clip", desc=f"embedding on Ray ({workers} workers)",
+              disable=None if progress else True) as bar:
+        for row in results.iter_rows():
+            bar.update(1)
+            yield {**row, "vector": np.asarray(row["vector"], dtype=np.float32)}
