@@ -26,6 +26,7 @@ from .errors import UsageError
 from .paths import default_home
 from .calibration import DEFAULT_FAR, Calibration, calibrate
 from .scoring import DEFAULT_MARGIN, DEFAULT_THRESHOLD, Candidate, Profiles, decide
+from .timeline import DEFAULT_MIN_TURN, Timeline, build_timeline
 from .vad import DEFAULT_MIN_SPEECH, Speech
 from .voice import Voice, VoiceReader
 
@@ -256,6 +257,17 @@ class SpeakerID:
         score = float(np.dot(voice.vector, profile))
         return Verification(speaker=speaker, accepted=score >= threshold, score=score, threshold=threshold,
                             speech_seconds=voice.speech.seconds, model=self.embedder.model_id)
+
+    def timeline(self, audio: AudioInput, *, threshold: float | None = None, min_turn: float = DEFAULT_MIN_TURN,
+                 name: str | None = None, progress=None) -> Timeline:
+        """Who spoke when in a multi-speaker recording: turns labelled with enrolled names or
+        ``unknown-N`` (see :mod:`speakerid.timeline`). Long recordings are read a block at a time."""
+        threshold = self.threshold if threshold is None else validate.threshold(threshold)
+        min_turn = validate.seconds("min_turn", min_turn, high=60)
+        names, profiles = self.profiles.matrix()
+        embedder = self.embedder
+        return build_timeline(embedder.embed_equal, names, profiles, threshold, audio,
+                              name=name, model=embedder.model_id, min_turn=min_turn, progress=progress)
 
     # -- the store ---------------------------------------------------------------------------------
     def speakers(self):

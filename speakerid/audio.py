@@ -82,6 +82,59 @@ def load_audio(
     return Audio(samples=mono, source=label)
 
 
+def stream_audio(source: AudioInput, name: str | None = None, *, block_seconds: float = 30.0):
+    """``(label, blocks)``: a long recording as consecutive blocks of mono 16 kHz float32, read and
+    resampled a block at a time so memory stays flat whatever the duration. Same checks as
+    :func:`load_audio` (readable, rate, channels, NaN), no length limit."""
+    label = describe(source, name)
+    if is_sample_pair(source):
+        audio = load_audio(source, name, max_seconds=float("inf"))
+        return label, iter([audio.samples])
+    if not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
+        raise AudioError(label, _not_audio(source))
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        handle, head = io.BytesIO(bytes(source)), bytes(source[:HEAD_BYTES])
+    else:
+        path = Path(os.fsdecode(source))
+        if not path.is_file():
+            load_audio(source, name)  # raises the same one-line error as everywhere else
+        handle, head = os.fsencode(path), _read_head(os.fsencode(path))
+    try:
+        f = sf.SoundFile(handle)
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
+        raise AudioError(label, f"not a readable audio file ({_why_unreadable(head, exc)})") from None
+    _check_format(label, f.samplerate, f.channels)
+    return label, _blocks(label, f, block_seconds)
+
+
+def _blocks(label: str, f: sf.SoundFile, block_seconds: float):
+    rate = f.samplerate
+    context = 0 if rate == SAMPLE_RATE else rate // 10  # resampling sees 0.1 s either side of each block
+    previous = np.zeros(0, dtype=np.float32)
+    with f:
+        while True:
+            data = f.read(int(block_seconds * rate), dtype="float32", always_2d=True)
+            if not len(data):
+                break
+            if not np.isfinite(data).all():
+                raise AudioError(label, "contains NaN or infinite samples")
+            mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+            if not context:
+                yield np.ascontiguousarray(mono)
+                continue
+            ahead = f.read(context, dtype="float32", always_2d=True)
+            if len(ahead):
+                f.seek(-len(ahead), sf.SEEK_CUR)
+                ahead = ahead.mean(axis=1, dtype=np.float32)
+            else:
+                ahead = np.zeros(0, dtype=np.float32)
+            padded = np.concatenate([previous, mono, ahead.reshape(-1)])
+            out = resample(padded, rate)
+            skip, keep = round(len(previous) * SAMPLE_RATE / rate), round(len(mono) * SAMPLE_RATE / rate)
+            yield out[skip:skip + keep]
+            previous = mono[-context:]
+
+
 def is_sample_pair(source: object) -> bool:
     """``(samples, rate)``: an array (or list of numbers) and an integer rate. A tuple of paths is not one.
 

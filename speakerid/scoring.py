@@ -88,6 +88,12 @@ class Profiles:
         self._vectors, self._owners = vectors, owners
         self._generation = generation
 
+    def matrix(self) -> tuple[list[str], np.ndarray]:
+        """Every speaker's name and profile (one row each), as ranking uses them."""
+        with self._lock:
+            self._refresh()
+            return list(self._names), self._matrix
+
     def snapshot(self) -> tuple[int, np.ndarray, list[str]]:
         """``(generation, every clip embedding, its speaker)`` as last read from the store."""
         with self._lock:

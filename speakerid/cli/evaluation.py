@@ -62,3 +62,26 @@ def eval_voxceleb(args: argparse.Namespace) -> int:
             print(f"warning: no trial list with both target and non-target trials; {args.plot} not written",
                   file=sys.stderr)
     return 0
+
+
+@command("eval timeline",
+         arg("recordings", nargs="+", type=Path, metavar="RECORDING"),
+         arg("--rttm", type=Path, required=True, metavar="REF.rttm", help="reference turns (file id = recording name)"),
+         arg("--collar", type=finite, default=0.0, metavar="S", help="seconds ignored around reference boundaries"),
+         arg("--min-turn", type=finite, default=0.5, metavar="S", help="as for speakerid timeline"),
+         help="identification error rate of timelines against reference RTTM (pyannote.metrics)")
+def eval_timeline(args: argparse.Namespace) -> int:
+    from .. import validate
+    from ..timeline_eval import evaluate_timelines
+    from .common import emit, open_speakerid
+
+    with open_speakerid(args) as sid:
+        result = evaluate_timelines(sid, args.rttm, args.recordings, collar=validate.seconds("--collar", args.collar,
+                                                                                          high=5),
+                                    min_turn=args.min_turn)
+    lines = [f"{f['file']}: IER {f['ier']:.2%} (confusion {f['confusion']:.2f} s, missed {f['missed_detection']:.2f} s, "
+             f"false alarm {f['false_alarm']:.2f} s of {f['total']:.2f} s)" for f in result["files"]]
+    lines.append(f"total: IER {result['ier']:.2%} over {result['total']:.1f} s of reference speech (collar "
+                 f"{result['collar']:g} s)")
+    emit(args, result, "\n".join(lines))
+    return 0

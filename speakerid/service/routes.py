@@ -58,6 +58,12 @@ def add(app: FastAPI, service: "Service") -> None:
                                            caller=who, name=name)
         return decision.to_dict()
 
+    @app.post("/v1/timeline")
+    async def timeline(request: Request, min_turn: float = 0.5, threshold: float | None = None, key=client):
+        (data, name), = await clips(request)
+        result = await run_in_threadpool(sid.timeline, data, threshold=threshold, min_turn=min_turn, name=name)
+        return result.to_dict()
+
     @app.post("/v1/speakers/{speaker}/enrollments", status_code=201)
     async def enroll(request: Request, speaker: str, mode: str = "new", skip_bad: bool = False, key=admin):
         if mode not in ("new", "append", "replace"):
