@@ -20,6 +20,7 @@ from store import Decision, Resource, SpeakerIDError, name_key, resource_name, s
 
 from . import validate
 from .api import SpeakerID
+from .streaming import Event
 from .audio import AudioInput
 
 # A door's default: at most 0.1 % false accepts per comparison, converted to a cosine on the
@@ -101,51 +102,64 @@ class AccessControl:
 
         ``caller`` (a key id or client address) scopes the identification-mode lockout.
         """
-        mode = "verify" if claim is not None else "identify"
+        draft, attempt = self._begin(resource, claim, key_id, caller, "verify" if claim is not None else "identify")
+        if attempt is None:
+            return draft
+        try:
+            if draft.claim is not None:
+                if draft.claim not in self.store:
+                    return self._finish(attempt, replace(draft, reason="claimed speaker is not enrolled"))
+                verdict = self.sid.verify(draft.claim, audio, threshold=draft.threshold, name=name)
+                decision = self._conclude(draft, verdict.speaker if verdict.accepted else None, verdict.score)
+            else:
+                found = self.sid.identify(audio, threshold=draft.threshold, name=name)
+                decision = self._conclude(draft, found.speaker, found.score)
+        except SpeakerIDError as exc:  # refused audio: audited, does not count towards the lockout
+            self.store.finish_attempt(attempt, "refused")
+            self._record(replace(draft, reason=str(exc)))
+            raise
+        return self._finish(attempt, decision)
+
+    def stream(self, resource: str, claim: str | None = None, *, sample_rate: int = 16_000, key_id: str | None = None,
+               caller: str | None = None) -> "AccessStream":
+        """A door deciding while the visitor speaks: the stream's final decision, with the
+        resource's rules, lockout and one audit row (see :mod:`speakerid.streaming`)."""
+        return AccessStream(self, resource, claim, sample_rate=sample_rate, key_id=key_id, caller=caller)
+
+    def _begin(self, resource: str, claim: str | None, key_id: str | None, caller: str | None,
+               mode: str) -> tuple[Decision, int | None]:
+        """The decision's draft and a reserved attempt; ``(the recorded decision, None)`` when locked out."""
         draft = Decision(decision_id=uuid.uuid4().hex, time="", key_id=key_id, resource=str(resource), claim=claim,
                          mode=mode, allow=False, reason="", speaker=None, score=None, threshold=None)
         try:
             found = self.store.resource(resource)
             draft = replace(draft, resource=found.name, threshold=self.threshold_of(found, claim=claim is not None))
             if claim is not None:
-                claim = speaker_name(claim)
-                draft = replace(draft, claim=claim)
+                draft = replace(draft, claim=speaker_name(claim))
         except SpeakerIDError as exc:  # unknown resource, bad claim: audited, then raised
             self._record(replace(draft, reason=str(exc)))
             raise
-        subject = (f"claim:{name_key(claim)}" if claim is not None
+        subject = (f"claim:{name_key(draft.claim)}" if draft.claim is not None
                    else f"identify:{found.name}:{caller or key_id or 'local'}")
         attempts, seconds = self.lockout
         attempt, locked_until = self.store.begin_attempt(subject, attempts=attempts, window_seconds=seconds)
         if attempt is None:
-            return self._record(replace(draft, reason=f"locked out until {locked_until}"))
-        try:
-            decision = self._decide(draft, audio, name)
-        except SpeakerIDError as exc:  # refused audio: audited, does not count towards the lockout
-            self.store.finish_attempt(attempt, "refused")
-            self._record(replace(draft, reason=str(exc)))
-            raise
-        self.store.finish_attempt(attempt, "allow" if decision.allow else "deny")
-        return self._record(decision)
+            return self._record(replace(draft, reason=f"locked out until {locked_until}")), None
+        return draft, attempt
 
-    def _decide(self, draft: Decision, audio: AudioInput, name: str | None) -> Decision:
-        threshold = draft.threshold
-        if draft.claim is not None:
-            if draft.claim not in self.store:
-                return replace(draft, reason="claimed speaker is not enrolled")
-            verdict = self.sid.verify(draft.claim, audio, threshold=threshold, name=name)
-            speaker, score, matched = verdict.speaker, verdict.score, verdict.accepted
-            reason = "voice does not match the claimed speaker"
-        else:
-            found = self.sid.identify(audio, threshold=threshold, name=name)
-            speaker, score, matched = found.speaker, found.score, found.speaker is not None
-            reason = "voice not recognised"
-        score = round(float(score), 6)
-        if not matched:
+    def _conclude(self, draft: Decision, speaker: str | None, score: float | None) -> Decision:
+        """The rules, once the voice matched ``speaker`` (``None``: it matched no one allowed to try)."""
+        score = None if score is None else round(float(score), 6)
+        if speaker is None:
+            reason = "voice does not match the claimed speaker" if draft.claim is not None else "voice not recognised"
             return replace(draft, reason=reason, score=score)
         if not self.store.allowed(speaker, draft.resource):
             return replace(draft, reason=f"{speaker} is not allowed on {draft.resource}", speaker=speaker, score=score)
         return replace(draft, allow=True, reason="allowed", speaker=speaker, score=score)
+
+    def _finish(self, attempt: int, decision: Decision) -> Decision:
+        self.store.finish_attempt(attempt, "allow" if decision.allow else "deny")
+        return self._record(decision)
 
     def _record(self, decision: Decision) -> Decision:
         decision = replace(decision, time=datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
@@ -165,3 +179,63 @@ class AccessControl:
                                     resource=resource, allow=allow, limit=limit, offset=offset)
         return [d.to_dict() for d in rows]
 
+
+
+class AccessStream:
+    """A live access check: feed audio, get events; the first final decision is the door's answer
+    (``label`` ``"allow"`` or ``"deny"``), audited once. See :meth:`AccessControl.stream`."""
+
+    def __init__(self, access: AccessControl, resource: str, claim: str | None, *, sample_rate: int,
+                 key_id: str | None, caller: str | None):
+        self.access, self.rate = access, sample_rate
+        mode = "stream-verify" if claim is not None else "stream-identify"
+        self.draft, self.attempt = access._begin(resource, claim, key_id, caller, mode)
+        self.inner = None
+        self.event: Event | None = None
+        self.told = False  # the final event has been handed out
+        if self.attempt is None:  # locked out: the answer is already given (and audited)
+            self.decision: Decision | None = self.draft
+            self.event = Event(0.0, 0.0, None, "deny", None, True, self.draft.reason)
+        elif self.draft.claim is not None and self.draft.claim not in access.store:
+            self.decision = None
+            self._settle(replace(self.draft, reason="claimed speaker is not enrolled"), None)
+        else:
+            self.decision = None
+            self.inner = access.sid.stream(sample_rate, "verify" if claim is not None else "identify",
+                                           claim=self.draft.claim, threshold=self.draft.threshold)
+
+    def feed(self, samples) -> list[Event]:
+        if self.event is not None:
+            return self._hand_out()
+        out = []
+        for event in self.inner.feed(samples):
+            if event.final:
+                self._conclude(event)
+                return out + self._hand_out()
+            out.append(event)
+        return out
+
+    def close(self) -> Event:
+        if self.event is None:
+            self._conclude(self.inner.close())
+        self.told = True
+        return self.event
+
+    def _hand_out(self) -> list[Event]:
+        if self.told:
+            return []
+        self.told = True
+        return [self.event]
+
+    def _conclude(self, final: Event) -> None:
+        matched = final.label == "accepted" if self.draft.claim is not None else final.speaker is not None
+        decision = self.access._conclude(self.draft, final.speaker if matched else None, final.score)
+        if not matched and "need at least" in final.reason:  # too little speech: say so, as identify would
+            decision = replace(decision, reason=final.reason)
+        self._settle(decision, final)
+
+    def _settle(self, decision: Decision, final: Event | None) -> None:
+        self.decision = self.access._finish(self.attempt, decision)
+        t, speech = (final.t, final.speech_seconds) if final else (0.0, 0.0)
+        self.event = Event(t, speech, decision.speaker, "allow" if decision.allow else "deny", decision.score, True,
+                           decision.reason)

@@ -26,6 +26,7 @@ from .errors import UsageError
 from .paths import default_home
 from .calibration import DEFAULT_FAR, Calibration, calibrate
 from .scoring import DEFAULT_MARGIN, DEFAULT_THRESHOLD, Candidate, Profiles, decide
+from .streaming import Stream
 from .timeline import DEFAULT_MIN_TURN, Timeline, build_timeline
 from .vad import DEFAULT_MIN_SPEECH, Speech
 from .voice import Voice, VoiceReader
@@ -268,6 +269,15 @@ class SpeakerID:
         embedder = self.embedder
         return build_timeline(embedder.embed_equal, names, profiles, threshold, audio,
                               name=name, model=embedder.model_id, min_turn=min_turn, progress=progress)
+
+    def stream(self, sample_rate: int = 16_000, mode: str = "identify", *, claim: str | None = None,
+               threshold: float | None = None) -> Stream:
+        """Decisions while audio arrives: ``stream.feed(samples) -> [Event]``, ``stream.close() -> Event``
+        (see :mod:`speakerid.streaming`). ``mode``: ``"identify"`` or ``"verify"`` (with ``claim``);
+        for doors, ``AccessControl(sid).stream(resource)``."""
+        if mode == "access":
+            raise UsageError("an access stream needs the access rules: AccessControl(sid).stream(resource, claim=...)")
+        return Stream(self, sample_rate=sample_rate, mode=mode, claim=claim, threshold=threshold)
 
     # -- the store ---------------------------------------------------------------------------------
     def speakers(self):

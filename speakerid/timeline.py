@@ -27,7 +27,7 @@ import numpy as np
 
 from .audio import SAMPLE_RATE, Audio, AudioInput, stream_audio
 from .errors import AudioError
-from .scoring import centroids
+from .scoring import centroid
 from .vad import SpeechDetector
 
 WINDOW = 1.5  # seconds embedded at a time
@@ -172,7 +172,7 @@ def _enrolled_turns(vectors: np.ndarray, names: list[str], profiles: np.ndarray,
     path[path == len(names)] = -1
     for start, end in _runs(path):  # a turn is named only if it reaches identify's threshold as a whole
         k = path[start]
-        if k >= 0 and _mean(vectors[start:end]) @ profiles[k] < threshold:
+        if k >= 0 and centroid(vectors[start:end]) @ profiles[k] < threshold:
             path[start:end] = -1
     return path
 
@@ -190,7 +190,7 @@ def _strangers(vectors, assigned, names, profiles, threshold) -> list[str]:
         unknown = 0
         for c in order:
             members = rest[clusters == c]
-            centre = _mean(vectors[members])
+            centre = centroid(vectors[members])
             if names:
                 best = int(np.argmax(profiles @ centre))
                 if profiles[best] @ centre >= threshold:  # a voice that is someone after all
@@ -252,7 +252,7 @@ def _segments(windows: _Windows, labels: list[str], vectors, names, profiles, mi
     index = {n: k for k, n in enumerate(names)}
     out = []
     for start, end, lab, members in turns:
-        centre = _mean(vectors[sorted(members)])
+        centre = centroid(vectors[sorted(members)])
         if lab in index:
             speaker, score = lab, float(profiles[index[lab]] @ centre)
         else:
@@ -267,7 +267,7 @@ def _changes(centres: np.ndarray, labels: list[str], vectors, names, profiles) -
     so the crossing is closer to the true boundary than the midpoint between window centres."""
     voice = {n: profiles[k] for k, n in enumerate(names)}
     for lab in set(labels) - set(voice):
-        voice[lab] = _mean(vectors[[i for i, x in enumerate(labels) if x == lab]])
+        voice[lab] = centroid(vectors[[i for i, x in enumerate(labels) if x == lab]])
     times, after = [-np.inf], [labels[0]]
     for i in range(len(labels) - 1):
         a, b = labels[i], labels[i + 1]
@@ -317,5 +317,3 @@ def _runs(path: np.ndarray):
             start = t
 
 
-def _mean(vectors: np.ndarray) -> np.ndarray:
-    return centroids(vectors, [""] * len(vectors))[1][0]

@@ -32,6 +32,12 @@ DEFAULTS = ServiceConfig()
              help=f"burst allowed per key (default {DEFAULTS.rate_burst})"),
          arg("--require-keys", action="store_true",
              help="refuse requests without an API key even before any key exists"),
+         arg("--max-stream-seconds", type=finite, default=DEFAULTS.max_stream_seconds, metavar="S",
+             help=f"longest live stream (default {DEFAULTS.max_stream_seconds:g})"),
+         arg("--idle-seconds", type=finite, default=DEFAULTS.idle_seconds, metavar="S",
+             help=f"close an upload or stream that sends nothing this long (default {DEFAULTS.idle_seconds:g})"),
+         arg("--max-streams", type=int, default=DEFAULTS.max_streams, metavar="N",
+             help=f"live streams at once (default {DEFAULTS.max_streams})"),
          help="run the HTTP API, the live-audio WebSocket and the web console (FastAPI + uvicorn)")
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
@@ -40,7 +46,9 @@ def serve(args: argparse.Namespace) -> int:
     config = ServiceConfig(home=str(home) if home else None, store=store, model=option(args, "model"),
                            device=option(args, "device") or "cpu", host=args.host, port=args.port,
                            workers=args.workers, max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
-                           rate_limit=args.rate_limit, rate_burst=args.rate_burst, require_keys=args.require_keys)
+                           rate_limit=args.rate_limit, rate_burst=args.rate_burst, require_keys=args.require_keys,
+                           max_stream_seconds=args.max_stream_seconds, idle_seconds=args.idle_seconds,
+                           max_streams=args.max_streams)
     with open_speakerid(args) as sid:
         keys = sid.store.ever_had_keys()
         where = sid.store.location

@@ -31,6 +31,7 @@ class Command:
     arguments: tuple[tuple[tuple, dict], ...]
     description: str | None = None
     json_flag: bool = True
+    device_flag: bool = True  # False for commands whose --device means something else (a sound card)
 
 
 @dataclass
@@ -53,10 +54,11 @@ def group(path: str, help: str) -> None:
 
 
 def command(path: str, *arguments: tuple[tuple, dict], help: str, description: str | None = None,
-            json_flag: bool = True) -> Callable[[Handler], Handler]:
+            json_flag: bool = True, device_flag: bool = True) -> Callable[[Handler], Handler]:
     """Declare ``handler`` as the command ``path`` (e.g. ``"access grant"``) with its arguments."""
     def register(handler: Handler) -> Handler:
-        COMMANDS.commands.append(Command(tuple(path.split()), handler, help, arguments, description, json_flag))
+        COMMANDS.commands.append(Command(tuple(path.split()), handler, help, arguments, description, json_flag,
+                                         device_flag))
         return handler
     return register
 
@@ -69,10 +71,11 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def common_options(json_flag: bool = True) -> argparse.ArgumentParser:
+def common_options(json_flag: bool = True, device_flag: bool = True) -> argparse.ArgumentParser:
     """Options every subcommand accepts, before or after its own arguments.
 
-    ``json_flag=False`` for commands whose ``--json`` takes a file name instead.
+    ``json_flag=False`` for commands whose ``--json`` takes a file name instead; ``device_flag=False``
+    for commands whose ``--device`` is not the torch device.
     """
     parent = ArgumentParser(add_help=False)
     parent.add_argument("--home", type=Path, default=argparse.SUPPRESS,
@@ -82,7 +85,8 @@ def common_options(json_flag: bool = True) -> argparse.ArgumentParser:
     parent.add_argument("--model", default=argparse.SUPPRESS,
                         help="hub id or local SpeechBrain model folder (default: $SPEAKERID_MODEL, else "
                              "speechbrain/spkrec-ecapa-voxceleb)")
-    parent.add_argument("--device", default=argparse.SUPPRESS, help="torch device, e.g. cpu or cuda (default: cpu)")
+    if device_flag:
+        parent.add_argument("--device", default=argparse.SUPPRESS, help="torch device, e.g. cpu or cuda (default: cpu)")
     if json_flag:
         parent.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                             help="print one JSON object on stdout instead of text")
@@ -106,7 +110,7 @@ def build(prog: str, description: str, reg: Registry) -> ArgumentParser:
         return subs[path]
 
     for cmd in reg.commands:
-        parent = common if cmd.json_flag else common_options(json_flag=False)
+        parent = common if cmd.json_flag and cmd.device_flag else common_options(cmd.json_flag, cmd.device_flag)
         p = sub_of(cmd.path[:-1]).add_parser(cmd.path[-1], parents=[parent], help=cmd.help,
                                              description=cmd.description or cmd.help)
         for flags, options in cmd.arguments:
@@ -174,8 +178,9 @@ def open_speakerid(args: argparse.Namespace):
     """The :class:`SpeakerID` the common options describe."""
     from ..api import SpeakerID
 
+    device = option(args, "device")
     return SpeakerID.open(option(args, "home"), store=option(args, "store"), model=option(args, "model"),
-                          device=option(args, "device") or "cpu")
+                          device=device if isinstance(device, str) else "cpu")
 
 
 def warn(message: str) -> None:

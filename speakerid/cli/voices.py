@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import UsageError
-from .common import arg, command, emit, finite, open_speakerid
+from .common import arg, command, emit, finite, open_speakerid, option
 
 
 @command("identify",
@@ -133,3 +133,84 @@ def timeline(args: argparse.Namespace) -> int:
     lines.append("; ".join(f"{label} {seconds:.1f} s" for label, seconds in result.speakers.items()))
     emit(args, result.to_dict(), "\n".join(lines))
     return 0
+
+
+@command("listen",
+         arg("--stdin", action="store_true", help="read raw 16-bit little-endian mono PCM from standard input"),
+         arg("--device", dest="input_device", type=int, metavar="N",
+             help="record from sound card N (sounddevice/PortAudio, the mic extra)"),
+         arg("--rate", type=int, default=16000, metavar="R", help="sample rate of the input (default 16000)"),
+         arg("--verify", metavar="NAME", help="verify that NAME is speaking instead of identifying"),
+         arg("--resource", metavar="R", help="an access check at resource R (with --claim to verify a claim)"),
+         arg("--claim", metavar="NAME", help="with --resource: the identity the speaker claims"),
+         help="identify while someone speaks: events as lines (JSON lines with --json), the final decision last; "
+              "e.g. arecord -f S16_LE -r 16000 -c 1 | speakerid listen --stdin", device_flag=False)
+def listen(args: argparse.Namespace) -> int:
+    import json
+
+    if args.stdin == (args.input_device is not None):
+        raise UsageError("choose one input: --stdin or --device N")
+    if args.verify and args.resource:
+        raise UsageError("--verify and --resource do not go together (use --resource R --claim NAME)")
+    if args.claim and not args.resource:
+        raise UsageError("--claim goes with --resource")
+    with open_speakerid(args) as sid:
+        if args.resource:
+            from ..access import AccessControl
+
+            live = AccessControl(sid).stream(args.resource, args.claim, sample_rate=args.rate, caller="cli")
+        else:
+            live = sid.stream(args.rate, "verify" if args.verify else "identify", claim=args.verify)
+
+        def show(event) -> None:
+            if option(args, "json"):
+                print(json.dumps(event.to_dict()), flush=True)
+            else:
+                score = "" if event.score is None else f" score {event.score:.3f}"
+                print(f"{event.t:7.2f} s  {'FINAL ' if event.final else ''}{event.label}{score} "
+                      f"({event.reason}; {event.speech_seconds:.1f} s of speech)", flush=True)
+
+        shown = None
+        for chunk in _microphone(args.input_device, args.rate) if args.input_device is not None else _stdin(args.rate):
+            for event in live.feed(chunk):
+                show(event)
+                shown = event
+        final = live.close()
+        if final != shown:  # after an early final decision, closing gives the same one back
+            show(final)
+    accepted = final.label in ("accepted", "allow") or (final.speaker is not None and final.label == final.speaker)
+    return 0 if accepted else 3
+
+
+def _stdin(rate: int):
+    import sys
+
+    import numpy as np
+
+    stream, size, carry = sys.stdin.buffer, rate // 10 * 2, b""
+    while True:
+        block = stream.read(size)
+        if not block:
+            break
+        block, carry = carry + block, b""
+        if len(block) % 2:
+            block, carry = block[:-1], block[-1:]
+        yield np.frombuffer(block, dtype="<i2")
+
+
+def _microphone(device: int, rate: int):
+    import queue
+
+    try:
+        import sounddevice
+    except (ImportError, OSError) as exc:
+        raise UsageError(f"--device needs sounddevice and PortAudio: pip install 'speakerid[mic]' ({exc})") from None
+    blocks: "queue.Queue" = queue.Queue()
+    with sounddevice.InputStream(device=device, samplerate=rate, channels=1, dtype="int16", blocksize=rate // 10,
+                                 callback=lambda data, frames, when, status: blocks.put(data[:, 0].copy())):
+        print("listening; Ctrl-C to stop", file=__import__("sys").stderr)
+        try:
+            while True:
+                yield blocks.get()
+        except KeyboardInterrupt:
+            return

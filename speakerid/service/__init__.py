@@ -59,7 +59,8 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
         service.metrics.observe(getattr(route, "path", "unmatched"), response.status_code, time.perf_counter() - start)
         return response
 
-    from . import routes
+    from . import routes, stream
 
     routes.add(app, service)
+    stream.add(app, service)
     return app

@@ -1,0 +1,154 @@
+"""``GET /v1/stream``: live audio over a WebSocket, decisions while the person speaks.
+
+Protocol: a JSON start message ``{"type": "start", "sample_rate": 16000, "mode": "identify" |
+"verify" | "access", "claim": ..., "resource": ..., "key": ...}`` (the key may come in the
+``Authorization`` header instead, never in the URL); then binary frames of 16-bit little-endian
+mono PCM; events come back as JSON (:class:`speakerid.streaming.Event`); ``{"type": "end"}`` asks
+for the final decision, after which the server closes.
+
+Closing codes: 1000 done; 1003 a malformed message; 1008 a refused key or request, or idle too
+long; 1009 a frame or stream over its limit; 1011 an internal error; 1013 too many streams.
+Streams share the cores through one first-come-first-served queue per piece of audio, so a client
+sending faster than real time waits its turn like everyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import TYPE_CHECKING
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, WebSocket, WebSocketDisconnect
+from starlette.concurrency import run_in_threadpool
+
+from store import SpeakerIDError
+
+from .auth import presented_key
+
+if TYPE_CHECKING:
+    from . import Service
+
+log = logging.getLogger(__name__)
+
+MAX_FRAME = 64 * 1024  # bytes: 2 s of 16 kHz audio in one frame is plenty
+
+
+class Closed(Exception):
+    def __init__(self, code: int, reason: str):
+        self.code, self.reason = code, reason[:120]  # a close reason must fit in a control frame
+
+
+def add(app: FastAPI, service: "Service") -> None:
+    import os
+
+    turns = asyncio.Semaphore(max(1, os.cpu_count() or 1))
+    open_streams = 0
+
+    @app.websocket("/v1/stream")
+    async def stream(ws: WebSocket):
+        nonlocal open_streams
+        await ws.accept()
+        counted = False
+        try:
+            start = await _start_message(ws, service.config.idle_seconds)
+            client = ws.client.host if ws.client else "?"
+            try:
+                key = service.gate.admit(presented_key(ws.headers) or str(start.get("key") or ""), client, "client")
+            except HTTPException as exc:
+                raise Closed(1008, f"{exc.status_code}: {exc.detail}") from None
+            if open_streams >= service.config.max_streams:
+                raise Closed(1013, f"{open_streams} streams open; try again later")
+            open_streams += 1
+            counted = True
+            live = await run_in_threadpool(_open, service, start, key, client)
+            await _serve(ws, live, service, turns)
+        except Closed as exc:
+            await _close(ws, exc.code, exc.reason)
+        except WebSocketDisconnect:
+            pass
+        except SpeakerIDError as exc:
+            await _close(ws, 1008, str(exc))
+        except Exception:  # noqa: BLE001 -- the connection must end cleanly whatever happened
+            log.exception("stream failed")
+            await _close(ws, 1011, "internal error; see the server log")
+        finally:
+            if counted:
+                open_streams -= 1
+
+
+async def _start_message(ws: WebSocket, idle: float) -> dict:
+    message = await _receive(ws, idle)
+    text = message.get("text")
+    if text is None:
+        raise Closed(1003, "the first message is JSON: {\"type\": \"start\", \"sample_rate\": 16000, \"mode\": ...}")
+    try:
+        start = json.loads(text)
+    except ValueError:
+        raise Closed(1003, "the start message is not JSON") from None
+    if not isinstance(start, dict) or start.get("type") != "start":
+        raise Closed(1003, "the first message must be {\"type\": \"start\", ...}")
+    return start
+
+
+def _open(service: "Service", start: dict, key, client: str):
+    mode, rate = start.get("mode", "identify"), start.get("sample_rate", 16000)
+    if mode == "access":
+        if not start.get("resource"):
+            raise Closed(1008, "access mode needs a resource")
+        return service.access.stream(str(start["resource"]), start.get("claim"), sample_rate=rate,
+                                     key_id=key.id if key else None, caller=key.id if key else client)
+    if mode not in ("identify", "verify"):
+        raise Closed(1008, f"mode is identify, verify or access, not {mode!r}")
+    return service.sid.stream(rate, mode, claim=start.get("claim"), threshold=start.get("threshold"))
+
+
+async def _serve(ws: WebSocket, live, service: "Service", turns: asyncio.Semaphore) -> None:
+    config = service.config
+    received = 0
+    while True:
+        message = await _receive(ws, config.idle_seconds)
+        data, text = message.get("bytes"), message.get("text")
+        if data is not None:
+            if len(data) > MAX_FRAME:
+                raise Closed(1009, f"frame of {len(data)} bytes; the limit is {MAX_FRAME}")
+            if len(data) % 2:
+                raise Closed(1003, "frames are 16-bit PCM: an even number of bytes")
+            received += len(data) // 2
+            if received / live.rate > config.max_stream_seconds:
+                raise Closed(1009, f"stream longer than {config.max_stream_seconds:g} s")
+            samples = np.frombuffer(data, dtype="<i2")
+            async with turns:
+                events = await run_in_threadpool(live.feed, samples)
+            for event in events:
+                await ws.send_json(event.to_dict())
+            continue
+        try:
+            command = json.loads(text or "")
+        except ValueError:
+            raise Closed(1003, "text messages are JSON, e.g. {\"type\": \"end\"}") from None
+        if not isinstance(command, dict) or command.get("type") != "end":
+            raise Closed(1003, "the only message after start is {\"type\": \"end\"}")
+        async with turns:
+            final = await run_in_threadpool(live.close)
+        await ws.send_json(final.to_dict())
+        await ws.close(1000, "done")
+        return
+
+
+async def _receive(ws: WebSocket, idle: float) -> dict:
+    try:
+        message = await asyncio.wait_for(ws.receive(), timeout=idle)
+    except asyncio.TimeoutError:
+        raise Closed(1008, f"nothing received for {idle:g} s") from None
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    return message
+
+
+async def _close(ws: WebSocket, code: int, reason: str) -> None:
+    try:
+        await ws.close(code, reason[:120])
+    except RuntimeError:  # already closed
+        pass
