@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UsageError
+from ..paths import cache_dir
 from .common import arg, command, finite, group, option
 
 group("eval", "evaluate on a standard benchmark")
@@ -53,8 +54,13 @@ def eval_voxceleb(args: argparse.Namespace) -> int:
                         device=option(args, "device") or "cpu")
     result, curves = evaluate(config)
     print(format_table(result))
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(result, indent=2, allow_nan=False))
+    latest = cache_dir() / "eval"  # the console shows the last run
+    latest.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for out in [args.json_out, latest / "latest.json"]:
+        if out:
+            Path(out).write_text(json.dumps(result, indent=2, allow_nan=False))
+    if curves:
+        plot_det(curves, latest / "latest.png")
     if args.plot:
         if curves:
             plot_det(curves, Path(args.plot))

@@ -59,8 +59,11 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
         service.metrics.observe(getattr(route, "path", "unmatched"), response.status_code, time.perf_counter() - start)
         return response
 
-    from . import routes, stream
+    from . import admin_routes, classify, console, routes, stream
 
     routes.add(app, service)
+    admin_routes.add(app, service)
+    classify.add(app, service)
     stream.add(app, service)
+    console.add(app)
     return app
