@@ -1,18 +1,26 @@
-"""Embedding speed against plain SpeechBrain, in the same run, on real clips.
+"""Embedding speed against plain SpeechBrain, honestly: every contestant in the same run, on the
+same decoded clips, timing order rotated clip by clip so none gets the warmer caches or a quieter
+moment.
 
     python benchmarks/embed_speed.py [--root ../shared/data/mini-voxceleb1] [--min 3] [--max 10] [--repeat 2]
 
-Plain: SpeechBrain's own EncoderClassifier from the same folder, untouched, `encode_batch` one
-clip at a time under `torch.inference_mode()`. Ours: `speakerid.embedder.Embedder` in fp32 and in
-bf16 (the default where the CPU has native bf16; see speakerid/fast_model.py), timed before plain
-runs (see the comment in main). All get the same decoded samples. Prints real-time factors
-(seconds of compute per second of audio), the ratio plain/ours, the lowest cosine between our and
-plain embeddings, and whether centroid top-1 decisions on split 3 are identical.
+Contestants:
+- plain SpeechBrain fp32, as users run it (``encode_batch`` under ``torch.inference_mode``);
+- plain SpeechBrain fp32 with subnormals flushed (``torch.set_flush_denormal(True)``): the fair
+  fp32 baseline on CPUs that take a microcode assist on subnormal weights (Intel);
+- plain SpeechBrain under ``torch.autocast("cpu", torch.bfloat16)``: the fair competitor where
+  bf16 is native;
+- speakerid fp32 and speakerid bf16 (where the CPU has native bf16).
+
+Also printed: the CPU model and flags, the matrix-multiply peak measured in this run (fp32 and
+bf16), and the fraction of the floor that peak implies (3.76 GFLOP per second of audio).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import platform
 import time
 from pathlib import Path
 
@@ -21,25 +29,70 @@ import torch
 
 from speakerid.audio import load_audio
 from speakerid.embedder import Embedder, load_speechbrain
+from speakerid.fast_model import bf16_is_native
 from speakerid.models import resolve
 
 HERE = Path(__file__).resolve().parent
+GFLOP_PER_AUDIO_SECOND = 3.76  # ECAPA-TDNN (this model) at 100 frames a second
+FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
 
-def plain_embed(classifier, samples: np.ndarray) -> np.ndarray:
-    with torch.inference_mode():
-        v = classifier.encode_batch(torch.from_numpy(samples)[None]).reshape(-1).numpy()
-    return v / np.linalg.norm(v)
+def cpu() -> tuple[str, list[str]]:
+    model, flags = platform.processor() or "unknown", []
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                flags = [f for f in FLAGS if f in have]
+                break
+    except OSError:
+        pass
+    return model, flags
 
 
-def timed(fn, clips, repeat):
-    fn(clips[0])  # warm-up
+def matmul_peak(dtype: torch.dtype, n: int = 3072, t: int = 512, repeat: int = 10) -> float:
+    """GFLOP/s of the largest product the model runs (3072 x 3072 by 3072 x 512), best of ``repeat``."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, t).to(dtype)
+    torch.mm(a, b)
     best = float("inf")
     for _ in range(repeat):
         start = time.perf_counter()
-        out = [fn(c) for c in clips]
+        torch.mm(a, b)
         best = min(best, time.perf_counter() - start)
-    return np.stack(out), best
+    return 2 * n * n * t / best / 1e9
+
+
+def plain_embed(classifier, samples: np.ndarray, *, flush: bool = False, bf16: bool = False) -> np.ndarray:
+    torch.set_flush_denormal(flush)
+    try:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            v = classifier.encode_batch(torch.from_numpy(samples)[None]).reshape(-1).float().numpy()
+    finally:
+        torch.set_flush_denormal(False)
+    return v / np.linalg.norm(v)
+
+
+def race(contestants: dict, clips: list[np.ndarray], repeat: int) -> dict[str, tuple[np.ndarray, float]]:
+    """Each clip through every contestant, in an order that rotates from clip to clip; the
+    fastest of ``repeat`` passes counts."""
+    names = list(contestants)
+    for name in names:  # warm-up: first calls build kernels
+        contestants[name](clips[0])
+    best = {name: float("inf") for name in names}
+    vectors: dict[str, list] = {}
+    for _ in range(repeat):
+        took = dict.fromkeys(names, 0.0)
+        vectors = {name: [] for name in names}
+        orders = itertools.cycle(itertools.permutations(names))
+        for clip in clips:
+            for name in next(orders):
+                start = time.perf_counter()
+                vectors[name].append(contestants[name](clip))
+                took[name] += time.perf_counter() - start
+        best = {name: min(best[name], took[name]) for name in names}
+    return {name: (np.stack(vectors[name]), best[name]) for name in names}
 
 
 def top1_decisions(vectors: dict[str, np.ndarray], split: list[tuple[int, str]]) -> list[str]:
@@ -57,29 +110,50 @@ def main() -> None:
     parser.add_argument("--max", type=float, default=10.0, help="longest clip, seconds")
     parser.add_argument("--repeat", type=int, default=2, help="timed passes; the fastest counts")
     args = parser.parse_args()
-    split = [(int(a), b) for a, b in (l.split() for l in (args.root / "iden_split.txt").read_text().splitlines() if l)]
+    model, flags = cpu()
+    native = bf16_is_native()
+    peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
+    print(f"CPU: {model}; flags: {' '.join(flags) or '-'}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"matrix-multiply peak this run: fp32 {peak32:.0f} GFLOP/s, bf16 {peak16:.0f} GFLOP/s "
+          f"(native bf16: {native}); floor rtf fp32 {GFLOP_PER_AUDIO_SECOND / peak32:.4f}, "
+          f"bf16 {GFLOP_PER_AUDIO_SECOND / peak16:.4f}")
+
+    split = [(int(a), b) for a, b in (line.split() for line in (args.root / "iden_split.txt").read_text().splitlines()
+                                       if line)]
     audio = {r: load_audio(args.root / "wav" / r).samples for _, r in split}
-    timed_rels = [r for r, x in audio.items() if args.min <= len(x) / 16000 <= args.max]
-    clips = [audio[r] for r in timed_rels]
+    clips = [x for x in audio.values() if args.min <= len(x) / 16000 <= args.max]
     seconds = sum(len(c) for c in clips) / 16000
 
-    # Ours first: after plain SpeechBrain has run 146 clips in a process, our timings there come out
-    # ~10% slower (0.0066 vs 0.0060 here; not the heap, the oneDNN cache or the clock; cause unknown).
-    ours = {}
-    for precision in ("fp32", "bf16"):
-        embedder = Embedder(resolve(), precision=precision)
-        vecs, took = timed(lambda c: embedder.embed([c])[0], clips, args.repeat)
-        ours[precision] = vecs, took, {r: embedder.embed([x])[0] for r, x in audio.items()}
-    plain = load_speechbrain(resolve().path)
-    p_vecs, p_time = timed(lambda c: plain_embed(plain, c), clips, args.repeat)
+    folder = resolve()
+    plain = load_speechbrain(folder.path)
+    ours = {"fp32": Embedder(folder, precision="fp32")}
+    if native:
+        ours["bf16"] = Embedder(folder, precision="bf16")
+    contestants = {
+        "plain fp32": lambda c: plain_embed(plain, c),
+        "plain fp32, subnormals flushed": lambda c: plain_embed(plain, c, flush=True),
+        "plain bf16 autocast": lambda c: plain_embed(plain, c, bf16=True),
+        **{f"speakerid {p}": (lambda c, e=e: e.embed([c])[0]) for p, e in ours.items()},
+    }
+    results = race(contestants, clips, args.repeat)
+    reference = results["plain fp32"][0]
+    every = {name: None for name in contestants}
+    print(f"\n{len(clips)} clips of {args.min:g}-{args.max:g} s, {seconds:.0f} s of audio; timing order rotated per clip")
+    print(f"{'':34} {'rtf':>8} {'floor':>7}  min cosine to plain fp32")
+    for name, (vectors, took) in results.items():
+        floor = GFLOP_PER_AUDIO_SECOND / (peak16 if "bf16" in name else peak32)
+        cos = np.sum(vectors * reference, axis=1).min()
+        every[name] = took / seconds
+        print(f"{name:34} {took / seconds:8.4f} {floor / (took / seconds):6.0%}  {cos:.6f}")
+    best = "speakerid bf16" if "speakerid bf16" in every else "speakerid fp32"
+    for base in ("plain fp32", "plain fp32, subnormals flushed", "plain bf16 autocast"):
+        print(f"{best} vs {base}: {every[base] / every[best]:.2f}x")
     plain_all = {r: plain_embed(plain, x) for r, x in audio.items()}
-    print(f"{len(clips)} clips of {args.min:g}-{args.max:g} s, {seconds:.0f} s of audio, torch threads {torch.get_num_threads()}")
-    print(f"plain SpeechBrain fp32: rtf {p_time / seconds:.4f}")
-    for precision, (o_vecs, o_time, ours_all) in ours.items():
-        cos = np.sum(o_vecs * p_vecs, axis=1)
-        same = top1_decisions(ours_all, split) == top1_decisions(plain_all, split)
-        print(f"speakerid {precision}:       rtf {o_time / seconds:.4f}  ratio {p_time / o_time:.2f}x  "
-              f"min cosine {cos.min():.6f}  same top-1 decisions: {same}")
+    for precision, embedder in ours.items():
+        mine = {r: embedder.embed([x])[0] for r, x in audio.items()}
+        print(f"speakerid {precision}: same top-1 decisions as plain fp32 on split 3: "
+              f"{top1_decisions(mine, split) == top1_decisions(plain_all, split)}")
+
 
 if __name__ == "__main__":
     main()

@@ -94,6 +94,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--skip-ray", action="store_true")
+    parser.add_argument("--skip-stores", action="store_true", help="only the evaluation part")
     args = parser.parse_args()
     print(f"CPU: {cpu_model()} ({os.cpu_count()} cores)")
     from speakerid.audio import load_audio
@@ -104,7 +105,7 @@ def main() -> None:
     print(f"\n{'speakers':>9} {'backend':<11} {'first identify':>15} {'p50':>9} {'p95':>9} {'enroll/s':>9}")
     import tempfile
 
-    for count in args.sizes:
+    for count in [] if args.skip_stores else args.sizes:
         with tempfile.TemporaryDirectory() as folder:
             r = identify_and_enroll(str(Path(folder) / "home"), count, anchor)
         print(f"{count:>9} {'SQLite':<11} {r['first'] * 1000:>12.0f} ms {r['p50'] * 1000:>6.1f} ms {r['p95'] * 1000:>6.1f} ms "

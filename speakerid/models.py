@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "speechbrain/spkrec-ecapa-voxceleb"
 MANIFEST = "speakerid-manifest.json"
+IDENTITIES = "model-identities.json"  # in the cache: folder -> (file sizes and times, identity)
 HUB_TIMEOUT = 3.0  # seconds to wait for the hub before trying the next source
 
 
@@ -147,6 +148,41 @@ def _local_identity(folder: Path) -> str:
     contents never share an id (and a store bound to one refuses the other)."""
     if not (folder / "hyperparams.yaml").is_file() or not (folder / "embedding_model.ckpt").is_file():
         raise ModelError(f"{folder}: not a SpeechBrain speaker model folder (needs hyperparams.yaml and embedding_model.ckpt)")
+    stamp = _stamp(folder)
+    known = _identities().get(str(folder.resolve()))
+    if known and known.get("stamp") == stamp:  # hashing 83 MB costs a cold start ~0.15 s: once is enough
+        return known["id"]
+    identity = _hash_identity(folder)
+    _remember_identity(folder, stamp, identity)
+    return identity
+
+
+def _stamp(folder: Path) -> list:
+    """Size and modification time of every file that changes embeddings: any change re-hashes."""
+    return [[name, st.st_size, st.st_mtime_ns] for name in (*EMBEDDING_FILES, *PINNED[DEFAULT_MODEL].files)
+            if (folder / name).is_file() for st in [(folder / name).stat()]]
+
+
+def _identities() -> dict:
+    try:
+        return json.loads((cache_dir() / IDENTITIES).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _remember_identity(folder: Path, stamp: list, identity: str) -> None:
+    known = _identities()
+    known[str(folder.resolve())] = {"stamp": stamp, "id": identity}
+    try:
+        cache_dir().mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = cache_dir() / f".{IDENTITIES}.{os.getpid()}"
+        tmp.write_text(json.dumps(known))
+        os.replace(tmp, cache_dir() / IDENTITIES)
+    except OSError:  # a read-only cache only costs the hashing next time
+        pass
+
+
+def _hash_identity(folder: Path) -> str:
     digests = {name: sha256_file(folder / name) for name in EMBEDDING_FILES if (folder / name).is_file()}
     for spec, pinned in PINNED.items():
         if all(pinned.files[name][1] == digest for name, digest in digests.items()) and len(digests) == len(EMBEDDING_FILES):

@@ -50,6 +50,10 @@ def test_per_comparison_rate_and_the_population_rule():
     assert c.expected_far == pytest.approx(0.05, abs=0.02) and c.expected_miss is not None
     assert calibrate(vectors, owners, 0.01).threshold > c.threshold > calibrate(vectors, owners, 0.2).threshold
     assert c.threshold_at(0.001) > c.threshold_at(0.01)
+    # one voice enrolled under 30 more names (a voiceprint import, a careless admin): not impostors
+    twins = np.concatenate([vectors, np.repeat(vectors[:1], 30, axis=0)])
+    doubled = calibrate(twins, owners + [f"copy{i}" for i in range(30)], 0.05)
+    assert abs(doubled.threshold - c.threshold) < 0.02, (doubled.threshold, c.threshold)
 
 
 # -- on real speech, through the product ----------------------------------------------------------------------

@@ -58,7 +58,7 @@ def serve(args: argparse.Namespace) -> int:
     os.environ.update(config.to_env())
     print(f"speakerid serving {where} on http://{args.host}:{args.port} (console at /console, API docs at /docs)",
           file=sys.stderr)
-    uvicorn.run("speakerid.service:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
+    uvicorn.run("speakerid.service.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
                 log_level="warning", timeout_keep_alive=5)
     return 0
 

@@ -18,7 +18,7 @@ from .auth import presented_key
 from .uploads import read_audio
 
 if TYPE_CHECKING:
-    from . import Service
+    from .app import Service
 
 
 class Grant(BaseModel):

@@ -28,7 +28,7 @@ from .auth import presented_key
 from .uploads import read_audio
 
 if TYPE_CHECKING:
-    from . import Service
+    from .app import Service
 
 TEMPERATURE = 0.05
 

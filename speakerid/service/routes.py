@@ -14,7 +14,7 @@ from .auth import presented_key
 from .uploads import read_audio
 
 if TYPE_CHECKING:
-    from . import Service
+    from .app import Service
 
 
 def add(app: FastAPI, service: "Service") -> None:

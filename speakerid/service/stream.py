@@ -28,7 +28,7 @@ from store import SpeakerIDError
 from .auth import presented_key
 
 if TYPE_CHECKING:
-    from . import Service
+    from .app import Service
 
 log = logging.getLogger(__name__)
 
