@@ -53,6 +53,7 @@ MIN_EXCEEDING = 5  # impostor scores above a quantile before it is read off dire
 TAIL_FIT = 50  # highest impostor scores the exponential tail is fitted to
 KEEP_TOP = 2_000  # highest impostor scores kept with a calibration, to convert other FARs later
 MAX_COMPARISONS = 50_000_000  # above this, clips are sampled (seeded) to bound the work
+DISTINCT_UP_TO = 50_000  # profiles; above this every speaker is counted as a voice of its own
 SAME_VOICE = 0.7  # two profiles this alike are one person enrolled twice (one voice split in two on
 #                   mini-voxceleb1: 0.83; different people's profiles: at most 0.43): left out, or a few
 #                   duplicates would decide the threshold for everyone
@@ -117,7 +118,8 @@ def per_comparison(far: float, speakers: int) -> float:
 @dataclass
 class Population:
     """What a population's scores say: the highest impostor scores (best first), how many impostor
-    comparisons were made, 101 quantiles of all of them, and the leave-one-out target scores."""
+    comparisons were made, 101 quantiles of all of them, the leave-one-out target scores, and how
+    many distinct voices the speakers are."""
 
     top: np.ndarray
     compared: int
@@ -133,9 +135,10 @@ def population(vectors: np.ndarray, owners: list[str], *, seed: int = 0) -> Popu
     index = {n: i for i, n in enumerate(names)}
     own = np.array([index[o] for o in owners])
     n = len(names)
-    rows = np.arange(len(vectors))
-    if len(vectors) * max(n - 1, 1) > MAX_COMPARISONS:
-        rows = np.sort(np.random.default_rng(seed).choice(len(vectors), MAX_COMPARISONS // max(n - 1, 1), replace=False))
+    repeats = _repeats(profiles) if n <= DISTINCT_UP_TO else np.zeros(n, dtype=bool)
+    rows = np.flatnonzero(~repeats[own])  # a voice enrolled again under another name is scanned once
+    if len(rows) * max(n - 1, 1) > MAX_COMPARISONS:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, MAX_COMPARISONS // max(n - 1, 1), replace=False))
     top = np.empty(0, dtype=np.float32)
     sample = []
     twins = 0
@@ -143,8 +146,10 @@ def population(vectors: np.ndarray, owners: list[str], *, seed: int = 0) -> Popu
         chunk = rows[start:start + 1024]
         scores = vectors[chunk] @ profiles.T
         scores[np.arange(len(chunk)), own[chunk]] = -np.inf  # a clip against its own profile is no impostor
+        scores[:, repeats] = -np.inf  # nor twice against one voice enrolled under two names
         alike = profiles[own[chunk]] @ profiles.T >= SAME_VOICE  # one voice under two names: not an impostor
         alike[np.arange(len(chunk)), own[chunk]] = False
+        alike[:, repeats] = False
         twins += int(alike.sum())
         scores[alike] = -np.inf
         flat = scores[np.isfinite(scores)]
@@ -153,7 +158,8 @@ def population(vectors: np.ndarray, owners: list[str], *, seed: int = 0) -> Popu
         top = np.concatenate([top, np.partition(flat, len(flat) - keep)[-keep:]]) if keep else top
         if len(top) > KEEP_TOP:
             top = np.partition(top, len(top) - KEEP_TOP)[-KEEP_TOP:]
-    compared = len(rows) * max(n - 1, 0) - twins
+    voices = n - int(repeats.sum())
+    compared = len(rows) * max(voices - 1, 0) - twins
     # leave-one-out targets: each clip against its speaker's other clips
     sums = np.zeros((n, vectors.shape[1]), dtype=np.float64)
     np.add.at(sums, own, vectors)
@@ -163,7 +169,18 @@ def population(vectors: np.ndarray, owners: list[str], *, seed: int = 0) -> Popu
     rest /= np.maximum(np.linalg.norm(rest, axis=1, keepdims=True), 1e-12)
     targets = np.einsum("ij,ij->i", vectors[several], rest)
     quantiles = np.quantile(np.concatenate(sample), np.linspace(0, 1, 101)) if sample and compared else np.empty(0)
-    return Population(np.sort(top)[::-1], compared, quantiles, targets, n)
+    return Population(np.sort(top)[::-1], compared, quantiles, targets, voices)
+
+
+def _repeats(profiles: np.ndarray) -> np.ndarray:
+    """Which profiles repeat an earlier one's voice (:data:`SAME_VOICE`): a stranger meets one voice
+    once, however many names it was enrolled under."""
+    repeats = np.zeros(len(profiles), dtype=bool)
+    for start in range(0, len(profiles), 2048):
+        alike = profiles[start:start + 2048] @ profiles.T >= SAME_VOICE
+        for i, row in enumerate(alike):
+            repeats[start + i] = bool(row[:start + i].any())
+    return repeats
 
 
 def tail_quantile(top: np.ndarray, compared: int, p: float, quantiles=()) -> tuple[float, str]:
