@@ -4,7 +4,6 @@ store between backends, and corpus-size work on Ray giving the single-process re
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
