@@ -14,7 +14,6 @@ unknown (unknown-rejected). Conditions: whole clips; probes cut to a few seconds
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 from pathlib import Path
 
@@ -34,10 +33,11 @@ FIXED = 0.45
 
 
 def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
+    """The CPU's model name and the flags that decide speed (as embed_speed.py prints them)."""
+    from embed_speed import cpu
+
+    model, flags = cpu()
+    return f"{model} [{' '.join(flags) or '-'}]"
 
 
 def variants(samples: np.ndarray, speech_regions) -> dict[str, np.ndarray]:
