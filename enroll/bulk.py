@@ -75,7 +75,7 @@ def enroll_manifest(sid: SpeakerID, manifest: Path, *, limits: Limits, skip_bad:
             report.enrolled.append(_enrolled(result))
         return report
     _enroll_on_ray(sid, todo, report, limits=limits, skip_bad=skip_bad, address=ray or None, workers=workers)
-    sid.calibration()  # the population changed
+    sid.measured()  # the population changed
     return report
 
 

@@ -220,7 +220,7 @@ class SpeakerID:
                          skip_bad=skip_bad, strict=strict)
         mode = "replace" if replace else "append" if append else "new"
         result = job.run(name, clips, mode=mode, metadata=metadata, labels=labels)
-        self.calibration()  # the population changed: measure it again now, not on the next question
+        self.measured()  # the population changed: measure it again now (even under a hand-set threshold)
         return result
 
     # -- questions ---------------------------------------------------------------------------------
@@ -234,7 +234,7 @@ class SpeakerID:
 
     def decide(self, vector: np.ndarray, *, threshold: float, top_k: int = 5, speech_seconds: float = 0.0,
                exclude: str | None = None) -> Identification:
-        """The open-set answer for one embedding (identify, timelines and streams share it)."""
+        """The open-set answer for one embedding (identify, live streams and /v1/classify share it)."""
         candidates = self.profiles.rank(vector, top_k=max(top_k, 2), exclude=exclude)
         decision = decide(candidates, threshold, self.options.margin)
         return Identification(speaker=decision.speaker, score=decision.score, threshold=threshold,
@@ -286,4 +286,4 @@ class SpeakerID:
     def remove(self, name: str) -> None:
         """Erase a speaker's voiceprint: rows, vectors, grants, index entries (see SECURITY.md)."""
         self.store.remove_speaker(name)
-        self.calibration()
+        self.measured()

@@ -25,7 +25,7 @@ import numpy as np
 
 from .audio import SAMPLE_RATE, Audio, resample
 from .errors import InsufficientSpeechError, UsageError
-from .scoring import DEFAULT_MARGIN, Candidate, centroid, decide
+from .scoring import centroid
 from .timeline import WINDOW, WINDOW_THRESHOLD
 from .vad import DEFAULT_MIN_SPEECH, SpeechDetector
 
@@ -200,9 +200,8 @@ class Stream:
             accepted = score >= self.threshold
             return (self.claim if accepted else None, "accepted" if accepted else "rejected", score,
                     "match" if accepted else f"score {score:.3f} is under the threshold {self.threshold:g}", accepted)
-        ranked: list[Candidate] = self.sid.profiles.rank(evidence, top_k=2)
-        found = decide(ranked, self.threshold, DEFAULT_MARGIN)
-        return found.speaker, found.speaker or "unknown", found.score if ranked else None, found.reason, \
+        found = self.sid.decide(evidence, threshold=self.threshold, top_k=2)
+        return found.speaker, found.speaker or "unknown", found.score if found.candidates else None, found.reason, \
             found.speaker is not None
 
     def _decide(self, *, final: bool, closing: bool = False) -> Event:

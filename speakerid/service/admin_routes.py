@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
@@ -14,7 +14,7 @@ from ..errors import UsageError
 from ..paths import cache_dir
 from ..quality import consistency, level_problem, minimum_consistency, speech_level_dbfs
 from ..vad import DEFAULT_MIN_SPEECH
-from .auth import presented_key
+from .auth import caller
 from .uploads import read_audio
 
 if TYPE_CHECKING:
@@ -34,12 +34,7 @@ class Limits(BaseModel):
 def add(app: FastAPI, service: "Service") -> None:
     sid, access, gate, config = service.sid, service.access, service.gate, service.config
 
-    def role(name: str):
-        def admit(request: Request):
-            return gate.admit(presented_key(request.headers), request.client.host if request.client else "?", name)
-        return admit
-
-    client, admin = Depends(role("client")), Depends(role("admin"))
+    client, admin = caller(gate, "client"), caller(gate, "admin")
 
     @app.get("/v1/whoami")
     def whoami(key=client):

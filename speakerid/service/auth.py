@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 
-from fastapi import HTTPException
+from fastapi import Depends, HTTPException, Request
 
 from store import ApiKey, Store
 
@@ -86,3 +86,10 @@ class Gate:
         if not self.limiter.allow(key.id if key else f"addr:{client}"):
             raise HTTPException(429, "rate limit exceeded; slow down", headers={"Retry-After": "1"})
         return key
+
+
+def caller(gate: Gate, role: str):
+    """A FastAPI dependency admitting callers with ``role`` (``client`` or ``admin``): their key, or None."""
+    def admit(request: Request) -> ApiKey | None:
+        return gate.admit(presented_key(request.headers), request.client.host if request.client else "?", role)
+    return Depends(admit)

@@ -20,11 +20,11 @@ import json
 from typing import TYPE_CHECKING
 
 import numpy as np
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from .. import validate
-from .auth import presented_key
+from .auth import caller
 from .uploads import read_audio
 
 if TYPE_CHECKING:
@@ -36,11 +36,8 @@ TEMPERATURE = 0.05
 def add(app: FastAPI, service: "Service") -> None:
     sid, gate, config = service.sid, service.gate, service.config
 
-    def client(request: Request):
-        return gate.admit(presented_key(request.headers), request.client.host if request.client else "?", "client")
-
     @app.post("/v1/classify")
-    async def classify(request: Request, top_k: int | None = None, key=Depends(client)):
+    async def classify(request: Request, top_k: int | None = None, key=caller(gate, "client")):
         if request.headers.get("content-type", "").lower().startswith("application/json"):
             data, top_k = await _json_body(request, config.max_upload_bytes, top_k)
         else:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from .. import validate
 from ..errors import UsageError
-from .auth import presented_key
+from .auth import caller
 from .uploads import read_audio
 
 if TYPE_CHECKING:
@@ -20,13 +20,7 @@ if TYPE_CHECKING:
 def add(app: FastAPI, service: "Service") -> None:
     sid, access, gate, config = service.sid, service.access, service.gate, service.config
 
-    def role(name: str):
-        def admit(request: Request):
-            client = request.client.host if request.client else "?"
-            return gate.admit(presented_key(request.headers), client, name)
-        return admit
-
-    client, admin = Depends(role("client")), Depends(role("admin"))
+    client, admin = caller(gate, "client"), caller(gate, "admin")
 
     async def clips(request: Request, many: bool = False) -> list[tuple[bytes, str]]:
         return await read_audio(request, limit=config.max_upload_bytes, idle=config.idle_seconds, many=many)
