@@ -10,10 +10,13 @@ Contestants:
   fp32 baseline on CPUs that take a microcode assist on subnormal weights (Intel);
 - plain SpeechBrain under ``torch.autocast("cpu", torch.bfloat16)``: the fair competitor where
   bf16 is native;
-- speakerid fp32 and speakerid bf16 (where the CPU has native bf16).
+- speakerid fp32 and speakerid int8 (its default where the CPU has VNNI or AMX-INT8; both run
+  through ONNX Runtime).
 
-Also printed: the CPU model and flags, the matrix-multiply peak measured in this run (fp32 and
-bf16), and the fraction of the floor that peak implies (3.76 GFLOP per second of audio).
+Also printed: the CPU model and flags, the matrix-multiply peak measured in this run (fp32, bf16,
+int8), and the fraction of the floor that peak implies (3.76 GFLOP per second of audio; for int8
+the floor counts every product at the int8 peak, though the first layer and a few small ones
+stay fp32).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import torch
 
 from speakerid.audio import load_audio
 from speakerid.embedder import Embedder, load_speechbrain
-from speakerid.fast_model import bf16_is_native
+from speakerid.onnx_model import default_precision
 from speakerid.models import resolve
 
 HERE = Path(__file__).resolve().parent
@@ -54,12 +57,17 @@ def cpu() -> tuple[str, list[str]]:
 
 def matmul_peak(dtype: torch.dtype, n: int = 3072, t: int = 512, repeat: int = 10) -> float:
     """GFLOP/s of the largest product the model runs (3072 x 3072 by 3072 x 512), best of ``repeat``."""
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, t).to(dtype)
-    torch.mm(a, b)
+    if dtype == torch.int8:
+        a, b = torch.randint(-127, 127, (t, n), dtype=dtype), torch.randint(-127, 127, (n, n), dtype=dtype)
+        product = torch._int_mm
+    else:
+        a, b = torch.randn(t, n).to(dtype), torch.randn(n, n).to(dtype)
+        product = torch.mm
+    product(a, b)
     best = float("inf")
     for _ in range(repeat):
         start = time.perf_counter()
-        torch.mm(a, b)
+        product(a, b)
         best = min(best, time.perf_counter() - start)
     return 2 * n * n * t / best / 1e9
 
@@ -111,12 +119,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="timed passes; the fastest counts")
     args = parser.parse_args()
     model, flags = cpu()
-    native = bf16_is_native()
-    peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16), "int8": matmul_peak(torch.int8)}
     print(f"CPU: {model}; flags: {' '.join(flags) or '-'}; torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"matrix-multiply peak this run: fp32 {peak32:.0f} GFLOP/s, bf16 {peak16:.0f} GFLOP/s "
-          f"(native bf16: {native}); floor rtf fp32 {GFLOP_PER_AUDIO_SECOND / peak32:.4f}, "
-          f"bf16 {GFLOP_PER_AUDIO_SECOND / peak16:.4f}")
+    print("matrix-multiply peak this run: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items())
+          + "; floor rtf " + ", ".join(f"{k} {GFLOP_PER_AUDIO_SECOND / v:.4f}" for k, v in peaks.items()))
 
     split = [(int(a), b) for a, b in (line.split() for line in (args.root / "iden_split.txt").read_text().splitlines()
                                        if line)]
@@ -127,8 +133,8 @@ def main() -> None:
     folder = resolve()
     plain = load_speechbrain(folder.path)
     ours = {"fp32": Embedder(folder, precision="fp32")}
-    if native:
-        ours["bf16"] = Embedder(folder, precision="bf16")
+    if default_precision(folder) == "int8":
+        ours["int8"] = Embedder(folder, precision="int8")
     contestants = {
         "plain fp32": lambda c: plain_embed(plain, c),
         "plain fp32, subnormals flushed": lambda c: plain_embed(plain, c, flush=True),
@@ -141,11 +147,11 @@ def main() -> None:
     print(f"\n{len(clips)} clips of {args.min:g}-{args.max:g} s, {seconds:.0f} s of audio; timing order rotated per clip")
     print(f"{'':34} {'rtf':>8} {'floor':>7}  min cosine to plain fp32")
     for name, (vectors, took) in results.items():
-        floor = GFLOP_PER_AUDIO_SECOND / (peak16 if "bf16" in name else peak32)
+        floor = GFLOP_PER_AUDIO_SECOND / peaks[next((k for k in ("bf16", "int8") if k in name), "fp32")]
         cos = np.sum(vectors * reference, axis=1).min()
         every[name] = took / seconds
         print(f"{name:34} {took / seconds:8.4f} {floor / (took / seconds):6.0%}  {cos:.6f}")
-    best = "speakerid bf16" if "speakerid bf16" in every else "speakerid fp32"
+    best = "speakerid int8" if "speakerid int8" in every else "speakerid fp32"
     for base in ("plain fp32", "plain fp32, subnormals flushed", "plain bf16 autocast"):
         print(f"{best} vs {base}: {every[base] / every[best]:.2f}x")
     plain_all = {r: plain_embed(plain, x) for r, x in audio.items()}

@@ -24,6 +24,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from embed_speed import cpu
 from speakerid import SpeakerID
 from speakerid.embedder import load_speechbrain
 from speakerid.models import resolve
@@ -39,6 +40,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--runs", type=int, default=30)
     args = parser.parse_args()
+    model, flags = cpu()
+    print(f"CPU: {model}; flags: {' '.join(flags) or '-'}; {os.cpu_count()} cores")
     split = [(int(a), b) for a, b in (l.split() for l in (args.root / "iden_split.txt").read_text().splitlines() if l)]
     who = lambda r: r.split("/")[0]  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,13 +71,13 @@ def main() -> None:
         ms = np.array(times) * 1e3
         print(f"warm identify, {args.seconds:g} s clip: p50 {np.percentile(ms, 50):.1f} ms, p95 {np.percentile(ms, 95):.1f} ms "
               f"-> {result.speaker} ({result.score:.3f})")
-        wav = torch.from_numpy(samples[: int(args.seconds * rate)])[None]
-        with torch.inference_mode():
-            sid.embedder._classifier.encode_batch(wav)
-            t = time.perf_counter()
-            for _ in range(5):
-                sid.embedder._classifier.encode_batch(wav)
-        print(f"  of which embedding alone (speakerid embedder): {(time.perf_counter() - t) / 5 * 1e3:.1f} ms")
+        piece = samples[: int(args.seconds * rate)]
+        sid.embedder.embed([piece])
+        t = time.perf_counter()
+        for _ in range(10):
+            sid.embedder.embed([piece])
+        print(f"  of which embedding alone (speakerid embedder, {sid.embedder.precision}): "
+              f"{(time.perf_counter() - t) / 10 * 1e3:.1f} ms")
 
         # Plain: what wiring SpeechBrain and numpy together by hand gives, on the same profiles:
         # decode, encode_batch, cosine against every profile, best one (no speech detection).

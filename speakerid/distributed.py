@@ -3,7 +3,7 @@
 Without an address Ray starts on this machine (about 2 s); with one (``ray://host:10001`` or
 ``auto``) it joins that cluster, whose nodes must see the same audio paths and model folder. Each
 actor reads clips exactly as the single-process path does (the same :class:`VoiceReader`, the same
-precision, one torch thread per worker), so the embeddings are the same bit for bit. Results
+precision, one thread per worker), so the embeddings are the same bit for bit. Results
 stream back to the driver in whatever order they finish; the caller keys them by clip.
 """
 
@@ -37,13 +37,11 @@ class ClipReader:
     """A Ray Data actor: one model, clips in, vectors (or the reason a clip was refused) out."""
 
     def __init__(self, work: Work):
-        import torch
-
         from .embedder import Embedder
 
-        torch.set_num_threads(1)  # one core per worker: Ray gives each actor one CPU
         self.work = work
-        self.reader = VoiceReader(Embedder.load(work.model, device=work.device, precision=work.precision),
+        # one core per worker: Ray gives each actor one CPU
+        self.reader = VoiceReader(Embedder.load(work.model, device=work.device, precision=work.precision, threads=1),
                                   max_seconds=work.max_seconds)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:

@@ -1,7 +1,10 @@
-"""Speaker embeddings from a SpeechBrain model (ECAPA-TDNN by default, x-vector and others too).
+"""Speaker embeddings from a SpeechBrain speaker model (ECAPA-TDNN by default, x-vector and others too).
 
-Loading costs far more than embedding a clip, so :meth:`Embedder.load` keeps one instance per
-(model, device) for the life of the process.
+ECAPA-TDNN models run as ONNX files through ONNX Runtime (:mod:`speakerid.onnx_model`): int8
+products where the CPU has int8 dot-product units, fp32 elsewhere, and no torch in the process.
+Other architectures, and devices other than the CPU, run through SpeechBrain itself. Loading costs
+far more than embedding a clip, so :meth:`Embedder.load` keeps one instance per (model, device,
+precision) for the life of the process.
 """
 
 from __future__ import annotations
@@ -23,12 +26,17 @@ log = logging.getLogger(__name__)
 # SpeechBrain sets each of its loggers to INFO unless told otherwise; its chatter is not our output.
 os.environ.setdefault("SB_LOG_LEVEL", "WARNING")
 
-_loaded: dict[tuple[str, str, str | None], "Embedder"] = {}
+PRECISIONS = ("auto", "fp32", "int8")
+_loaded: dict[tuple, "Embedder"] = {}
 _load_lock = threading.Lock()
 
 
 class Embedder:
     """Clips of 16 kHz mono float32 samples in, L2-normalised float32 embeddings ``(N, D)`` out.
+
+    ``precision``: ``auto`` (``SPEAKERID_PRECISION``, else int8 where the CPU has VNNI or AMX-INT8
+    and the model has measured int8 ranges, else fp32), ``fp32`` or ``int8``. ``threads``: cores
+    one embedding may use (default: all this process may run on).
 
     Example
     -------
@@ -39,72 +47,96 @@ class Embedder:
 
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, model: ModelFolder, device: str = "cpu", precision: str | None = None):
-        import torch
+    def __init__(self, model: ModelFolder, device: str = "cpu", precision: str | None = None,
+                 threads: int | None = None):
+        from .onnx_model import NotConvertible, default_precision, onnx_file, session
 
-        from .fast_model import bf16_is_native, keep_freed_memory, speed_up
-
-        precision = precision or os.environ.get("SPEAKERID_PRECISION", "auto")
-        if precision not in ("auto", "fp32", "bf16"):
-            raise ModelError(f"precision must be auto, fp32 or bf16, not {precision!r}")
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ModelError(f"device {device} requested, but no CUDA device is available")
-        if precision == "auto":  # bf16 only where the CPU multiplies it natively (AVX512-BF16 / AMX)
-            precision = "bf16" if device == "cpu" and bf16_is_native() else "fp32"
-        self._classifier = load_speechbrain(model.path, device)
-        self._classifier.eval()
-        _flush_denormals(self._classifier.mods)
-        speed_up(self._classifier.mods.embedding_model, bf16=precision == "bf16")
-        keep_freed_memory()
-        _leave_the_cores_to_torch()
+        precision = precision or os.environ.get("SPEAKERID_PRECISION") or "auto"
+        if precision not in PRECISIONS:
+            raise ModelError(f"precision must be {', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}, not {precision!r}")
+        threads = threads or _usable_cores()
+        self._run = None
+        if device == "cpu":
+            try:
+                chosen = default_precision(model) if precision == "auto" else precision
+                self._session = session(onnx_file(model, chosen), threads)
+                self._run = self._run_onnx
+                precision = chosen
+            except NotConvertible as exc:
+                log.info("%s; embedding through SpeechBrain", exc)
+        if self._run is None:
+            if precision == "int8":
+                raise ModelError(f"{model.id}: int8 runs only for ECAPA-TDNN models on the CPU")
+            self._classifier = _speechbrain_on(model, device, threads)
+            self._run = self._run_speechbrain
+            precision = "fp32"
+        _leave_the_cores_to_the_model()
         self.model = model
         self.model_id = model.id
         self.device = device
         self.precision = precision
+        self.threads = threads
         probe = np.random.default_rng(0).standard_normal(SAMPLE_RATE).astype(np.float32) * 0.1
-        self.dimension = int(self._embed_one(probe).shape[-1])
+        self.dimension = int(self._run(probe[None]).shape[-1])
 
     @classmethod
-    def load(cls, model: str | None = None, device: str = "cpu", precision: str | None = None) -> "Embedder":
+    def load(cls, model: str | None = None, device: str = "cpu", precision: str | None = None,
+             threads: int | None = None) -> "Embedder":
         """The process-wide embedder for ``model`` (hub id or folder; see :mod:`speakerid.models`)."""
         spec = requested_model(model)
         if Path(spec).expanduser().is_dir():
             spec = str(Path(spec).expanduser().resolve())
-        key = (spec, device, precision)
+        key = (spec, device, precision or os.environ.get("SPEAKERID_PRECISION"), threads)
         with _load_lock:
             if key not in _loaded:
                 folder = resolve(spec)
                 log.info("loading %s from %s (%s)", folder.id, folder.path, folder.origin)
-                _loaded[key] = cls(folder, device, precision)
+                _loaded[key] = cls(folder, device, precision, threads)
             return _loaded[key]
 
     def embed(self, clips: Sequence[np.ndarray]) -> np.ndarray:
         """Embed each clip on its own, so a clip's embedding never depends on its batch-mates."""
         out = np.empty((len(clips), self.dimension), dtype=np.float32)
         for i, clip in enumerate(clips):
-            out[i] = self._embed_one(clip)
+            out[i] = self.embed_equal(np.asarray(clip, dtype=np.float32)[None])[0]
         return out
 
     def embed_equal(self, clips: np.ndarray) -> np.ndarray:
         """Embed clips of one length ``(N, samples)`` in one pass: nothing is padded, so each result
         is what :meth:`embed` gives for that clip alone (up to float rounding), several times faster
         for short windows. Timelines and streams use it."""
-        import torch
-
-        wav = torch.from_numpy(np.ascontiguousarray(clips, dtype=np.float32)).to(self.device)
-        with torch.inference_mode():
-            vecs = self._classifier.encode_batch(wav).reshape(len(clips), -1).float().cpu().numpy()
+        vecs = self._run(np.ascontiguousarray(clips, dtype=np.float32)).reshape(len(clips), -1)
         norms = np.linalg.norm(vecs, axis=1, keepdims=True)
         return vecs / np.where(norms > 0, norms, 1)
 
-    def _embed_one(self, samples: np.ndarray) -> np.ndarray:
+    def _run_onnx(self, clips: np.ndarray) -> np.ndarray:
+        from .onnx_model import frames
+
+        return self._session.run(None, {"frames": frames(clips)})[0].astype(np.float32, copy=False)
+
+    def _run_speechbrain(self, clips: np.ndarray) -> np.ndarray:
         import torch
 
-        wav = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))[None].to(self.device)
+        wav = torch.from_numpy(clips).to(self.device)
         with torch.inference_mode():
-            vec = self._classifier.encode_batch(wav).reshape(-1).float().cpu().numpy()
-        norm = float(np.linalg.norm(vec))
-        return vec / norm if norm > 0 else vec
+            return self._classifier.encode_batch(wav).reshape(len(clips), -1).float().cpu().numpy()
+
+
+def _usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _speechbrain_on(model: ModelFolder, device: str, threads: int):
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"device {device} requested, but no CUDA device is available")
+    if device == "cpu":
+        torch.set_num_threads(threads)
+    classifier = load_speechbrain(model.path, device)
+    classifier.eval()
+    _flush_denormals(classifier.mods)
+    return classifier
 
 
 def load_speechbrain(folder, device: str = "cpu"):
@@ -127,7 +159,7 @@ def load_speechbrain(folder, device: str = "cpu"):
     return classifier
 
 
-def _leave_the_cores_to_torch() -> None:
+def _leave_the_cores_to_the_model() -> None:
     """Run numpy's and FAISS's BLAS on one thread from now on.
 
     OpenBLAS workers spin for a long while after each call; after scoring 10^4 profiles they took

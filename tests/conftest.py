@@ -17,6 +17,10 @@ LISTS = SHARED / "data" / "voxceleb1-lists"
 MODEL_DIR = Path(os.environ.get("SPEAKERID_MODEL") or SHARED / "models" / "spkrec-ecapa-voxceleb")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# One cache for the whole run (the model's ONNX files are built once, ~5 s, not once per test);
+# tests about the cache itself point SPEAKERID_CACHE elsewhere.
+SESSION_CACHE = Path(os.environ.get("SPEAKERID_TEST_CACHE") or ROOT / ".pytest_cache" / "speakerid-cache")
+os.environ["SPEAKERID_CACHE"] = str(SESSION_CACHE)
 if (MODEL_DIR / "embedding_model.ckpt").is_file():
     os.environ["SPEAKERID_MODEL"] = str(MODEL_DIR.resolve())  # what SpeakerID.open() uses by default
 
@@ -140,7 +144,7 @@ def cli_env(tmp_path, model_dir) -> dict[str, str]:
     """Environment for running the installed commands in a subprocess against a fresh home."""
     env = dict(os.environ)
     env.update(SPEAKERID_HOME=str(tmp_path / "home"), SPEAKERID_MODEL=str(model_dir), HF_HUB_OFFLINE="1",
-               SPEAKERID_CACHE=str(tmp_path / "cache"))
+               SPEAKERID_CACHE=str(SESSION_CACHE))
     return env
 
 

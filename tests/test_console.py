@@ -96,8 +96,10 @@ def test_admin_enrolls_by_voice_identifies_audits_and_removes(tmp_path, browser_
 
         page.click("nav button[data-screen=enroll]")
         page.fill("#enroll-name", "erin")
-        for _ in range(2):  # two clips "recorded" from the fake microphone (real speech, real time)
-            record(page, "#record-start", "#record-stop", 7.5)
+        # two clips "recorded" from the fake microphone (real speech, real time); Chromium replays its
+        # file from the start for each recording, so equal lengths could give byte-identical clips
+        for seconds in (7.5, 8.5):
+            record(page, "#record-start", "#record-stop", seconds)
         expect(page.locator("#enroll-clips li")).to_have_count(2, timeout=60_000)
         expect(page.locator("#speech-total")).not_to_have_text("0.0", timeout=60_000)
         assert float(page.inner_text("#speech-total")) >= 10, page.inner_text("#enroll-clips")

