@@ -6,8 +6,9 @@ Ranges: the largest absolute input per channel of every int8 product, over the e
 (split 1 of iden_split.txt) as recorded and through a telephone band (8 kHz and back: ranges from
 wideband speech alone broke telephone audio). ``--write`` stores them in speakerid/data/ (what the
 product ships; the int8 model is built from them). Accuracy, out of sample on the split-3 clips,
-as recorded and through the telephone band: cosine of int8 to plain SpeechBrain fp32 (min and
-mean), per smoothing strength, and whether every clip's nearest enrolled speaker (split-1
+as recorded, through the telephone band, under white noise (10 dB) and under babble (5 dB: three
+other clips at once; neither noise was used for the ranges): cosine of int8 to plain SpeechBrain
+fp32 (min and mean), per smoothing strength, and whether every clip's nearest enrolled speaker (split-1
 profiles) is the same as with plain SpeechBrain.
 """
 
@@ -60,7 +61,19 @@ def main() -> None:
 
     who = lambda r: r.split("/")[0]  # noqa: E731
     speakers = sorted({who(r) for r in enroll})
-    conditions = {"wideband": lambda x: x, "telephone band": phone}
+    rng = np.random.default_rng(0)
+
+    def noise(x: np.ndarray, snr_db: float, babble: bool = False) -> np.ndarray:
+        """White noise, or three other test clips talking at once, at ``snr_db`` below the speech."""
+        if babble:
+            others = [read(r)[:len(x)] for r in rng.choice(test, 3)]
+            n = sum(np.pad(o, (0, len(x) - len(o))) for o in others)
+        else:
+            n = rng.standard_normal(len(x)).astype(np.float32)
+        return (x + n * np.sqrt(np.mean(x ** 2) / np.mean(n ** 2)) * 10 ** (-snr_db / 20)).astype(np.float32)
+
+    conditions = {"wideband": lambda x: x, "telephone band": phone,  # not in the ranges: noise and babble
+                  "white noise 10 dB": lambda x: noise(x, 10), "babble 5 dB": lambda x: noise(x, 5, babble=True)}
     audio = {(r, c): band(read(r)) for r in test for c, band in conditions.items()}
     reference = {key: plain(x) for key, x in audio.items()}
     enrolled = {r: plain(read(r)) for r in enroll}
