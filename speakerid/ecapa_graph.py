@@ -29,6 +29,9 @@ import torch
 from torch import nn
 
 
+MAX_ATTENTION_BOUND = 40.0  # exp(-2 * 40) is still a normal fp32 number
+
+
 def _frozen(tensor: torch.Tensor) -> nn.Parameter:
     return nn.Parameter(tensor.detach().clone().float(), requires_grad=False)
 
@@ -148,6 +151,7 @@ class EcapaGraph(nn.Module):
         self.pool_stats = _frozen(weight[:, channels:].T)
         self.pool_norm_scale, self.pool_norm_shift = (_frozen(t) for t in _batch_norm_affine(pooling.tdnn.norm.norm))
         self.attention = Product(pooling.conv.conv)
+        self.attention_bound = _attention_bound(model)
         self.eps = pooling.eps
         self.out_norm_scale, self.out_norm_shift = (_frozen(t) for t in _batch_norm_affine(model.asp_bn.norm))
         self.fc = Product(model.fc.conv)
@@ -170,9 +174,12 @@ class EcapaGraph(nn.Module):
         std = torch.sqrt(torch.clamp(time_mean(squared), min=self.eps))
         hidden = self.pool_frames(x) + torch.matmul(torch.cat([mean, std], 2), self.pool_stats)
         hidden = torch.tanh(torch.relu(hidden) * self.pool_norm_scale + self.pool_norm_shift)
-        attention = torch.softmax(self.attention(hidden), dim=1)
-        shift = time_sum(attention * deviation)  # attentive mean - plain mean
-        variance = time_sum(attention * squared) - shift * shift
+        # softmax over time, without its max: |logit| <= attention_bound (|tanh| <= 1), so exp never
+        # overflows; the bias, constant in time, cancels (ONNX Runtime's softmax over a middle axis is slow)
+        weights = torch.exp(torch.matmul(hidden, self.attention.weight) - self.attention_bound)
+        total = time_sum(weights)
+        shift = time_sum(weights * deviation) / total  # attentive mean - plain mean
+        variance = time_sum(weights * squared) / total - shift * shift
         pooled = torch.cat([mean + shift, torch.sqrt(torch.clamp(variance, min=self.eps))], 2)
         return self.fc(pooled * self.out_norm_scale + self.out_norm_shift)[:, 0]
 
@@ -185,6 +192,11 @@ class EcapaGraph(nn.Module):
         return {name: module for name, module in self.named_modules()
                 if isinstance(module, Product) and min(module.weight.shape) >= 128
                 and not name.endswith(("se1", "se2")) and name not in ("fc", "attention", "block0", last)}
+
+
+def _attention_bound(model) -> float:
+    """Largest |attention logit| before its bias: the sum of |weights| per channel (inputs are tanh)."""
+    return float(model.asp.conv.conv.weight.detach()[:, :, 0].abs().sum(1).max())
 
 
 def convertible(classifier, *, raise_if_not: bool = False) -> bool:
@@ -207,6 +219,8 @@ def convertible(classifier, *, raise_if_not: bool = False) -> bool:
         reasons.append("normalisation is not sentence mean")
     if isinstance(model, ECAPA_TDNN) and not model.asp.global_context:
         reasons.append("pooling without global context")
+    if isinstance(model, ECAPA_TDNN) and _attention_bound(model) > MAX_ATTENTION_BOUND:
+        reasons.append("attention logits too large for an exp without its max")
     if reasons and raise_if_not:
         raise ValueError("; ".join(reasons))
     return not reasons

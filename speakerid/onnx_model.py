@@ -33,7 +33,7 @@ from .paths import cache_dir
 
 log = logging.getLogger(__name__)
 
-CONVERTER = 1  # bump when the graph changes: files of another version are rebuilt
+CONVERTER = 2  # bump when the graph changes: files of another version are rebuilt
 RANGES = {DEFAULT_MODEL: Path(__file__).parent / "data" / "ecapa-voxceleb-int8-ranges.npz"}
 SMOOTHING = 0.7  # SmoothQuant's alpha (benchmarks/int8_calibration.py: 0.5 and 0.7 measured)
 INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
