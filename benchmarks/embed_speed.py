@@ -1,6 +1,7 @@
 """Embedding speed against plain SpeechBrain, honestly: every contestant in the same run, on the
 same decoded clips, timing order rotated clip by clip so none gets the warmer caches or a quieter
-moment.
+moment, and 50 ms of idle cores before each timed call so no contestant pays for the previous
+one's spinning threads.
 
     python benchmarks/embed_speed.py [--root ../shared/data/mini-voxceleb1] [--min 3] [--max 10] [--repeat 2]
 
@@ -37,6 +38,9 @@ from speakerid.models import resolve
 
 HERE = Path(__file__).resolve().parent
 GFLOP_PER_AUDIO_SECOND = 3.76  # ECAPA-TDNN (this model) at 100 frames a second
+# Idle time before each timed call: torch's OpenMP workers keep spinning after a call and slowed the
+# next contestant's call by ~14 % here (ONNX Runtime's workers spin too); each call starts on quiet cores.
+SETTLE = 0.05
 FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
 
@@ -96,6 +100,7 @@ def race(contestants: dict, clips: list[np.ndarray], repeat: int) -> dict[str, t
         orders = itertools.cycle(itertools.permutations(names))
         for clip in clips:
             for name in next(orders):
+                time.sleep(SETTLE)
                 start = time.perf_counter()
                 vectors[name].append(contestants[name](clip))
                 took[name] += time.perf_counter() - start
