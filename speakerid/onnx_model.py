@@ -33,7 +33,7 @@ from .paths import cache_dir
 
 log = logging.getLogger(__name__)
 
-CONVERTER = 2  # bump when the graph changes: files of another version are rebuilt
+CONVERTER = 3  # bump when the graph changes: files of another version are rebuilt
 RANGES = {DEFAULT_MODEL: Path(__file__).parent / "data" / "ecapa-voxceleb-int8-ranges.npz"}
 SMOOTHING = 0.7  # SmoothQuant's alpha (benchmarks/int8_calibration.py: 0.5 and 0.7 measured)
 INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
@@ -125,10 +125,11 @@ def _build(model: ModelFolder, precision: str, path: Path) -> None:
     import torch
 
     from . import ecapa_graph
-    from .embedder import load_speechbrain
+    from .embedder import flush_denormals, load_speechbrain
 
     classifier = load_speechbrain(model.path)
     classifier.eval()
+    flush_denormals(classifier.mods)  # the same outputs; no microcode assists on Intel CPUs
     if not ecapa_graph.convertible(classifier):
         try:
             ecapa_graph.convertible(classifier, raise_if_not=True)

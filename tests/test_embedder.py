@@ -159,12 +159,12 @@ def test_flushing_subnormal_weights_changes_no_output_bit(model_dir):
     import torch
 
     from conftest import clips_of
-    from speakerid.embedder import _flush_denormals, load_speechbrain
+    from speakerid.embedder import flush_denormals, load_speechbrain
 
     plain, flushed = load_speechbrain(model_dir), load_speechbrain(model_dir)
     subnormal = sum(int(((t.abs() < torch.finfo(t.dtype).tiny) & (t != 0)).sum())
                     for t in flushed.mods.parameters() if t.is_floating_point())
-    _flush_denormals(flushed.mods)
+    flush_denormals(flushed.mods)
     assert subnormal > 10_000  # there is something to flush
     for clip in clips_of("id90001", 3) + clips_of("id90101", 3):
         wav = torch.from_numpy(load_audio(clip).samples)[None]
