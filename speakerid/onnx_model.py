@@ -87,9 +87,10 @@ def onnx_file(model: ModelFolder, precision: str) -> Path:
     stamp = {"converter": CONVERTER, "model": model.id, "smoothing": SMOOTHING,
              "ranges": sha256_file(RANGES[model.id]) if precision == "int8" else None}
     with _build_lock:
-        if marker.is_file():
-            raise NotConvertible(json.loads(marker.read_text()).get("reason", "not convertible"))
-        if path.is_file() and _read_stamp(folder, precision) == stamp:
+        known = _read_json(marker)
+        if known and known.get("converter") == CONVERTER:  # a newer converter may restate the model
+            raise NotConvertible(known.get("reason", "not convertible"))
+        if path.is_file() and _read_json(folder / f"{precision}.json") == stamp:
             return path
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         log.info("building the %s ONNX model of %s in %s (once)", precision, model.id, folder)
@@ -102,9 +103,9 @@ def onnx_file(model: ModelFolder, precision: str) -> Path:
         return path
 
 
-def _read_stamp(folder: Path, precision: str) -> dict | None:
+def _read_json(path: Path) -> dict | None:
     try:
-        return json.loads((folder / f"{precision}.json").read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
 

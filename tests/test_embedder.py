@@ -148,6 +148,10 @@ def test_other_architectures_run_through_speechbrain(tmp_path):
     make_tiny_model(tmp_path / "xvector", "xvector")
     emb = Embedder.load(str(tmp_path / "xvector"))
     assert emb.precision == "fp32" and hasattr(emb, "_classifier")
+    from speakerid.paths import cache_dir
+
+    # remembered, so later starts go straight to SpeechBrain instead of trying to convert again
+    assert (cache_dir() / "onnx" / emb.model_id.replace("/", "--") / "not-convertible.json").is_file()
     with pytest.raises(ModelError, match="int8"):
         Embedder(emb.model, precision="int8")
 
