@@ -86,7 +86,7 @@ def main() -> None:
             g = ecapa_graph.EcapaGraph(classifier).eval()
             ecapa_graph.smooth(g, ranges, alpha)
             ecapa_graph.export(g, Path(tmp) / "fp32.onnx")
-            onnx_model._quantise(Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx", {f"{n}.weight" for n in g.products()})
+            onnx_model.quantise(Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx", {f"{n}.weight" for n in g.products()})
             run = onnx_model.session(Path(tmp) / "int8.onnx", threads=torch.get_num_threads())
             cosines, same = {c: [] for c in conditions}, {c: 0 for c in conditions}
             for (r, c), ref in reference.items():

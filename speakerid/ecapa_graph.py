@@ -62,9 +62,7 @@ class Product(nn.Module):
         self.weight = _frozen(conv.weight.permute(2, 1, 0).reshape(self.kernel * in_channels, out_channels))
         self.bias = _frozen(conv.bias if conv.bias is not None else torch.zeros(out_channels))
         self.relu = relu
-        self.norm = None if norm is None else tuple(_frozen(t) for t in _batch_norm_affine(norm))
-        if self.norm:
-            self.norm_scale, self.norm_shift = self.norm
+        self.norm_scale, self.norm_shift = (None, None) if norm is None else map(_frozen, _batch_norm_affine(norm))
         self.input_scale: nn.Parameter | None = None  # set by smooth()
 
     @property
@@ -82,7 +80,7 @@ class Product(nn.Module):
         y = torch.matmul(x, self.weight) + self.bias
         if self.relu:
             y = torch.relu(y)
-        if self.norm:
+        if self.norm_scale is not None:
             y = y * self.norm_scale + self.norm_shift
         return y
 
@@ -118,7 +116,8 @@ class EcapaGraph(nn.Module):
 
     def __init__(self, classifier):
         super().__init__()
-        convertible(classifier, raise_if_not=True)
+        if reasons := unsupported(classifier):
+            raise ValueError("; ".join(reasons))
         mods = classifier.mods
         stft, fbanks = mods.compute_features.compute_STFT, mods.compute_features.compute_fbanks
         self.n_fft, self.hop = stft.n_fft, stft.hop_length
@@ -199,9 +198,9 @@ def _attention_bound(model) -> float:
     return float(model.asp.conv.conv.weight.detach()[:, :, 0].abs().sum(1).max())
 
 
-def convertible(classifier, *, raise_if_not: bool = False) -> bool:
-    """Whether ``classifier`` is an ECAPA-TDNN on Fbank features with sentence mean normalisation,
-    the recipe this graph restates (SpeechBrain's published speaker models are)."""
+def unsupported(classifier) -> list[str]:
+    """Why ``classifier`` is not the recipe this graph restates (an ECAPA-TDNN on Fbank features with
+    sentence mean normalisation, as SpeechBrain's published speaker models are); empty if it is."""
     from speechbrain.lobes.features import Fbank
     from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
     from speechbrain.processing.features import InputNormalization
@@ -221,9 +220,7 @@ def convertible(classifier, *, raise_if_not: bool = False) -> bool:
         reasons.append("pooling without global context")
     if isinstance(model, ECAPA_TDNN) and _attention_bound(model) > MAX_ATTENTION_BOUND:
         reasons.append("attention logits too large for an exp without its max")
-    if reasons and raise_if_not:
-        raise ValueError("; ".join(reasons))
-    return not reasons
+    return reasons
 
 
 def activation_ranges(graph: EcapaGraph, clips_frames: list[torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -20,6 +20,7 @@ import numpy as np
 from .audio import SAMPLE_RATE
 from .errors import ModelError, one_line
 from .models import ModelFolder, requested_model, resolve
+from .onnx_model import NotConvertible, default_precision, frames, onnx_file, session
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +50,17 @@ class Embedder:
 
     def __init__(self, model: ModelFolder, device: str = "cpu", precision: str | None = None,
                  threads: int | None = None):
-        from .onnx_model import NotConvertible, default_precision, onnx_file, session
-
         precision = precision or os.environ.get("SPEAKERID_PRECISION") or "auto"
         if precision not in PRECISIONS:
             raise ModelError(f"precision must be {', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}, not {precision!r}")
         threads = threads or _usable_cores()
         self._run = None
+        self.onnx_file: Path | None = None  # None: SpeechBrain runs the model
         if device == "cpu":
             try:
                 chosen = default_precision(model) if precision == "auto" else precision
-                self._session = session(onnx_file(model, chosen), threads)
+                self.onnx_file = onnx_file(model, chosen)
+                self._session = session(self.onnx_file, threads)
                 self._run = self._run_onnx
                 precision = chosen
             except NotConvertible as exc:
@@ -110,8 +111,6 @@ class Embedder:
         return vecs / np.where(norms > 0, norms, 1)
 
     def _run_onnx(self, clips: np.ndarray) -> np.ndarray:
-        from .onnx_model import frames
-
         return self._session.run(None, {"frames": frames(clips)})[0].astype(np.float32, copy=False)
 
     def _run_speechbrain(self, clips: np.ndarray) -> np.ndarray:

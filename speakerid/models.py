@@ -148,11 +148,17 @@ def _local_identity(folder: Path) -> str:
     contents never share an id (and a store bound to one refuses the other)."""
     if not (folder / "hyperparams.yaml").is_file() or not (folder / "embedding_model.ckpt").is_file():
         raise ModelError(f"{folder}: not a SpeechBrain speaker model folder (needs hyperparams.yaml and embedding_model.ckpt)")
+    return _once_per_change(folder, lambda: _hash_identity(folder))
+
+
+def _once_per_change(folder: Path, identify) -> str:
+    """``identify()``'s answer for ``folder``, remembered in the cache until a file that changes
+    embeddings changes size or time: hashing 83 MB cost every command's start ~0.15 s."""
     stamp = _stamp(folder)
     known = _identities().get(str(folder.resolve()))
-    if known and known.get("stamp") == stamp:  # hashing 83 MB costs a cold start ~0.15 s: once is enough
+    if known and known.get("stamp") == stamp:
         return known["id"]
-    identity = _hash_identity(folder)
+    identity = identify()
     _remember_identity(folder, stamp, identity)
     return identity
 
@@ -196,14 +202,14 @@ def _hash_identity(folder: Path) -> str:
 
 
 def _verify_cached(spec: str, folder: Path) -> None:
-    """Check a cached pinned model's digests, once per change of its files (sizes and times): hashing
-    its 83 MB on every start cost each command ~0.15 s."""
+    """Check a cached pinned model's digests, once per change of its files (:func:`_once_per_change`)."""
     if spec in PINNED:
-        stamp = _stamp(folder)
-        known = _identities().get(str(folder.resolve()))
-        if not (known and known.get("stamp") == stamp and known.get("id") == spec):
+        def verified() -> str:
             verify_pinned(spec, folder)
-            _remember_identity(folder, stamp, spec)
+            return spec
+
+        if _once_per_change(folder, verified) != spec:  # remembered as something else: check now
+            verified()
         return
     manifest = folder / MANIFEST
     if not manifest.is_file():

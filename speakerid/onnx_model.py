@@ -131,11 +131,8 @@ def _build(model: ModelFolder, precision: str, path: Path) -> None:
     classifier = load_speechbrain(model.path)
     classifier.eval()
     flush_denormals(classifier.mods)  # the same outputs; no microcode assists on Intel CPUs
-    if not ecapa_graph.convertible(classifier):
-        try:
-            ecapa_graph.convertible(classifier, raise_if_not=True)
-        except ValueError as exc:
-            raise NotConvertible(f"{model.id}: {exc}") from None
+    if reasons := ecapa_graph.unsupported(classifier):
+        raise NotConvertible(f"{model.id}: {'; '.join(reasons)}")
     graph = ecapa_graph.EcapaGraph(classifier).eval()
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
@@ -145,13 +142,13 @@ def _build(model: ModelFolder, precision: str, path: Path) -> None:
         try:
             ecapa_graph.export(graph, fp32)
             if precision == "int8":
-                _quantise(fp32, Path(tmp) / "int8.onnx", {f"{name}.weight" for name in graph.products()})
+                quantise(fp32, Path(tmp) / "int8.onnx", {f"{name}.weight" for name in graph.products()})
         except Exception as exc:  # the exporter and quantiser raise many kinds
             raise ModelError(f"{model.id}: cannot build the {precision} ONNX model ({one_line(exc)})") from None
         _write_private(path, (Path(tmp) / f"{precision}.onnx").read_bytes())
 
 
-def _quantise(source: Path, target: Path, weights: set[str]) -> None:
+def quantise(source: Path, target: Path, weights: set[str]) -> None:
     """int8 products for the MatMul nodes whose weight is in ``weights``; all else stays fp32."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic

@@ -14,6 +14,12 @@ def default_home() -> Path:
     return Path(base) / "speakerid"
 
 
+def last_evaluation() -> Path:
+    """Where ``speakerid eval voxceleb`` leaves its latest figures (``latest.json``, ``latest.png``)
+    for the web console."""
+    return cache_dir() / "eval"
+
+
 def cache_dir() -> Path:
     """``SPEAKERID_CACHE``, else the XDG cache dir (``~/.cache/speakerid``)."""
     if env := os.environ.get("SPEAKERID_CACHE"):

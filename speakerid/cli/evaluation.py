@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UsageError
-from ..paths import cache_dir
+from ..paths import last_evaluation
 from .common import arg, command, finite, group, option
 
 group("eval", "evaluate on a standard benchmark")
@@ -54,7 +54,7 @@ def eval_voxceleb(args: argparse.Namespace) -> int:
                         device=option(args, "device") or "cpu")
     result, curves = evaluate(config)
     print(format_table(result))
-    latest = cache_dir() / "eval"  # the console shows the last run
+    latest = last_evaluation()  # the console shows the last run
     latest.mkdir(parents=True, exist_ok=True, mode=0o700)
     for out in [args.json_out, latest / "latest.json"]:
         if out:

@@ -11,8 +11,9 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import UsageError
-from ..paths import cache_dir
+from ..paths import last_evaluation
 from ..quality import consistency, level_problem, minimum_consistency, speech_level_dbfs
+from ..enrollment import MIN_CLIP_SPEECH, MIN_TOTAL_SPEECH
 from ..vad import DEFAULT_MIN_SPEECH
 from .auth import caller
 from .uploads import read_audio
@@ -94,14 +95,14 @@ def add(app: FastAPI, service: "Service") -> None:
         """The last ``speakerid eval voxceleb`` run's figures on this machine, if there is one."""
         import json
 
-        path = cache_dir() / "eval" / "latest.json"
+        path = last_evaluation() / "latest.json"
         if not path.is_file():
             return {"result": None}
-        return {"result": json.loads(path.read_text()), "plot": (cache_dir() / "eval" / "latest.png").is_file()}
+        return {"result": json.loads(path.read_text()), "plot": (last_evaluation() / "latest.png").is_file()}
 
     @app.get("/v1/eval/latest.png")
     def latest_plot(key=admin):
-        path = cache_dir() / "eval" / "latest.png"
+        path = last_evaluation() / "latest.png"
         if not path.is_file():
             raise UsageError("no evaluation plot yet: run speakerid eval voxceleb --plot")
         return FileResponse(path, media_type="image/png")
@@ -121,8 +122,8 @@ def _quality(sid, uploads: list[tuple[bytes, str]]) -> dict:
             continue
         report.update(seconds=round(audio.seconds, 2), speech_seconds=round(speech.seconds, 2),
                       level_dbfs=round(speech_level_dbfs(audio, speech), 1))
-        if speech.seconds < 1.0:
-            report["problems"].append(f"too short: {speech.seconds:.1f} s of speech, a clip needs 1 s")
+        if speech.seconds < MIN_CLIP_SPEECH:
+            report["problems"].append(f"too short: {speech.seconds:.1f} s of speech, a clip needs {MIN_CLIP_SPEECH:g} s")
         problem = level_problem(audio, speech)
         if problem:
             report["problems"].append(problem.split(";")[0])
@@ -137,5 +138,5 @@ def _quality(sid, uploads: list[tuple[bytes, str]]) -> dict:
             if score < bar:
                 clips[i]["problems"].append("someone else? the voice differs from the other clips")
     total = sum(c.get("speech_seconds", 0) for c in clips if not c["problems"])
-    return {"clips": clips, "speech_seconds": round(total, 2), "needed": 10.0}
+    return {"clips": clips, "speech_seconds": round(total, 2), "needed": MIN_TOTAL_SPEECH}
 

@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import validate
 from .auth import caller
-from .uploads import read_audio
+from .uploads import read_audio, read_body
 
 if TYPE_CHECKING:
     from .app import Service
@@ -39,7 +39,7 @@ def add(app: FastAPI, service: "Service") -> None:
     @app.post("/v1/classify")
     async def classify(request: Request, top_k: int | None = None, key=caller(gate, "client")):
         if request.headers.get("content-type", "").lower().startswith("application/json"):
-            data, top_k = await _json_body(request, config.max_upload_bytes, top_k)
+            data, top_k = await _json_body(request, config.max_upload_bytes, config.idle_seconds, top_k)
         else:
             (data, _), = await read_audio(request, limit=config.max_upload_bytes, idle=config.idle_seconds)
         if top_k is not None:
@@ -47,12 +47,8 @@ def add(app: FastAPI, service: "Service") -> None:
         return await run_in_threadpool(labels, sid, data, top_k)
 
 
-async def _json_body(request: Request, limit: int, top_k: int | None) -> tuple[bytes, int | None]:
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > limit * 4 // 3 + 1024:  # base64 is a third larger
-            raise HTTPException(413, f"upload exceeds the limit of {limit} bytes")
+async def _json_body(request: Request, limit: int, idle: float, top_k: int | None) -> tuple[bytes, int | None]:
+    raw = await read_body(request, limit=limit * 4 // 3 + 1024, idle=idle)  # base64 is a third larger
     try:
         body = json.loads(raw)
         data = base64.b64decode(body["inputs"], validate=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse
 
 FILES = Path(__file__).with_name("console")
@@ -32,8 +32,6 @@ def add(app: FastAPI) -> None:
     @app.get("/console/{name}", include_in_schema=False)
     def console_file(name: str):
         if name not in TYPES:
-            from fastapi import HTTPException
-
             raise HTTPException(404, f"no console file {name!r}")
         return FileResponse(FILES / name, media_type=TYPES[name], headers=HEADERS)
 

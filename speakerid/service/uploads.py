@@ -60,7 +60,12 @@ async def read_audio(request: Request, *, limit: int, idle: float, many: bool = 
     if kind.startswith(REFUSED_TYPES):
         raise HTTPException(415, f"content type {kind.split(';')[0]} is not audio; send the file's bytes "
                                  "(audio/*, application/octet-stream or no content type) or multipart/form-data")
+    return [(await read_body(request, limit=limit, idle=idle), "upload")]
+
+
+async def read_body(request: Request, *, limit: int, idle: float) -> bytes:
+    """The raw body, under the same byte limit and idle timeout as audio uploads."""
     body = bytearray()
     async for chunk in _limited(request, limit, idle):
         body += chunk
-    return [(bytes(body), "upload")]
+    return bytes(body)
