@@ -7,10 +7,10 @@ embedder runs; nothing here runs when a clip is embedded. In fp32 the graph comp
 - features: the short-time Fourier transform as one product with a windowed DFT basis (frames cut
   in numpy, :func:`speakerid.onnx_model.frames`), power spectrum, the model's own mel matrix, dB
   with ``top_db`` and the sentence mean removed;
-- every convolution is one product over the kernel's shifted copies of the input, frames-major
-  (``(N, T, C)``), with SpeechBrain's mirrored "same" padding; batch norm (inference) as a scale
-  and shift; means over time as products with a row of ones (ONNX Runtime reduces a middle axis
-  slowly);
+- every convolution is one product, frames-major (``(N, T, C)``), with SpeechBrain's mirrored
+  "same" padding (see :class:`Product`); batch norm (inference) as a scale and shift, the scale
+  folded into the product where ReLU sits between them and every factor is positive; means over
+  time as products with a row of ones (ONNX Runtime reduces a middle axis slowly);
 - attentive statistics pooling takes the constant (mean, std) share of its first product once
   per clip, not once per frame.
 
@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 
-MAX_ATTENTION_BOUND = 40.0  # exp(-2 * 40) is still a normal fp32 number
+MAX_ATTENTION_BOUND = 40.0  # exp(+-40), and its products with squared deviations, are normal fp32 numbers
 
 
 def _frozen(tensor: torch.Tensor) -> nn.Parameter:
@@ -52,37 +52,90 @@ def time_mean(x: torch.Tensor) -> torch.Tensor:
 
 class Product(nn.Module):
     """A SpeechBrain ``Conv1d`` (odd kernel, dilation, mirrored "same" padding) as one product on
-    frames-major input, optionally followed by ReLU and batch norm (a ``TDNNBlock``)."""
+    frames-major input, optionally followed by ReLU and batch norm (a ``TDNNBlock``).
+
+    A kernel wider than one frame is restated one of two ways. With fewer input than output
+    channels (the first layer), the input's shifted copies side by side, times all taps' weights at
+    once. Otherwise (the Res2Net convolutions), the input times every tap's weights side by side,
+    each tap's share of the output then shifted and summed: no concatenation, and an int8 product
+    quantises the input once instead of once per tap.
+    """
 
     def __init__(self, conv: nn.Conv1d, norm=None, relu: bool = False):
         super().__init__()
-        out_channels, in_channels, self.kernel = conv.weight.shape
+        self.out_channels, self.in_channels, self.kernel = conv.weight.shape
         self.dilation = conv.dilation[0]
-        # (out, in, k) -> (k * in, out): rows ordered like the stacked shifted inputs below
-        self.weight = _frozen(conv.weight.permute(2, 1, 0).reshape(self.kernel * in_channels, out_channels))
-        self.bias = _frozen(conv.bias if conv.bias is not None else torch.zeros(out_channels))
+        self.shift_outputs = self.kernel > 1 and self.out_channels <= self.in_channels
+        weight = conv.weight.detach().permute(2, 1, 0)  # (k, in, out)
+        bias = conv.bias.detach() if conv.bias is not None else torch.zeros(self.out_channels)
         self.relu = relu
-        self.norm_scale, self.norm_shift = (None, None) if norm is None else map(_frozen, _batch_norm_affine(norm))
+        scale = shift = None
+        if norm is not None:
+            scale, shift = _batch_norm_affine(norm)
+            if relu and bool((scale > 0).all()):
+                # relu(z) * scale == relu(z * scale) when every scale is positive: the batch norm's
+                # scale goes into the product's output columns (for int8, into their per-column scales)
+                weight, bias, scale = weight * scale, bias * scale, None
+        self.norm_scale, self.norm_shift = (None if t is None else _frozen(t) for t in (scale, shift))
+        if self.shift_outputs:  # (in, k * out): every tap's output at once; bias added once, with tap 0
+            self.weight = _frozen(weight.permute(1, 0, 2).reshape(self.in_channels, -1))
+            bias = torch.cat([bias, bias.new_zeros((self.kernel - 1) * self.out_channels)])
+        else:  # (k * in, out): rows ordered like the stacked shifted inputs
+            self.weight = _frozen(weight.reshape(-1, self.out_channels))
+        self.bias = _frozen(bias)
         self.input_scale: nn.Parameter | None = None  # set by smooth()
 
-    @property
-    def in_channels(self) -> int:
-        return self.weight.shape[0] // self.kernel
+    def scale_inputs(self, factor: torch.Tensor) -> None:
+        """Multiply the weights of each input channel by ``factor`` and divide the input by it."""
+        weight = self.weight.detach()
+        if self.shift_outputs:
+            weight = weight * factor[:, None]
+        else:
+            weight = (weight.reshape(self.kernel, self.in_channels, -1) * factor[None, :, None]).reshape(weight.shape)
+        self.weight = _frozen(weight)
+        self.input_scale = _frozen(1.0 / factor)
+
+    def input_weight_peaks(self) -> torch.Tensor:
+        """Largest absolute weight per input channel, over taps and outputs."""
+        weight = self.weight.detach()
+        if not self.shift_outputs:
+            weight = weight.reshape(self.kernel, self.in_channels, -1).transpose(0, 1)
+        return weight.reshape(self.in_channels, -1).abs().amax(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_scale is not None:
             x = x * self.input_scale
-        if self.kernel > 1:
-            pad = self.dilation * (self.kernel - 1) // 2
-            x = torch.cat([x[:, 1:pad + 1].flip(1), x, x[:, -pad - 1:-1].flip(1)], 1)
-            frames = x.shape[1] - 2 * pad
-            x = torch.cat([x[:, j * self.dilation:j * self.dilation + frames] for j in range(self.kernel)], 2)
-        y = torch.matmul(x, self.weight) + self.bias
+        if self.kernel == 1:
+            y = torch.matmul(x, self.weight) + self.bias
+        elif self.shift_outputs:
+            taps = torch.matmul(self._mirrored(x), self.weight) + self.bias
+            y = self._window(taps, 0, 0)
+            for j in range(1, self.kernel):
+                y = y + self._window(taps, j, j * self.out_channels)
+        else:
+            x = self._mirrored(x)
+            y = torch.matmul(torch.cat([self._window(x, j) for j in range(self.kernel)], 2), self.weight) + self.bias
         if self.relu:
             y = torch.relu(y)
         if self.norm_scale is not None:
-            y = y * self.norm_scale + self.norm_shift
+            y = y * self.norm_scale
+        if self.norm_shift is not None:
+            y = y + self.norm_shift
         return y
+
+    def _mirrored(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` with ``pad`` mirrored frames at each end (SpeechBrain's "same" padding)."""
+        pad = self.dilation * (self.kernel - 1) // 2
+        return torch.cat([x[:, 1:pad + 1].flip(1), x, x[:, -pad - 1:-1].flip(1)], 1) if pad else x
+
+    def _window(self, mirrored: torch.Tensor, j: int, channel: int | None = None) -> torch.Tensor:
+        """Tap ``j``'s frames of a mirrored sequence (and, for tapped outputs, its ``out_channels``
+        from ``channel``). The bounds are constants (the end counted from the back), so the
+        exported graph computes no shapes at run time."""
+        start, end = j * self.dilation, (j - self.kernel + 1) * self.dilation
+        if channel is None:
+            return mirrored[:, start:end or None]
+        return mirrored[:, start:end or None, channel:channel + self.out_channels]
 
 
 def _tdnn(block) -> Product:
@@ -150,7 +203,6 @@ class EcapaGraph(nn.Module):
         self.pool_stats = _frozen(weight[:, channels:].T)
         self.pool_norm_scale, self.pool_norm_shift = (_frozen(t) for t in _batch_norm_affine(pooling.tdnn.norm.norm))
         self.attention = Product(pooling.conv.conv)
-        self.attention_bound = _attention_bound(model)
         self.eps = pooling.eps
         self.out_norm_scale, self.out_norm_shift = (_frozen(t) for t in _batch_norm_affine(model.asp_bn.norm))
         self.fc = Product(model.fc.conv)
@@ -173,9 +225,10 @@ class EcapaGraph(nn.Module):
         std = torch.sqrt(torch.clamp(time_mean(squared), min=self.eps))
         hidden = self.pool_frames(x) + torch.matmul(torch.cat([mean, std], 2), self.pool_stats)
         hidden = torch.tanh(torch.relu(hidden) * self.pool_norm_scale + self.pool_norm_shift)
-        # softmax over time, without its max: |logit| <= attention_bound (|tanh| <= 1), so exp never
-        # overflows; the bias, constant in time, cancels (ONNX Runtime's softmax over a middle axis is slow)
-        weights = torch.exp(torch.matmul(hidden, self.attention.weight) - self.attention_bound)
+        # softmax over time without its max and bias: |logit| <= attention_bound <= 40 (|tanh| <= 1), so
+        # exp stays a normal fp32 number, and the bias, constant in time, cancels. (ONNX Runtime's
+        # softmax over a middle axis is slow.)
+        weights = torch.exp(torch.matmul(hidden, self.attention.weight))
         total = time_sum(weights)
         shift = time_sum(weights * deviation) / total  # attentive mean - plain mean
         variance = time_sum(weights * squared) / total - shift * shift
@@ -186,11 +239,12 @@ class EcapaGraph(nn.Module):
         """The products run in int8: the per-frame ones with large weights, except the first layer
         (it reads the features) and the last block's second product, whose int8 error was 4-10x
         any other layer's on real speech (benchmarks/int8_calibration.py). The once-per-clip
-        products (squeeze-excitation, output) gain nothing from int8."""
+        products (squeeze-excitation, output) gain nothing from int8. The attention product reads
+        tanh outputs (bounded, no outliers), so it needs no smoothing and has no measured range."""
         last = f"blocks.{len(self.blocks) - 1}.tdnn2"
         return {name: module for name, module in self.named_modules()
                 if isinstance(module, Product) and min(module.weight.shape) >= 128
-                and not name.endswith(("se1", "se2")) and name not in ("fc", "attention", "block0", last)}
+                and not name.endswith(("se1", "se2")) and name not in ("fc", "block0", last)}
 
 
 def _attention_bound(model) -> float:
@@ -253,14 +307,9 @@ def smooth(graph: EcapaGraph, ranges: dict[str, torch.Tensor], alpha: float) -> 
     for name, module in graph.products().items():
         if name not in ranges:
             continue
-        kernel, channels = module.kernel, module.in_channels
-        weight = module.weight.detach().reshape(kernel, channels, -1)
-        peak_weight = weight.abs().amax(dim=(0, 2)).clamp(min=1e-5)
         peak = ranges[name].float()
         peak = peak.clamp(min=max(float(peak.median()), 1e-5))
-        factor = peak ** alpha / peak_weight ** (1 - alpha)
-        module.weight = _frozen((weight * factor[None, :, None]).reshape(kernel * channels, -1))
-        module.input_scale = _frozen(1.0 / factor)
+        module.scale_inputs(peak ** alpha / module.input_weight_peaks().clamp(min=1e-5) ** (1 - alpha))
 
 
 def export(graph: EcapaGraph, path, frames: int = 200) -> None:

@@ -146,6 +146,34 @@ def test_speech_regions_match_silero_streaming_model(threshold):
 
 
 @needs_data
+def test_restated_speech_model_gives_silero_probabilities(tmp_path, monkeypatch):
+    """silero's model with its convolutions restated as products (built once, cached, private):
+    the same speech probabilities as the published file on real speech."""
+    import onnx
+    import onnxruntime as ort
+
+    from speakerid import onnx_model, vad
+
+    monkeypatch.setenv("SPEAKERID_CACHE", str(tmp_path / "cache"))
+    published = vad._silero_file()
+    restated = onnx_model.restated_file(published)
+    assert restated != published and onnx_model.restated_file(published) == restated
+    assert restated.stat().st_mode & 0o777 == 0o600
+    convolutions = [[n.name for n in onnx.load(str(p)).graph.node if n.op_type == "Conv"] for p in (published, restated)]
+    # all but the output layer, which runs along the sequence (its length varies: left as it is)
+    assert len(convolutions[0]) == 6 and convolutions[1] == ["/output/Conv"]
+    detectors = []
+    for path in (published, restated):
+        detector = vad.SpeechDetector()
+        detector._session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        detectors.append(detector)
+    for path in [clip_path(rel) for _, rel in iden_split()][::20] + [CONVERSATION]:
+        samples = load_audio(path).samples
+        expected, got = (d.probabilities(samples) for d in detectors)
+        assert np.abs(expected - got).max() < 1e-5, path
+
+
+@needs_data
 def test_speech_detection_is_safe_from_many_threads():
     """Eight threads detect speech at once in a fresh process, as evaluation's decode threads do:
     all get the same regions, and the detector never imports torch."""

@@ -175,3 +175,33 @@ def test_flushing_subnormal_weights_changes_no_output_bit(model_dir):
         with torch.inference_mode():
             a, b = plain.encode_batch(wav), flushed.encode_batch(wav)
         assert a.numpy().tobytes() == b.numpy().tobytes(), clip
+
+
+@pytest.mark.parametrize("in_channels, out_channels, kernel, dilation", [(4, 16, 5, 1), (16, 16, 3, 2), (24, 8, 3, 4)])
+@pytest.mark.parametrize("norm_scales", ["positive", "mixed"])
+def test_products_compute_speechbrains_tdnn_block(in_channels, out_channels, kernel, dilation, norm_scales):
+    """Both ways a kernel is restated (shifted inputs for a narrow input, shifted outputs otherwise)
+    give SpeechBrain's "same"-padded, mirrored convolution, ReLU and batch norm (whose scale is
+    folded into the product when all its factors are positive), and smoothing leaves it unchanged."""
+    from speechbrain.lobes.models.ECAPA_TDNN import TDNNBlock
+
+    from speakerid.ecapa_graph import Product
+
+    torch.manual_seed(0)
+    block = TDNNBlock(in_channels, out_channels, kernel, dilation).eval()
+    norm = block.norm.norm
+    with torch.no_grad():
+        norm.running_mean.normal_()
+        norm.running_var.uniform_(0.5, 2)
+        norm.weight.uniform_(0.2, 2)
+        if norm_scales == "mixed":
+            norm.weight[::3] *= -1
+    x = torch.randn(2, 37, in_channels)  # frames-major (N, T, C); ECAPA's blocks take (N, C, T)
+    product = Product(block.conv.conv, norm, relu=True)
+    assert product.shift_outputs == (out_channels <= in_channels)
+    assert (product.norm_scale is None) == (norm_scales == "positive")
+    with torch.no_grad():
+        expected = block(x.transpose(1, 2)).transpose(1, 2)
+        assert torch.allclose(product(x), expected, atol=1e-5)
+        product.scale_inputs(torch.rand(in_channels) + 0.5)
+        assert torch.allclose(product(x), expected, atol=1e-5)
