@@ -1,13 +1,14 @@
-"""Measure the int8 model's activation ranges on real speech, and what int8 costs in accuracy.
+"""Measure the int8 model's activations on real speech, and what int8 costs in accuracy.
 
     python benchmarks/int8_calibration.py [--root ../shared/data/mini-voxceleb1] [--write]
 
-Ranges: the largest absolute input per channel of every int8 product, over the enrollment clips
-(split 1 of iden_split.txt) as recorded and through a telephone band (8 kHz and back: ranges from
+Activations: the largest absolute and the mean input per channel of every int8 product (for
+smoothing and bias correction, speakerid/ecapa_int8.py), over the enrollment clips
+(split 1 of iden_split.txt) as recorded and through a telephone band (8 kHz and back: peaks from
 wideband speech alone broke telephone audio). ``--write`` stores them in speakerid/data/ (what the
 product ships; the int8 model is built from them). Accuracy, out of sample on the split-3 clips,
 as recorded, through the telephone band, under white noise (10 dB) and under babble (5 dB: three
-other clips at once; neither noise was used for the ranges): cosine of int8 to plain SpeechBrain
+other clips at once; neither noise was used for the activations): cosine of int8 to plain SpeechBrain
 fp32 (min and mean), per smoothing strength, and whether every clip's nearest enrolled speaker (split-1
 profiles) is the same as with plain SpeechBrain.
 """
@@ -22,19 +23,19 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from speakerid import ecapa_graph, onnx_model
+from speakerid import ecapa_graph, ecapa_int8, onnx_model
 from speakerid.audio import resample
 from speakerid.embedder import load_speechbrain
 from speakerid.models import resolve
 
 HERE = Path(__file__).resolve().parent
-RANGES = HERE.parent / "speakerid" / "data" / "ecapa-voxceleb-int8-ranges.npz"
+ACTIVATIONS = HERE.parent / "speakerid" / "data" / "ecapa-voxceleb-int8-activations.npz"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=HERE.parent.parent / "shared" / "data" / "mini-voxceleb1")
-    parser.add_argument("--write", action="store_true", help=f"store the ranges in {RANGES.relative_to(HERE.parent)}")
+    parser.add_argument("--write", action="store_true", help=f"store the activations in {ACTIVATIONS.relative_to(HERE.parent)}")
     parser.add_argument("--alpha", type=float, nargs="+", default=[0.5, 0.7])
     args = parser.parse_args()
     split = [(int(a), b) for a, b in (l.split() for l in (args.root / "iden_split.txt").read_text().splitlines() if l)]
@@ -46,13 +47,13 @@ def main() -> None:
     classifier = load_speechbrain(folder.path)
     classifier.eval()
     graph = ecapa_graph.EcapaGraph(classifier).eval()
-    ranges = ecapa_graph.activation_ranges(graph, [torch.from_numpy(onnx_model.frames(band(read(r))))[None]
-                                                   for r in enroll for band in (lambda x: x, phone)])
-    print(f"ranges of {len(ranges)} products from {len(enroll)} enrollment clips, wideband and telephone band")
+    activations = ecapa_int8.measure(graph, [torch.from_numpy(onnx_model.frames(band(read(r))))[None]
+                                             for r in enroll for band in (lambda x: x, phone)])
+    print(f"activations of {len(activations.peak)} products from {len(enroll)} enrollment clips, wideband and telephone band")
     if args.write:
-        RANGES.parent.mkdir(exist_ok=True)
-        np.savez_compressed(RANGES, **{name: peak.numpy().astype(np.float32) for name, peak in ranges.items()})
-        print(f"wrote {RANGES}")
+        ACTIVATIONS.parent.mkdir(exist_ok=True)
+        activations.save(ACTIVATIONS)
+        print(f"wrote {ACTIVATIONS}")
 
     def plain(samples: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -72,7 +73,7 @@ def main() -> None:
             n = rng.standard_normal(len(x)).astype(np.float32)
         return (x + n * np.sqrt(np.mean(x ** 2) / np.mean(n ** 2)) * 10 ** (-snr_db / 20)).astype(np.float32)
 
-    conditions = {"wideband": lambda x: x, "telephone band": phone,  # not in the ranges: noise and babble
+    conditions = {"wideband": lambda x: x, "telephone band": phone,  # not in the activations: noise and babble
                   "white noise 10 dB": lambda x: noise(x, 10), "babble 5 dB": lambda x: noise(x, 5, babble=True)}
     audio = {(r, c): band(read(r)) for r in test for c, band in conditions.items()}
     reference = {key: plain(x) for key, x in audio.items()}
@@ -84,9 +85,9 @@ def main() -> None:
     for alpha in args.alpha:
         with tempfile.TemporaryDirectory() as tmp:
             g = ecapa_graph.EcapaGraph(classifier).eval()
-            ecapa_graph.smooth(g, ranges, alpha)
+            weights = ecapa_int8.prepare(g, activations, alpha)
             ecapa_graph.export(g, Path(tmp) / "fp32.onnx")
-            onnx_model.quantise(Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx", {f"{n}.weight" for n in g.products()})
+            onnx_model.quantise(Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx", weights)
             run = onnx_model.session(Path(tmp) / "int8.onnx", threads=torch.get_num_threads())
             cosines, same = {c: [] for c in conditions}, {c: 0 for c in conditions}
             for (r, c), ref in reference.items():

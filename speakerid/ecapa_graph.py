@@ -8,17 +8,14 @@ embedder runs; nothing here runs when a clip is embedded. In fp32 the graph comp
   in numpy, :func:`speakerid.onnx_model.frames`), power spectrum, the model's own mel matrix, dB
   with ``top_db`` and the sentence mean removed;
 - every convolution is one product, frames-major (``(N, T, C)``), with SpeechBrain's mirrored
-  "same" padding (see :class:`Product`); batch norm (inference) as a scale and shift, the scale
-  folded into the product where ReLU sits between them and every factor is positive; means over
+  "same" padding (see :class:`Product`); batch norm (inference) as a scale and shift, folded
+  into the product where ReLU sits between them and every scale is positive (ReLU and shift
+  then one ``max``); means over
   time as products with a row of ones (ONNX Runtime reduces a middle axis slowly);
 - attentive statistics pooling takes the constant (mean, std) share of its first product once
   per clip, not once per frame.
 
-int8 (:func:`smooth`): dividing a product's input channels by ``c`` and multiplying the weights'
-rows by ``c`` changes nothing in exact arithmetic but moves the activations' outliers into the
-weights, where per-channel weight scales absorb them ("SmoothQuant", Xiao et al. 2023). The
-factors come from activation ranges measured on real speech, as recorded and through a telephone
-band (benchmarks/int8_calibration.py).
+int8: :mod:`speakerid.ecapa_int8` prepares this graph's products for int8 weights and activations.
 """
 
 from __future__ import annotations
@@ -27,6 +24,8 @@ import math
 
 import torch
 from torch import nn
+
+from .onnx_ops import on_uint8_grid, sliced
 
 
 MAX_ATTENTION_BOUND = 40.0  # exp(+-40), and its products with squared deviations, are normal fp32 numbers
@@ -76,6 +75,9 @@ class Product(nn.Module):
                 # relu(z) * scale == relu(z * scale) when every scale is positive: the batch norm's
                 # scale goes into the product's output columns (for int8, into their per-column scales)
                 weight, bias, scale = weight * scale, bias * scale, None
+        self.floor = None
+        if relu and scale is None and shift is not None:  # relu(z) + shift == max(z + shift, shift): one pass
+            bias, self.floor, shift, self.relu = bias + shift, _frozen(shift), None, False
         self.norm_scale, self.norm_shift = (None if t is None else _frozen(t) for t in (scale, shift))
         if self.shift_outputs:  # (in, k * out): every tap's output at once; bias added once, with tap 0
             self.weight = _frozen(weight.permute(1, 0, 2).reshape(self.in_channels, -1))
@@ -83,7 +85,19 @@ class Product(nn.Module):
         else:  # (k * in, out): rows ordered like the stacked shifted inputs
             self.weight = _frozen(weight.reshape(-1, self.out_channels))
         self.bias = _frozen(bias)
-        self.input_scale: nn.Parameter | None = None  # set by smooth()
+        self.input_scale: nn.Parameter | None = None  # set by ecapa_int8.smooth()
+        self.residual_weight: nn.Parameter | None = None  # set by quantise_twice()
+
+    def add_bias(self, delta: torch.Tensor) -> None:
+        self.bias = _frozen(self.bias.detach() + delta)
+
+    def quantise_twice(self) -> None:
+        """Compute ``x @ w`` as ``q @ w + (q - x) @ -w``, ``q`` being ``x`` on int8's grid: as int8
+        products (the second weight negated so that it is a tensor of its own) the input is rounded
+        to ~16 bits instead of 8, at twice the int8 work, still less than one fp32 product."""
+        if self.kernel != 1:
+            raise ValueError("only products of one frame are quantised twice")
+        self.residual_weight = _frozen(-self.weight.detach())
 
     def scale_inputs(self, factor: torch.Tensor) -> None:
         """Multiply the weights of each input channel by ``factor`` and divide the input by it."""
@@ -105,7 +119,10 @@ class Product(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_scale is not None:
             x = x * self.input_scale
-        if self.kernel == 1:
+        if self.residual_weight is not None:
+            q = on_uint8_grid(x)
+            y = torch.matmul(q, self.weight) + torch.matmul(q - x, self.residual_weight) + self.bias
+        elif self.kernel == 1:
             y = torch.matmul(x, self.weight) + self.bias
         elif self.shift_outputs:
             taps = torch.matmul(self._mirrored(x), self.weight) + self.bias
@@ -115,6 +132,8 @@ class Product(nn.Module):
         else:
             x = self._mirrored(x)
             y = torch.matmul(torch.cat([self._window(x, j) for j in range(self.kernel)], 2), self.weight) + self.bias
+        if self.floor is not None:
+            y = torch.maximum(y, self.floor)
         if self.relu:
             y = torch.relu(y)
         if self.norm_scale is not None:
@@ -126,16 +145,17 @@ class Product(nn.Module):
     def _mirrored(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` with ``pad`` mirrored frames at each end (SpeechBrain's "same" padding)."""
         pad = self.dilation * (self.kernel - 1) // 2
-        return torch.cat([x[:, 1:pad + 1].flip(1), x, x[:, -pad - 1:-1].flip(1)], 1) if pad else x
+        return torch.cat([sliced(x, (1, pad, 0, -1)), x, sliced(x, (1, -2, -pad - 2, -1))], 1) if pad else x
 
     def _window(self, mirrored: torch.Tensor, j: int, channel: int | None = None) -> torch.Tensor:
         """Tap ``j``'s frames of a mirrored sequence (and, for tapped outputs, its ``out_channels``
         from ``channel``). The bounds are constants (the end counted from the back), so the
         exported graph computes no shapes at run time."""
         start, end = j * self.dilation, (j - self.kernel + 1) * self.dilation
+        frames = (1, start, end or None, 1)
         if channel is None:
-            return mirrored[:, start:end or None]
-        return mirrored[:, start:end or None, channel:channel + self.out_channels]
+            return sliced(mirrored, frames)
+        return sliced(mirrored, frames, (2, channel, channel + self.out_channels, 1))
 
 
 def _tdnn(block) -> Product:
@@ -155,7 +175,7 @@ class SERes2NetBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         residual = x
-        chunks = torch.chunk(self.tdnn1(x), self.scale, dim=2)
+        chunks = torch.split(self.tdnn1(x), self.tdnn1.out_channels // self.scale, dim=2)  # one Split node (chunk: shape arithmetic and a Slice each)
         outputs = [chunks[0]]
         for i in range(1, self.scale):
             outputs.append(self.res2net[i - 1](chunks[i] if i == 1 else chunks[i] + outputs[-1]))
@@ -237,14 +257,18 @@ class EcapaGraph(nn.Module):
 
     def products(self) -> dict[str, Product]:
         """The products run in int8: the per-frame ones with large weights, except the first layer
-        (it reads the features) and the last block's second product, whose int8 error was 4-10x
-        any other layer's on real speech (benchmarks/int8_calibration.py). The once-per-clip
-        products (squeeze-excitation, output) gain nothing from int8. The attention product reads
-        tanh outputs (bounded, no outliers), so it needs no smoothing and has no measured range."""
-        last = f"blocks.{len(self.blocks) - 1}.tdnn2"
+        (it reads the features: cosine 0.998 in int8). The once-per-clip products (squeeze-excitation,
+        output) gain nothing from int8. The attention product reads tanh outputs (bounded, no
+        outliers), so it needs no smoothing and has no measured range."""
         return {name: module for name, module in self.named_modules()
                 if isinstance(module, Product) and min(module.weight.shape) >= 128
-                and not name.endswith(("se1", "se2")) and name not in ("fc", "block0", last)}
+                and not name.endswith(("se1", "se2")) and name not in ("fc", "block0")}
+
+    def twice_quantised(self) -> str:
+        """The product quantised twice (:meth:`Product.quantise_twice`): the last block's second,
+        whose int8 error on real speech was 4-10x any other layer's and took telephone-band cosine
+        to 0.9986 (benchmarks/int8_calibration.py); its errors reach the pooling undiluted."""
+        return f"blocks.{len(self.blocks) - 1}.tdnn2"
 
 
 def _attention_bound(model) -> float:
@@ -275,41 +299,6 @@ def unsupported(classifier) -> list[str]:
     if isinstance(model, ECAPA_TDNN) and _attention_bound(model) > MAX_ATTENTION_BOUND:
         reasons.append("attention logits too large for an exp without its max")
     return reasons
-
-
-def activation_ranges(graph: EcapaGraph, clips_frames: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Largest absolute input per channel of each int8 product, over ``clips_frames``."""
-    ranges: dict[str, torch.Tensor] = {}
-    hooks = []
-    for name, module in graph.products().items():
-        def record(_module, inputs, name=name):
-            peak = inputs[0].detach().abs().amax(dim=(0, 1))
-            ranges[name] = torch.maximum(ranges[name], peak) if name in ranges else peak
-        hooks.append(module.register_forward_pre_hook(record))
-    try:
-        with torch.no_grad():
-            for frames in clips_frames:
-                graph(frames)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return ranges
-
-
-def smooth(graph: EcapaGraph, ranges: dict[str, torch.Tensor], alpha: float) -> None:
-    """Per input channel ``c = range^alpha / max|w|^(1 - alpha)``: inputs divided by ``c``, weight
-    rows multiplied by it. Exact in real arithmetic; only int8 rounding is affected.
-
-    Ranges are floored at their median: a channel that was quiet on the calibration speech is not
-    amplified beyond a typical one, so audio unlike it cannot make that channel dominate the
-    per-call int8 scale (unfloored ranges measured on wideband speech alone took telephone-band
-    audio to cosine 0.959)."""
-    for name, module in graph.products().items():
-        if name not in ranges:
-            continue
-        peak = ranges[name].float()
-        peak = peak.clamp(min=max(float(peak.median()), 1e-5))
-        module.scale_inputs(peak ** alpha / module.input_weight_peaks().clamp(min=1e-5) ** (1 - alpha))
 
 
 def export(graph: EcapaGraph, path, frames: int = 200) -> None:

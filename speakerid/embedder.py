@@ -36,7 +36,7 @@ class Embedder:
     """Clips of 16 kHz mono float32 samples in, L2-normalised float32 embeddings ``(N, D)`` out.
 
     ``precision``: ``auto`` (``SPEAKERID_PRECISION``, else int8 where the CPU has VNNI or AMX-INT8
-    and the model has measured int8 ranges, else fp32), ``fp32`` or ``int8``. ``threads``: cores
+    and the model has measured int8 activations, else fp32), ``fp32`` or ``int8``. ``threads``: cores
     one embedding may use (default: all this process may run on).
 
     Example

@@ -10,7 +10,7 @@ written atomically on first use from the model's own SpeechBrain checkpoint
 
 - ``fp32``: the same arithmetic as SpeechBrain up to float rounding (cosine 1.000000);
 - ``int8``: the large per-frame products with int8 weights (per output channel) and activations
-  quantised per call; only for models with measured activation ranges (the published ECAPA
+  quantised per call; only for models with activations measured on speech (the published ECAPA
   model: ``speakerid/data``), and chosen by default only on CPUs with VNNI or AMX-INT8 (the
   CPU kinds it was measured faster on). Cosine to fp32 >= 0.999 on real speech, same decisions.
 """
@@ -33,9 +33,9 @@ from .paths import cache_dir
 
 log = logging.getLogger(__name__)
 
-CONVERTER = 4  # bump when the graph changes: files of another version are rebuilt
+CONVERTER = 5  # bump when the graph changes: files of another version are rebuilt
 RESTATER = 1  # the same for restated_file()
-RANGES = {DEFAULT_MODEL: Path(__file__).parent / "data" / "ecapa-voxceleb-int8-ranges.npz"}
+ACTIVATIONS = {DEFAULT_MODEL: Path(__file__).parent / "data" / "ecapa-voxceleb-int8-activations.npz"}
 SMOOTHING = 0.7  # SmoothQuant's alpha (benchmarks/int8_calibration.py: 0.5 and 0.7 measured)
 INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 _build_lock = threading.Lock()
@@ -58,8 +58,8 @@ def cpu_flags() -> set[str]:
 
 
 def default_precision(model: ModelFolder) -> str:
-    """int8 where the CPU has int8 dot-product units and the model has measured ranges, else fp32."""
-    return "int8" if model.id in RANGES and cpu_flags() & set(INT8_FLAGS) else "fp32"
+    """int8 where the CPU has int8 dot-product units and the model has measured activations, else fp32."""
+    return "int8" if model.id in ACTIVATIONS and cpu_flags() & set(INT8_FLAGS) else "fp32"
 
 
 def frames(samples: np.ndarray, n_fft: int = 400, hop: int = 160) -> np.ndarray:
@@ -79,14 +79,14 @@ def onnx_file(model: ModelFolder, precision: str) -> Path:
     """The ONNX file of ``model`` at ``precision``, built now if the cache does not hold it.
 
     Raises :class:`NotConvertible` (remembered in the cache) for models this graph does not
-    restate, and :class:`ModelError` when int8 is asked of a model without measured ranges.
+    restate, and :class:`ModelError` when int8 is asked of a model without measured activations.
     """
-    if precision == "int8" and model.id not in RANGES:
-        raise ModelError(f"{model.id}: int8 needs activation ranges measured on speech; only {', '.join(RANGES)} has them")
+    if precision == "int8" and model.id not in ACTIVATIONS:
+        raise ModelError(f"{model.id}: int8 needs activations measured on speech; only {', '.join(ACTIVATIONS)} has them")
     folder = cache_dir() / "onnx" / model.id.replace("/", "--")
     path, marker = folder / f"{precision}.onnx", folder / "not-convertible.json"
     stamp = {"converter": CONVERTER, "model": model.id, "smoothing": SMOOTHING,
-             "ranges": sha256_file(RANGES[model.id]) if precision == "int8" else None}
+             "activations": sha256_file(ACTIVATIONS[model.id]) if precision == "int8" else None}
     with _build_lock:
         known = _read_json(marker)
         if known and known.get("converter") == CONVERTER:  # a newer converter may restate the model
@@ -144,9 +144,7 @@ def _write_private(path: Path, data: bytes) -> None:
 
 def _build(model: ModelFolder, precision: str, path: Path) -> None:
     """Convert the checkpoint (torch + SpeechBrain, this once) and write ``path``."""
-    import torch
-
-    from . import ecapa_graph
+    from . import ecapa_graph, ecapa_int8
     from .embedder import flush_denormals, load_speechbrain
 
     classifier = load_speechbrain(model.path)
@@ -158,12 +156,11 @@ def _build(model: ModelFolder, precision: str, path: Path) -> None:
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
         if precision == "int8":
-            with np.load(RANGES[model.id]) as stored:
-                ecapa_graph.smooth(graph, {name: torch.from_numpy(stored[name]) for name in stored.files}, SMOOTHING)
+            weights = ecapa_int8.prepare(graph, ecapa_int8.Activations.load(ACTIVATIONS[model.id]), SMOOTHING)
         try:
             ecapa_graph.export(graph, fp32)
             if precision == "int8":
-                quantise(fp32, Path(tmp) / "int8.onnx", {f"{name}.weight" for name in graph.products()})
+                quantise(fp32, Path(tmp) / "int8.onnx", weights)
         except Exception as exc:  # the exporter and quantiser raise many kinds
             raise ModelError(f"{model.id}: cannot build the {precision} ONNX model ({one_line(exc)})") from None
         _write_private(path, (Path(tmp) / f"{precision}.onnx").read_bytes())

@@ -86,7 +86,7 @@ def test_cuda_request_without_cuda_is_refused(model_dir):
 @needs_data
 def test_int8_keeps_the_accuracy_bar_at_16_and_8_khz(embedder):
     """int8 against fp32: cosine >= 0.999 on every split-3 clip (not used to measure the int8
-    ranges), as recorded and through a telephone band (8 kHz and back)."""
+    activations), as recorded and through a telephone band (8 kHz and back)."""
     from speakerid.audio import resample
 
     int8, fp32 = Embedder(embedder.model, precision="int8"), Embedder(embedder.model, precision="fp32")
@@ -177,12 +177,13 @@ def test_flushing_subnormal_weights_changes_no_output_bit(model_dir):
         assert a.numpy().tobytes() == b.numpy().tobytes(), clip
 
 
-@pytest.mark.parametrize("in_channels, out_channels, kernel, dilation", [(4, 16, 5, 1), (16, 16, 3, 2), (24, 8, 3, 4)])
+@pytest.mark.parametrize("in_channels, out_channels, kernel, dilation", [(4, 16, 5, 1), (16, 16, 3, 2), (24, 8, 3, 4), (12, 8, 1, 1)])
 @pytest.mark.parametrize("norm_scales", ["positive", "mixed"])
 def test_products_compute_speechbrains_tdnn_block(in_channels, out_channels, kernel, dilation, norm_scales):
     """Both ways a kernel is restated (shifted inputs for a narrow input, shifted outputs otherwise)
-    give SpeechBrain's "same"-padded, mirrored convolution, ReLU and batch norm (whose scale is
-    folded into the product when all its factors are positive), and smoothing leaves it unchanged."""
+    give SpeechBrain's "same"-padded, mirrored convolution, ReLU and batch norm (folded into the
+    product when all its scales are positive), and neither smoothing nor
+    quantising twice changes it."""
     from speechbrain.lobes.models.ECAPA_TDNN import TDNNBlock
 
     from speakerid.ecapa_graph import Product
@@ -198,10 +199,40 @@ def test_products_compute_speechbrains_tdnn_block(in_channels, out_channels, ker
             norm.weight[::3] *= -1
     x = torch.randn(2, 37, in_channels)  # frames-major (N, T, C); ECAPA's blocks take (N, C, T)
     product = Product(block.conv.conv, norm, relu=True)
-    assert product.shift_outputs == (out_channels <= in_channels)
+    assert product.shift_outputs == (kernel > 1 and out_channels <= in_channels)
     assert (product.norm_scale is None) == (norm_scales == "positive")
     with torch.no_grad():
         expected = block(x.transpose(1, 2)).transpose(1, 2)
         assert torch.allclose(product(x), expected, atol=1e-5)
         product.scale_inputs(torch.rand(in_channels) + 0.5)
         assert torch.allclose(product(x), expected, atol=1e-5)
+        if kernel == 1:  # on int8's grid, then what rounding left: the same product
+            product.quantise_twice()
+            assert torch.allclose(product(x), expected, atol=1e-5)
+
+
+def test_int8_file_holds_the_weights_bias_correction_assumed(embedder, model_dir):
+    """Bias correction adds ``mean(x) @ (w - int8_rounded(w))`` to each int8 product's bias: that
+    is only right if ``int8_rounded`` rounds as ONNX Runtime's quantiser did in the built file."""
+    import onnx
+    from onnx import numpy_helper
+
+    from speakerid import ecapa_graph, ecapa_int8, onnx_model
+    from speakerid.embedder import flush_denormals, load_speechbrain
+
+    classifier = load_speechbrain(model_dir)
+    flush_denormals(classifier.mods)
+    graph = ecapa_graph.EcapaGraph(classifier.eval()).eval()
+    weights = ecapa_int8.prepare(graph, ecapa_int8.Activations.load(onnx_model.ACTIVATIONS[embedder.model.id]),
+                                 onnx_model.SMOOTHING)
+    stored = {t.name: numpy_helper.to_array(t)
+              for t in onnx.load(str(onnx_model.onnx_file(embedder.model, "int8"))).graph.initializer}
+    parameters = dict(graph.named_parameters())
+    assert len(weights) == len(graph.products()) + 1 == 31  # and the twice-quantised product's second weight
+    for name in weights:
+        ours = ecapa_int8.int8_rounded(parameters[name].detach()).numpy()
+        theirs = stored[f"{name}_quantized"].astype(np.float32) * stored[f"{name}_scale"]
+        assert np.abs(ours - theirs).max() <= 1e-6 * np.abs(ours).max(), name
+    for name in graph.products():
+        if f"{name}.bias" in stored:
+            assert np.allclose(stored[f"{name}.bias"], parameters[f"{name}.bias"].detach().numpy(), atol=1e-6), name
