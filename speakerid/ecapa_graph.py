@@ -175,7 +175,8 @@ class SERes2NetBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         residual = x
-        chunks = torch.split(self.tdnn1(x), self.tdnn1.out_channels // self.scale, dim=2)  # one Split node (chunk: shape arithmetic and a Slice each)
+        # split, not chunk: one Split node (chunk exports shape arithmetic and a Slice per part)
+        chunks = torch.split(self.tdnn1(x), self.tdnn1.out_channels // self.scale, dim=2)
         outputs = [chunks[0]]
         for i in range(1, self.scale):
             outputs.append(self.res2net[i - 1](chunks[i] if i == 1 else chunks[i] + outputs[-1]))
