@@ -10,8 +10,8 @@ embedder runs; nothing here runs when a clip is embedded. In fp32 the graph comp
 - every convolution is one product, frames-major (``(N, T, C)``), with SpeechBrain's mirrored
   "same" padding (see :class:`Product`); batch norm (inference) as a scale and shift, folded
   into the product where ReLU sits between them and every scale is positive (ReLU and shift
-  then one ``max``); means over
-  time as products with a row of ones (ONNX Runtime reduces a middle axis slowly);
+  then one ``max``); means over time as products with a row of ones (ONNX Runtime reduces a
+  middle axis slowly);
 - attentive statistics pooling takes the constant (mean, std) share of its first product once
   per clip, not once per frame.
 

@@ -109,5 +109,6 @@ def prepare(graph: EcapaGraph, activations: Activations, alpha: float) -> set[st
     smooth(graph, activations.peak, alpha)
     correct_bias(graph, activations.mean)
     products: dict[str, Product] = graph.products()
-    products[graph.twice_quantised()].quantise_twice()
-    return {f"{name}.weight" for name in products} | {f"{graph.twice_quantised()}.residual_weight"}
+    twice = graph.twice_quantised()
+    products[twice].quantise_twice()
+    return {f"{name}.weight" for name in products} | {f"{twice}.residual_weight"}

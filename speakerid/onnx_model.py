@@ -23,6 +23,7 @@ import os
 import tempfile
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,6 +31,9 @@ from .digest import sha256_file
 from .errors import ModelError, one_line
 from .models import DEFAULT_MODEL, ModelFolder
 from .paths import cache_dir
+
+if TYPE_CHECKING:  # the graph needs torch, imported only when a file is built
+    from .ecapa_graph import EcapaGraph
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +146,9 @@ def _write_private(path: Path, data: bytes) -> None:
         raise
 
 
-def _build(model: ModelFolder, precision: str, path: Path) -> None:
-    """Convert the checkpoint (torch + SpeechBrain, this once) and write ``path``."""
+def prepared_graph(model: ModelFolder, precision: str) -> tuple[EcapaGraph, set[str]]:
+    """The graph ``precision``'s file is exported from (torch + SpeechBrain, this once), and the
+    names of the weights :func:`quantise` turns to int8 (empty for fp32)."""
     from . import ecapa_graph, ecapa_int8
     from .embedder import flush_denormals, load_speechbrain
 
@@ -153,10 +158,18 @@ def _build(model: ModelFolder, precision: str, path: Path) -> None:
     if reasons := ecapa_graph.unsupported(classifier):
         raise NotConvertible(f"{model.id}: {'; '.join(reasons)}")
     graph = ecapa_graph.EcapaGraph(classifier).eval()
+    if precision != "int8":
+        return graph, set()
+    return graph, ecapa_int8.prepare(graph, ecapa_int8.Activations.load(ACTIVATIONS[model.id]), SMOOTHING)
+
+
+def _build(model: ModelFolder, precision: str, path: Path) -> None:
+    """Convert the checkpoint and write ``path``."""
+    from . import ecapa_graph
+
+    graph, weights = prepared_graph(model, precision)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
-        if precision == "int8":
-            weights = ecapa_int8.prepare(graph, ecapa_int8.Activations.load(ACTIVATIONS[model.id]), SMOOTHING)
         try:
             ecapa_graph.export(graph, fp32)
             if precision == "int8":

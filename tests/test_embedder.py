@@ -211,20 +211,15 @@ def test_products_compute_speechbrains_tdnn_block(in_channels, out_channels, ker
             assert torch.allclose(product(x), expected, atol=1e-5)
 
 
-def test_int8_file_holds_the_weights_bias_correction_assumed(embedder, model_dir):
+def test_int8_file_holds_the_weights_bias_correction_assumed(embedder):
     """Bias correction adds ``mean(x) @ (w - int8_rounded(w))`` to each int8 product's bias: that
     is only right if ``int8_rounded`` rounds as ONNX Runtime's quantiser did in the built file."""
     import onnx
     from onnx import numpy_helper
 
-    from speakerid import ecapa_graph, ecapa_int8, onnx_model
-    from speakerid.embedder import flush_denormals, load_speechbrain
+    from speakerid import ecapa_int8, onnx_model
 
-    classifier = load_speechbrain(model_dir)
-    flush_denormals(classifier.mods)
-    graph = ecapa_graph.EcapaGraph(classifier.eval()).eval()
-    weights = ecapa_int8.prepare(graph, ecapa_int8.Activations.load(onnx_model.ACTIVATIONS[embedder.model.id]),
-                                 onnx_model.SMOOTHING)
+    graph, weights = onnx_model.prepared_graph(embedder.model, "int8")
     stored = {t.name: numpy_helper.to_array(t)
               for t in onnx.load(str(onnx_model.onnx_file(embedder.model, "int8"))).graph.initializer}
     parameters = dict(graph.named_parameters())
