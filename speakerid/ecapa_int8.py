@@ -10,7 +10,8 @@ exact in real arithmetic; each only changes what int8 rounding does:
 - bias correction (:func:`correct_bias`): rounding the weights to int8 shifts every output by
   ``x @ (w - rounded(w))``, whose mean over speech goes into the bias ("Data-Free Quantization",
   Nagel et al. 2019). Measured on the 30 split-3 clips (not used for the means), min cosine to
-  fp32: telephone band 0.99919 -> 0.99929, babble 5 dB 0.99728 -> 0.99790 (benchmarks/README.md).
+  fp32: telephone band 0.99919 -> 0.99929, babble 5 dB 0.99728 -> 0.99790 (AMD EPYC Zen 4;
+  benchmarks/README.md).
 """
 
 from __future__ import annotations
