@@ -5,15 +5,17 @@ embedder runs; nothing here runs when a clip is embedded. In fp32 the graph comp
 ``EncoderClassifier.encode_batch`` computes, up to float rounding (tests/test_embedder.py):
 
 - features: the short-time Fourier transform as one product with a windowed DFT basis (frames cut
-  in numpy, :func:`speakerid.onnx_model.frames`), power spectrum, the model's own mel matrix, dB
-  with ``top_db`` and the sentence mean removed;
+  in numpy, :func:`speakerid.onnx_model.frames`); its squares times the model's own mel matrix
+  stacked twice (power spectrum and filter bank in one product); dB with ``top_db`` and the
+  sentence mean removed (SpeechBrain's constant dB offset cancels in that mean);
 - every convolution is one product, frames-major (``(N, T, C)``), with SpeechBrain's mirrored
-  "same" padding (see :class:`Product`); batch norm (inference) as a scale and shift, folded
-  into the product where ReLU sits between them and every scale is positive (ReLU and shift
-  then one ``max``); means over time as products with a row of ones (ONNX Runtime reduces a
-  middle axis slowly);
+  "same" padding as one ``Pad`` (see :class:`Product`); batch norm (inference) as a scale and
+  shift, folded into the product where ReLU sits between them and every scale is positive (ReLU
+  and shift then one ``max``); means over time as products with one row of ``1 / T`` made per
+  call (ONNX Runtime reduces a middle axis slowly);
 - attentive statistics pooling takes the constant (mean, std) share of its first product once
-  per clip, not once per frame.
+  per clip, not once per frame, and the batch norm before it (its scale's magnitude in the
+  product before, its sign and shift in the per-clip statistics) costs no pass over the frames.
 
 int8: :mod:`speakerid.ecapa_int8` prepares this graph's products for int8 weights and activations.
 """
@@ -25,7 +27,7 @@ import math
 import torch
 from torch import nn
 
-from .onnx_ops import on_uint8_grid, sliced
+from .onnx_ops import mirrored, on_uint8_grid, sliced
 
 
 MAX_ATTENTION_BOUND = 40.0  # exp(+-40), and its products with squared deviations, are normal fp32 numbers
@@ -40,13 +42,20 @@ def _batch_norm_affine(norm) -> tuple[torch.Tensor, torch.Tensor]:
     return scale, norm.bias - norm.running_mean * scale
 
 
-def time_sum(x: torch.Tensor) -> torch.Tensor:
-    """Sum over frames of ``(N, T, C)`` as ``ones(1, T) @ x`` -> ``(N, 1, C)``."""
-    return torch.matmul(torch.ones_like(x[:, :, :1]).transpose(1, 2), x)
+def frame_average(x: torch.Tensor) -> torch.Tensor:
+    """``(N, 1, T)`` of ``1 / T`` for ``x`` of ``(N, T, C)``: made once per call, so that each mean
+    over the frames is one product (:func:`time_mean`) with no shape arithmetic of its own."""
+    return torch.ones_like(x[:, :, :1]).transpose(1, 2) / x.shape[1]
 
 
-def time_mean(x: torch.Tensor) -> torch.Tensor:
-    return time_sum(x) / x.shape[1]
+def time_mean(x: torch.Tensor, average: torch.Tensor) -> torch.Tensor:
+    """Mean over frames of ``(N, T, C)`` -> ``(N, 1, C)`` (ONNX Runtime reduces a middle axis slowly).
+
+    >>> x = torch.arange(6.0).reshape(1, 3, 2)
+    >>> time_mean(x, frame_average(x)).tolist()
+    [[[2.0, 3.0]]]
+    """
+    return torch.matmul(average, x)
 
 
 class Product(nn.Module):
@@ -99,6 +108,34 @@ class Product(nn.Module):
             raise ValueError("only products of one frame are quantised twice")
         self.residual_weight = _frozen(-self.weight.detach())
 
+    def scale_outputs(self, factor: torch.Tensor) -> None:
+        """Multiply output channel ``c`` by ``factor[c] > 0``: folded into the batch norm, or else into
+        the weights' columns (ReLU and ``max`` commute with a positive scale). For an int8 product
+        the rounded weights only change scale: their per-column steps scale with them."""
+        if self.norm_scale is not None:
+            self.norm_scale = _frozen(self.norm_scale * factor)
+            self.norm_shift = _frozen(self.norm_shift * factor) if self.norm_shift is not None else None
+            return
+        columns = factor.repeat(self.kernel) if self.shift_outputs else factor
+        self.weight, self.bias = _frozen(self.weight * columns), _frozen(self.bias * columns)
+        for name in ("residual_weight", "floor", "norm_shift"):
+            if getattr(self, name) is not None:
+                setattr(self, name, _frozen(getattr(self, name) * (columns if name == "residual_weight" else factor)))
+
+    def take_input_scale(self) -> torch.Tensor:
+        """Stop scaling the input (:meth:`scale_inputs`) and return the scale: the caller folds it
+        into whatever produces the input, saving a pass over it."""
+        scale, self.input_scale = self.input_scale, None
+        if scale is None:
+            raise ValueError("the product's input is not scaled")
+        return scale.detach()
+
+    def expect_scaled_input(self, factor: torch.Tensor) -> None:
+        """The input will arrive with channel ``c`` multiplied by ``factor[c]``: divided back out in
+        the input scale, so the product computes what it did."""
+        scale = self.input_scale.detach() if self.input_scale is not None else torch.ones(self.in_channels)
+        self.input_scale = _frozen(scale / factor)
+
     def scale_inputs(self, factor: torch.Tensor) -> None:
         """Multiply the weights of each input channel by ``factor`` and divide the input by it."""
         weight = self.weight.detach()
@@ -145,7 +182,7 @@ class Product(nn.Module):
     def _mirrored(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` with ``pad`` mirrored frames at each end (SpeechBrain's "same" padding)."""
         pad = self.dilation * (self.kernel - 1) // 2
-        return torch.cat([sliced(x, (1, pad, 0, -1)), x, sliced(x, (1, -2, -pad - 2, -1))], 1) if pad else x
+        return mirrored(x, pad) if pad else x
 
     def _window(self, mirrored: torch.Tensor, j: int, channel: int | None = None) -> torch.Tensor:
         """Tap ``j``'s frames of a mirrored sequence (and, for tapped outputs, its ``out_channels``
@@ -169,20 +206,40 @@ class SERes2NetBlock(nn.Module):
             raise ValueError("SE-Res2Net blocks with a shortcut convolution are not supported")
         self.tdnn1, self.tdnn2 = _tdnn(block.tdnn1), _tdnn(block.tdnn2)
         self.scale = block.res2net_block.scale
+        self.width = self.tdnn1.out_channels // self.scale
         self.res2net = nn.ModuleList(_tdnn(b) for b in block.res2net_block.blocks)
         self.se1 = Product(block.se_block.conv1.conv)
         self.se2 = Product(block.se_block.conv2.conv)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, average: torch.Tensor) -> torch.Tensor:
         residual = x
         # split, not chunk: one Split node (chunk exports shape arithmetic and a Slice per part)
-        chunks = torch.split(self.tdnn1(x), self.tdnn1.out_channels // self.scale, dim=2)
+        chunks = torch.split(self.tdnn1(x), self.width, dim=2)
         outputs = [chunks[0]]
         for i in range(1, self.scale):
             outputs.append(self.res2net[i - 1](chunks[i] if i == 1 else chunks[i] + outputs[-1]))
         x = self.tdnn2(torch.cat(outputs, 2))
-        gate = torch.sigmoid(self.se2(torch.relu(self.se1(time_mean(x)))))
+        gate = torch.sigmoid(self.se2(torch.relu(self.se1(time_mean(x, average)))))
         return x * gate + residual
+
+    def fold_input_scales(self) -> None:
+        """Scale each Res2Net product's input where it is made instead of in a pass of its own:
+        part ``i``'s input is ``chunk[i] + output[i - 1]``, so the first product's output columns of
+        part ``i`` and the previous Res2Net product's outputs take the scale; the second product,
+        which also reads those outputs, undoes it in its own input scale."""
+        width = self.width
+        for i, product in enumerate(self.res2net, start=1):
+            if product.input_scale is None:
+                continue
+            scale = product.take_input_scale()
+            columns = torch.ones(self.tdnn1.out_channels)
+            columns[i * width:(i + 1) * width] = scale
+            self.tdnn1.scale_outputs(columns)
+            if i > 1:
+                self.res2net[i - 2].scale_outputs(scale)
+                arriving = torch.ones(self.tdnn2.in_channels)
+                arriving[(i - 1) * width:i * width] = scale
+                self.tdnn2.expect_scaled_input(arriving)
 
 
 class EcapaGraph(nn.Module):
@@ -204,22 +261,29 @@ class EcapaGraph(nn.Module):
         log_mel, fbanks.log_mel = fbanks.log_mel, False
         try:  # the filter bank's linear output for a unit spectrum is its matrix
             with torch.no_grad():
-                self.mel = _frozen(fbanks(torch.eye(self.bins)[None])[0])
+                mel = fbanks(torch.eye(self.bins)[None])[0]
         finally:
             fbanks.log_mel = log_mel
-        self.amin, self.top_db, self.multiplier = fbanks.amin, fbanks.top_db, fbanks.multiplier
-        self.db_offset = fbanks.multiplier * fbanks.db_multiplier
+        self.mel = _frozen(torch.cat([mel, mel]))  # the real and imaginary parts' squares, both filtered
+        self.amin, self.top_db = fbanks.amin, fbanks.top_db
+        self.db_per_neper = fbanks.multiplier / math.log(10)  # SpeechBrain's constant dB offset cancels in the mean removal
 
         model = mods.embedding_model
         self.block0 = _tdnn(model.blocks[0])
         self.blocks = nn.ModuleList(SERes2NetBlock(b) for b in model.blocks[1:])
-        self.mfa = _tdnn(model.mfa)
+        # The pooling reads SpeechBrain's frames as mfa(x) * frame_scale + frame_shift (its batch norm,
+        # the magnitude of whose scale goes into the product): the statistics take the scale and shift
+        # once per clip instead of every frame taking them.
+        self.mfa = Product(model.mfa.conv.conv, relu=True)
+        norm_scale, norm_shift = _batch_norm_affine(model.mfa.norm.norm)
+        self.mfa.scale_outputs(norm_scale.abs())
+        self.frame_scale, self.frame_shift = _frozen(torch.sign(norm_scale)), _frozen(norm_shift)
         pooling = model.asp
-        weight = pooling.tdnn.conv.conv.weight[:, :, 0]
+        weight = pooling.tdnn.conv.conv.weight[:, :, 0].detach()
         channels = weight.shape[1] // 3
         frame_part = nn.Conv1d(channels, weight.shape[0], 1)
-        frame_part.weight = nn.Parameter(weight[:, :channels, None].detach().clone())
-        frame_part.bias = nn.Parameter(pooling.tdnn.conv.conv.bias.detach().clone())
+        frame_part.weight = nn.Parameter((weight[:, :channels] * self.frame_scale)[:, :, None])
+        frame_part.bias = nn.Parameter(pooling.tdnn.conv.conv.bias.detach() + weight[:, :channels] @ norm_shift)
         self.pool_frames = Product(frame_part)  # the (mean, std) share is added once per clip
         self.pool_stats = _frozen(weight[:, channels:].T)
         self.pool_norm_scale, self.pool_norm_shift = (_frozen(t) for t in _batch_norm_affine(pooling.tdnn.norm.norm))
@@ -230,31 +294,44 @@ class EcapaGraph(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         spectrum = torch.matmul(frames, self.dft)
-        power = spectrum[..., :self.bins] ** 2 + spectrum[..., self.bins:] ** 2
-        db = self.multiplier * torch.log10(torch.clamp(torch.matmul(power, self.mel), min=self.amin)) - self.db_offset
+        db = self.db_per_neper * torch.log(torch.clamp(torch.matmul(spectrum * spectrum, self.mel), min=self.amin))
         db = torch.maximum(db, db.amax(dim=(1, 2), keepdim=True) - self.top_db)
-        x = self.block0(db - time_mean(db))
+        average = frame_average(db)
+        x = self.block0(db - time_mean(db, average))
         outputs = []
         for block in self.blocks:
-            x = block(x)
+            x = block(x, average)
             outputs.append(x)
         x = self.mfa(torch.cat(outputs, 2))
 
-        mean = time_mean(x)
+        scale, squared_scale = self.frame_scale, self.frame_scale * self.frame_scale
+        mean = time_mean(x, average)
         deviation = x - mean
         squared = deviation * deviation
-        std = torch.sqrt(torch.clamp(time_mean(squared), min=self.eps))
-        hidden = self.pool_frames(x) + torch.matmul(torch.cat([mean, std], 2), self.pool_stats)
+        frames_mean = mean * scale + self.frame_shift
+        frames_std = torch.sqrt(torch.clamp(time_mean(squared, average) * squared_scale, min=self.eps))
+        hidden = self.pool_frames(x) + torch.matmul(torch.cat([frames_mean, frames_std], 2), self.pool_stats)
         hidden = torch.tanh(torch.relu(hidden) * self.pool_norm_scale + self.pool_norm_shift)
         # softmax over time without its max and bias: |logit| <= attention_bound <= 40 (|tanh| <= 1), so
         # exp stays a normal fp32 number, and the bias, constant in time, cancels. (ONNX Runtime's
-        # softmax over a middle axis is slow.)
+        # softmax over a middle axis is slow.) Means instead of sums: the 1 / T cancels too.
         weights = torch.exp(torch.matmul(hidden, self.attention.weight))
-        total = time_sum(weights)
-        shift = time_sum(weights * deviation) / total  # attentive mean - plain mean
-        variance = time_sum(weights * squared) / total - shift * shift
-        pooled = torch.cat([mean + shift, torch.sqrt(torch.clamp(variance, min=self.eps))], 2)
+        total = time_mean(weights, average)
+        shift = time_mean(weights * deviation, average) / total  # attentive mean - plain mean
+        variance = time_mean(weights * squared, average) / total - shift * shift
+        pooled = torch.cat([frames_mean + shift * scale, torch.sqrt(torch.clamp(variance * squared_scale, min=self.eps))], 2)
         return self.fc(pooled * self.out_norm_scale + self.out_norm_shift)[:, 0]
+
+    def fold_input_scales(self) -> None:
+        """Scale the Res2Net and pooling products' inputs where they are made (int8 smoothing),
+        saving a pass over each: see :meth:`SERes2NetBlock.fold_input_scales`; the pooling's frames
+        take the scale in the first product's columns, and ``frame_scale`` undoes it."""
+        for block in self.blocks:
+            block.fold_input_scales()
+        if self.pool_frames.input_scale is not None:
+            scale = self.pool_frames.take_input_scale()
+            self.mfa.scale_outputs(scale)
+            self.frame_scale = _frozen(self.frame_scale / scale)
 
     def products(self) -> dict[str, Product]:
         """The products run in int8: the per-frame ones with large weights, except the first layer

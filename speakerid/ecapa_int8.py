@@ -11,7 +11,9 @@ exact in real arithmetic; each only changes what int8 rounding does:
   ``x @ (w - rounded(w))``, whose mean over speech goes into the bias ("Data-Free Quantization",
   Nagel et al. 2019). Measured on the 30 split-3 clips (not used for the means), min cosine to
   fp32: telephone band 0.99919 -> 0.99929, babble 5 dB 0.99728 -> 0.99790 (AMD EPYC Zen 4;
-  benchmarks/README.md).
+  benchmarks/README.md);
+- folding (:meth:`speakerid.ecapa_graph.EcapaGraph.fold_input_scales`): the Res2Net and pooling
+  products' input scales move into whatever makes their inputs, a pass over each input fewer.
 """
 
 from __future__ import annotations
@@ -112,4 +114,5 @@ def prepare(graph: EcapaGraph, activations: Activations, alpha: float) -> set[st
     products: dict[str, Product] = graph.products()
     twice = graph.twice_quantised()
     products[twice].quantise_twice()
+    graph.fold_input_scales()
     return {f"{name}.weight" for name in products} | {f"{twice}.residual_weight"}

@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # the graph needs torch, imported only when a file is built
 
 log = logging.getLogger(__name__)
 
-CONVERTER = 5  # bump when the graph changes: files of another version are rebuilt
+CONVERTER = 6  # bump when the graph changes: files of another version are rebuilt
 RESTATER = 1  # the same for restated_file()
 ACTIVATIONS = {DEFAULT_MODEL: Path(__file__).parent / "data" / "ecapa-voxceleb-int8-activations.npz"}
 SMOOTHING = 0.7  # SmoothQuant's alpha (benchmarks/int8_calibration.py: 0.5 and 0.7 measured)

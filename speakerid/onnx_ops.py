@@ -59,3 +59,25 @@ def on_uint8_grid(x: torch.Tensor) -> torch.Tensor:
     [-0.9961, 0.0078, 0.9961]
     """
     return _Uint8Grid.apply(x)
+
+
+class _Mirrored(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, pad: int) -> torch.Tensor:
+        return torch.nn.functional.pad(x.transpose(1, 2), (pad, pad), mode="reflect").transpose(1, 2)
+
+    @staticmethod
+    def symbolic(g, x, pad: int):
+        pads = g.op("Constant", value_t=torch.tensor([0, pad, 0, 0, pad, 0], dtype=torch.int64))
+        return g.op("Pad", x, pads, mode_s="reflect")
+
+
+def mirrored(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """``(N, T, C)`` with ``pad`` frames mirrored at each end, the edge frame not repeated (torch's
+    and SpeechBrain's "reflect"), exported as one ONNX ``Pad``.
+
+    >>> mirrored(torch.arange(4.0).reshape(1, 4, 1), 2).flatten().tolist()
+    [2.0, 1.0, 0.0, 1.0, 2.0, 3.0, 2.0, 1.0]
+    """
+    return _Mirrored.apply(x, pad)
+

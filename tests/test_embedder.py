@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -12,7 +14,7 @@ from speakerid.errors import ModelError
 from speakerid.metrics import eer
 from speakerid.models import DEFAULT_MODEL
 
-from conftest import DATA, clip_path, iden_split, needs_data, plain_embedding
+from conftest import DATA, clip_path, clips_of, iden_split, needs_data, plain_embedding
 from tiny_models import make_tiny_model
 
 
@@ -162,7 +164,6 @@ def test_flushing_subnormal_weights_changes_no_output_bit(model_dir):
     without that one change gives the same embeddings, bit for bit, on real speech."""
     import torch
 
-    from conftest import clips_of
     from speakerid.embedder import flush_denormals, load_speechbrain
 
     plain, flushed = load_speechbrain(model_dir), load_speechbrain(model_dir)
@@ -182,8 +183,8 @@ def test_flushing_subnormal_weights_changes_no_output_bit(model_dir):
 def test_products_compute_speechbrains_tdnn_block(in_channels, out_channels, kernel, dilation, norm_scales):
     """Both ways a kernel is restated (shifted inputs for a narrow input, shifted outputs otherwise)
     give SpeechBrain's "same"-padded, mirrored convolution, ReLU and batch norm (folded into the
-    product when all its scales are positive), and neither smoothing nor
-    quantising twice changes it."""
+    product when all its scales are positive); neither smoothing nor quantising twice changes it,
+    and scaling the outputs, or the input as it arrives, scales exactly what it should."""
     from speechbrain.lobes.models.ECAPA_TDNN import TDNNBlock
 
     from speakerid.ecapa_graph import Product
@@ -209,6 +210,36 @@ def test_products_compute_speechbrains_tdnn_block(in_channels, out_channels, ker
         if kernel == 1:  # on int8's grid, then what rounding left: the same product
             product.quantise_twice()
             assert torch.allclose(product(x), expected, atol=1e-5)
+        outputs, arriving = torch.rand(out_channels) + 0.5, torch.rand(in_channels) + 0.5
+        product.scale_outputs(outputs)
+        assert torch.allclose(product(x), expected * outputs, atol=1e-5)
+        product.expect_scaled_input(arriving)
+        assert torch.allclose(product(x * arriving), expected * outputs, atol=1e-5)
+
+
+@needs_data
+def test_folding_the_input_scales_changes_no_output(model_dir):
+    """int8 smoothing scales each product's input; the Res2Net and pooling products' scales are
+    then folded into what produces their inputs (one pass fewer each). On real speech the graph
+    computes the same before and after the fold, and no folded product scales its input any more."""
+    from speakerid import ecapa_int8, onnx_model
+    from speakerid.models import resolve
+    from speakerid.onnx_model import frames
+
+    model = resolve(str(model_dir), download=False)
+    graph, _ = onnx_model.prepared_graph(model, "fp32")
+    activations = ecapa_int8.Activations.load(onnx_model.ACTIVATIONS[model.id])
+    ecapa_int8.smooth(graph, activations.peak, onnx_model.SMOOTHING)
+    folded = copy.deepcopy(graph)
+    folded.fold_input_scales()
+    assert graph.pool_frames.input_scale is not None and folded.pool_frames.input_scale is None
+    assert all(p.input_scale is None for block in folded.blocks for p in block.res2net)
+    for clip in clips_of("id90001", 1)[:2] + clips_of("id90101", 1)[:2]:
+        x = torch.from_numpy(frames(load_audio(clip).samples))[None]
+        with torch.no_grad():
+            a, b = graph(x)[0], folded(x)[0]
+        assert float(torch.nn.functional.cosine_similarity(a, b, dim=0)) > 0.999999, clip
+        assert float((a - b).abs().max()) < 1e-3 * float(a.abs().max()), clip
 
 
 def test_int8_file_holds_the_weights_bias_correction_assumed(embedder):
