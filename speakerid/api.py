@@ -165,16 +165,17 @@ class SpeakerID:
         return self.measured()
 
     def measured(self) -> Calibration:
-        """The population's calibration, recomputed when the enrolled speakers changed since it was
-        last measured (by any process: it is kept in the store with the generation it describes)."""
+        """The population's calibration, measured again when the enrolled speakers changed since it
+        was last measured (by more than 1 % of the clips in a large store:
+        :meth:`Calibration.describes`), by any process: it is kept in the store with the
+        generation it describes."""
         far = self.far
-        generation = self.store.generation
+        generation, vectors, owners = self.profiles.snapshot()
         cached = self._calibration
-        if cached is None or cached.generation != generation or cached.far != far:
+        if cached is None or cached.far != far or not cached.describes(generation, len(owners)):
             stored = self.store.setting("calibration")
             cached = Calibration.from_dict(stored) if stored else None
-            if cached is None or cached.generation != generation or cached.far != far:
-                generation, vectors, owners = self.profiles.snapshot()
+            if cached is None or cached.far != far or not cached.describes(generation, len(owners)):
                 cached = calibrate(vectors, owners, far, generation=generation)
                 self.store.set_setting("calibration", cached.to_dict(detail=True))
             self._calibration = cached

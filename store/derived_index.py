@@ -1,9 +1,16 @@
 """The derived search index: each process keeps one in memory and follows the database's generation.
 
-Whenever the generation moved, the next search catches the index up from the database (ids that
-left are removed, new ids' vectors fetched). A backend may also persist it (SQLite keeps
-``index.faiss`` beside the database so a new process starts without reading every vector); the
-database stays the source of truth, so a lost, stale or damaged copy is only rebuilt.
+Whenever the generation moved, the next search catches the index up from the database. A process
+that already holds an index reads only what changed: the ``index_changes`` log (schema 4, written
+by triggers) names every embedding added, removed or renamed since its generation, so a write to
+a store of 10^5 speakers costs the same as to one of ten. A process without one (or behind the
+log's start) lists every id once and fetches the vectors it lacks.
+
+A backend may also persist the index (SQLite keeps ``index.faiss`` beside the database so a new
+process starts without reading every vector). The copy is saved again once it lags the database
+by more than one write per thousand vectors it holds (every write below 1,000), and at once after
+any write that erases: a deleted vector never stays in it. The database stays the source of
+truth, so a lost, stale or damaged copy is only rebuilt or caught up.
 """
 
 from __future__ import annotations
@@ -40,6 +47,12 @@ class DerivedIndex:
 
     def _read_persisted(self) -> tuple[VectorIndex | None, IndexHeader | None]:
         return None, None
+
+    def _persisted_header(self) -> IndexHeader | None:
+        """The persisted copy's header, without its vectors (``None``: no copy, or none kept)."""
+        return None
+
+    persists = False  # whether the backend keeps a copy (_persist does something)
 
     def _persist(self, index: VectorIndex, generation: int) -> None:
         """Keep a copy for the next process (nothing by default)."""
@@ -82,20 +95,77 @@ class DerivedIndex:
             return self._index
         return self.sync_index()
 
-    def _sync_locked(self) -> VectorIndex:
-        persisted, header = self._read_persisted()
-        with self._db.read() as tx:  # ids and vectors from one snapshot of the database
-            generation, ids, owners = self._snapshot(tx)
-            if header is not None and header.generation == generation:
-                index = persisted
-            else:
-                if self._index is not None and (header is None or self._index_generation >= header.generation):
-                    persisted = self._index  # what this process holds is the newer base
-                index = self._catch_up(tx, persisted, ids)
-        if header is None or header.generation != generation:
-            self._persist(index, generation)
+    def _keep_up_after_write(self, *, erased: bool) -> None:
+        """After a committed write: bring the index (and its persisted copy) up to date if this
+        process holds one, or the copy lags too far or may hold what the write erased; otherwise
+        the next search catches up. A process that only writes to a large store reads no vectors."""
+        with self._index_lock:
+            if self._index is not None or (self.persists and (erased or self._copy_lags(self._persisted_header()))):
+                self._sync_locked(erased=erased)
+
+    def _copy_lags(self, header: IndexHeader | None, generation: int | None = None) -> bool:
+        if header is None:
+            return True
+        generation = self.generation if generation is None else generation
+        return generation - header.generation > header.count // 1000
+
+    def _sync_locked(self, *, erased: bool = False) -> VectorIndex:
+        """Bring the index to the database's generation; save the copy when it lags too far
+        (:meth:`_copy_lags`) or, after ``erased``, whenever it is behind at all."""
+        with self._db.read() as tx:  # one snapshot of the database
+            generation = int(tx.value("SELECT value FROM meta WHERE key = 'generation'", default=0))
+            logged_from = tx.value("SELECT value FROM meta WHERE key = 'changes_logged_from'")
+            updated, copy_readable = None, True
+            if self._index is not None and logged_from is not None and self._index_generation >= int(logged_from):
+                updated = self._apply_log(tx, self._index, self._index_generation, self._speaker_of)
+            if updated is None:
+                *updated, copy_readable = self._rebuild(tx, generation)
+            index, owners = updated
+        if self.persists:
+            header = self._persisted_header() if copy_readable else None
+            if self._copy_lags(header, generation) or (erased and header.generation != generation):
+                self._persist(index, generation)
         self._index, self._index_generation, self._speaker_of = index, generation, owners
         return index
+
+    def _rebuild(self, tx: Tx, generation: int) -> tuple[VectorIndex, dict[int, str], bool]:
+        """Every id and owner listed; vectors from the persisted copy where it has them (or from what
+        this process holds, when that is newer), the rest fetched; and whether the copy was readable."""
+        persisted, header = self._read_persisted()
+        _, ids, owners = self._snapshot(tx)
+        if header is not None and header.generation == generation:
+            return persisted, owners, True
+        if self._index is not None and (header is None or self._index_generation >= header.generation):
+            persisted = self._index  # what this process holds is the newer base
+        return self._catch_up(tx, persisted, ids), owners, header is not None
+
+    def _apply_log(self, tx: Tx, index: VectorIndex, since: int,
+                   owners: dict[int, str]) -> tuple[VectorIndex, dict[int, str]] | None:
+        """``index`` and ``owners`` (at generation ``since``) with the logged changes after it
+        applied, or ``None`` when the index needs rebuilding (the first vectors of a new store, or
+        the size crossed the threshold between exact and sketched search). Every changed id is
+        removed, then re-added if it still exists, so applying a change twice is harmless."""
+        changed = [int(i) for (i,) in tx.all("SELECT DISTINCT embedding_id FROM index_changes WHERE generation > ?",
+                                             [since])]
+        if not changed:
+            return index, owners
+        dim = self._dimension(tx)
+        if dim is None or index.dimension != dim:
+            return None
+        now: dict[int, str] = {}
+        for start in range(0, len(changed), FETCH_CHUNK):
+            chunk = changed[start:start + FETCH_CHUNK]
+            now.update((int(i), name) for i, name in tx.all(
+                "SELECT e.id, s.name FROM embeddings e JOIN speakers s ON s.id = e.speaker_id "
+                f"WHERE e.id IN ({','.join('?' * len(chunk))})", chunk))
+        if not self._right_kind(index, len(owners) - sum(i in owners for i in changed) + len(now)):
+            return None
+        index.remove(np.array(changed, dtype=np.int64))
+        index.add(*self._fetch(tx, np.array(sorted(now), dtype=np.int64), dim))
+        for i in changed:
+            owners.pop(i, None)
+        owners.update(now)
+        return index, owners
 
     @staticmethod
     def _snapshot(tx: Tx) -> tuple[int, np.ndarray, dict[int, str]]:

@@ -134,6 +134,20 @@ class VectorIndex:
             raise
         _fsync_dir(path.parent)
 
+    @staticmethod
+    def read_header(path: Path) -> IndexHeader | None:
+        """The header of an index file without reading its vectors (``None`` if there is no
+        readable one): what a writer checks to decide whether the file needs saving again."""
+        try:
+            with open(path, "rb") as f:
+                start = f.read(len(MAGIC) + 4)
+                if len(start) < len(MAGIC) + 4 or not start.startswith(MAGIC):
+                    return None
+                (head_len,) = struct.unpack_from("<I", start, len(MAGIC))
+                return IndexHeader(**json.loads(f.read(head_len)))
+        except (OSError, ValueError, TypeError):
+            return None
+
     @classmethod
     def load(cls, path: Path, *, candidates: int = DEFAULT_CANDIDATES) -> tuple["VectorIndex", IndexHeader]:
         """Read an index file; :class:`IndexFileError` if it is missing, truncated or corrupt."""

@@ -49,9 +49,10 @@ def compare_index(report: CheckReport, index: VectorIndex, generation: int, db_i
     """Ids and vectors of a derived index against the database's (fills ``report``)."""
     have = index.ids()
     behind = generation < report.generation
-    if behind:  # a write committed and its process ended before saving the derived index
-        report.notes.append(f"index is at generation {generation}, database at {report.generation}: the last "
-                            "write's process ended before saving the derived index; it catches up on next use")
+    if behind:  # saved lazily in large stores, or a write's process ended before saving it
+        report.notes.append(f"index is at generation {generation}, database at {report.generation}: it is saved "
+                            "again once it lags by more than one write per 1,000 vectors (or a write's process "
+                            "ended before saving it); it catches up on next use")
     elif generation != report.generation:
         report.problems.append(f"index is at generation {generation}, database at {report.generation}")
     for label, ids in (("missing from", np.setdiff1d(db_ids, have)), ("extra in", np.setdiff1d(have, db_ids))):

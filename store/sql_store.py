@@ -145,12 +145,12 @@ class SQLStore(SpeakerRecords, AccessPolicy, DerivedIndex, Store):
     def _changing(self, *, erases: bool = False) -> Iterator[Tx]:
         """A write that changes what identification sees: the backend's writer lock first (so a
         writer that cannot take it fails before committing), the transaction with the generation
-        moved, then the derived index brought up to date and erased bytes cleaned away."""
+        moved, then the derived index kept up (:meth:`_keep_up_after_write`) and erased bytes
+        cleaned away."""
         with self._write_guard():
             with self._db.write(bump=True) as tx:
                 yield tx
-            with self._index_lock:
-                self._sync_locked()
+            self._keep_up_after_write(erased=erases)
         if erases:
             self._erase_leftovers()
 

@@ -102,6 +102,8 @@ class SQLiteStore(SQLStore):
         finally:
             self._file_lock.release()
 
+    persists = True
+
     def _read_persisted(self) -> tuple[VectorIndex | None, IndexHeader | None]:
         path = self.home / INDEX_NAME
         try:
@@ -110,14 +112,21 @@ class SQLiteStore(SQLStore):
             if path.exists() or self._meta("index_written") == "1":
                 log.warning("%s; rebuilding it from %s", exc, DB_NAME)
             return None, None
-        dimension, model = self.dimension, self.model
-        if not header.dimension:  # written while the store was empty and bound to no model yet
-            return (index, header) if dimension is None else (None, None)
-        if header.store_id != self.store_id or header.dimension != (dimension or header.dimension) \
-                or header.model != (model or header.model) or header.generation > self.generation:
+        if not self._belongs_here(header):
             log.warning("%s: built from another database or model; rebuilding it", path)
             return None, None
         return index, header
+
+    def _persisted_header(self) -> IndexHeader | None:
+        header = VectorIndex.read_header(self.home / INDEX_NAME)
+        return header if header is not None and self._belongs_here(header) else None
+
+    def _belongs_here(self, header: IndexHeader) -> bool:
+        dimension, model = self.dimension, self.model
+        if not header.dimension:  # written while the store was empty and bound to no model yet
+            return dimension is None
+        return header.store_id == self.store_id and header.dimension == (dimension or header.dimension) \
+            and header.model == (model or header.model) and header.generation <= self.generation
 
     def _persist(self, index: VectorIndex, generation: int) -> None:
         if self.read_only:

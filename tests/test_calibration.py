@@ -34,6 +34,27 @@ def test_tail_quantile_reads_or_extrapolates_the_impostor_tail():
     assert method == "exponential tail" and value >= 0.1 + 0.1 * norm.isf(1e-4) - 0.02
 
 
+def test_a_large_population_is_measured_again_once_its_clips_moved_by_one_percent(tmp_path):
+    """Measuring takes seconds at 10^5 speakers, so the first identification after each enrollment
+    would wait for it: a store of 2,000 clips keeps its measurement for 20 more, not for 21."""
+    from store import NewEmbedding
+
+    rng = np.random.default_rng(5)
+    new = lambda n: [NewEmbedding(v / np.linalg.norm(v)) for v in rng.standard_normal((n, 192)).astype(np.float32)]  # noqa: E731
+    with SpeakerID.open(tmp_path / "home") as sid:
+        sid.store.import_speakers({f"p{i}": new(1) for i in range(2000)}, model="m")
+        first = sid.calibration()
+        assert first.source == "calibrated" and first.clips == 2000
+        for i in range(4):
+            sid.store.add_speaker(f"q{i}", new(5), model="m")
+        assert sid.calibration() == first  # 20 clips more: the same measurement
+        sid.store.add_speaker("r", new(1), model="m")
+        again = sid.calibration()
+        assert again.clips == 2021 and again.generation == sid.store.generation != first.generation
+    with SpeakerID.open(tmp_path / "home") as sid:  # another process reads the stored one
+        assert sid.calibration() == again
+
+
 def test_per_comparison_rate_and_the_population_rule():
     assert per_comparison(0.05, 2) == pytest.approx(0.05)
     assert 1 - (1 - per_comparison(0.01, 200)) ** 199 == pytest.approx(0.01)

@@ -95,7 +95,7 @@ def test_store_copy_both_ways_with_checks(pg_url, tmp_path, cli_env):
     doctor = run_cli(["doctor", "--store", pg_url, "--json"], cli_env)
     assert doctor.returncode == 0 and json.loads(doctor.stdout)["backend"] == "postgresql"
     migrate = json.loads(run_cli(["db", "migrate", "--store", pg_url, "--json"], cli_env).stdout)
-    assert migrate["schema_version"] == 3 and migrate["applied"] == []
+    assert migrate["schema_version"] == 4 and migrate["applied"] == []
 
 
 @needs_postgres

@@ -313,6 +313,64 @@ def test_a_group_is_never_a_speaker(store):
     assert store.groups() == {} and store.resource("lab").allowed == ["@staff"]
 
 
+def test_a_process_holding_the_index_reads_only_what_changed(store_url):
+    """Another process's adds, removals and replacements reach a process that holds the index
+    through the change log: it fetches the changed vectors only, and answers exactly as a new
+    process that lists the whole store."""
+    rng = np.random.default_rng(21)
+    queries = unit(rng, 10)
+    with Store.open(store_url, model="m", dimension=DIM) as writer, Store.open(store_url) as reader:
+        for i in range(20):
+            writer.add_speaker(f"s{i}", embs(unit(rng, 2)), model="m")
+        reader.search(queries[0])  # builds its index: every id listed, every vector read once
+        fetched: list[int] = []
+        fetch = reader._fetch
+        reader._fetch = lambda tx, ids, dim: (fetched.append(len(ids)), fetch(tx, ids, dim))[1]
+        writer.add_speaker("new", embs(unit(rng, 2)), model="m")
+        writer.remove_speaker("s3")
+        writer.add_speaker("s4", embs(unit(rng, 1)), model="m", mode="replace")
+        writer.add_speaker("s5", embs(unit(rng, 1)), model="m", mode="append")
+        seen = [[(h.embedding_id, h.speaker, h.score) for h in hits] for hits in reader.search_many(queries, 50)]
+        assert sum(fetched) == 4  # the four new vectors, not the store's 40
+        assert len(reader.index()) == 40 - 2 - 2 + 4
+    with Store.open(store_url) as fresh:
+        assert seen == [[(h.embedding_id, h.speaker, h.score) for h in hits] for hits in fresh.search_many(queries, 50)]
+        assert fresh.check().consistent, fresh.check().problems
+
+
+def test_the_index_file_is_saved_lazily_in_a_large_store_and_at_once_after_a_deletion(tmp_path):
+    """With 3,000 vectors the file may lag three writes: a process that only writes reads no
+    vectors (as ``enroll-speaker`` would), the fourth write saves it, and a deletion saves it at once
+    without the erased vector; a new process catches up whatever lag it finds."""
+    rng = np.random.default_rng(22)
+    home = tmp_path / "home"
+    with Store.open(home, model="m", dimension=DIM) as s:
+        s.import_speakers({f"p{i}": embs(unit(rng)) for i in range(3000)}, model="m")
+    saved = VectorIndex.read_header(home / INDEX_NAME).generation
+    with Store.open(home) as writer:
+        loads = []
+        read = writer._read_persisted
+        writer._read_persisted = lambda: (loads.append(1), read())[1]
+        for i in range(3):
+            writer.add_speaker(f"w{i}", embs(unit(rng)), model="m")
+        assert loads == [] and VectorIndex.read_header(home / INDEX_NAME).generation == saved
+        late = unit(rng)
+        with Store.open(home) as reader:  # a new process: the lagging file, caught up
+            assert len(reader.index()) == 3003
+        writer.add_speaker("w3", embs(late), model="m")
+        assert VectorIndex.read_header(home / INDEX_NAME).generation == writer.generation == saved + 4
+        writer.add_speaker("w4", embs(unit(rng)), model="m")
+        secret = unit(rng)
+        writer.add_speaker("erase-me", embs(secret), model="m")
+        assert VectorIndex.read_header(home / INDEX_NAME).generation < writer.generation
+        writer.remove_speaker("erase-me")
+        assert VectorIndex.read_header(home / INDEX_NAME).generation == writer.generation
+    assert secret.tobytes() not in (home / INDEX_NAME).read_bytes()
+    with Store.open(home) as s:
+        assert [h.speaker for h in s.search(late[0], k=1)] == ["w3"] and len(s.index()) == 3005
+        assert s.check().consistent
+
+
 def test_a_schema_2_store_migrates(tmp_path):
     """A store written by the previous release (schema 2, grants by name) opens and keeps its meaning."""
     import sqlite3
@@ -344,7 +402,7 @@ def test_a_schema_2_store_migrates(tmp_path):
     conn.commit()
     conn.close()
     with Store.open(home) as s:
-        assert s.migrations_applied == [3] and s.schema_version() == 3
+        assert s.migrations_applied == [3, 4] and s.schema_version() == 4
         assert s.setting("threshold") == 0.5 and s.display_name("alice") == "Alice"
         assert s.allowed("Alice", "door") and s.allowed("bob", "door")
         assert s.resource("door").allowed == ["@staff", "Alice"]
