@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from store import Store
+from store import Changes, Store
 
 DEFAULT_THRESHOLD = 0.45
 DEFAULT_MARGIN = 0.05
@@ -83,7 +83,9 @@ def centroid(vectors: np.ndarray) -> np.ndarray:
 
 
 class Profiles:
-    """Per-speaker centroids, recomputed from the store whenever its generation moves."""
+    """Per-speaker centroids that follow the store's generation: read whole once, then caught up
+    from the store's change log, recomputing only the speakers whose clips changed (an enrollment
+    into 10^5 speakers no longer makes the next question read every vector)."""
 
     def __init__(self, store: Store):
         self.store = store
@@ -92,6 +94,7 @@ class Profiles:
         self._names: list[str] = []
         self._matrix = np.empty((0, 0), dtype=np.float32)
         self._row: dict[str, int] = {}
+        self._ids = np.empty(0, dtype=np.int64)
         self._vectors = np.empty((0, 0), dtype=np.float32)
         self._owners: list[str] = []
 
@@ -99,11 +102,33 @@ class Profiles:
         generation = self.store.generation
         if generation == self._generation:
             return
-        _, vectors, owners = self.store.vectors()
-        self._names, self._matrix = centroids(vectors, owners)
+        delta = self.store.changes(self._generation) if len(self._ids) else None
+        if delta is None:
+            self._ids, self._vectors, self._owners = self.store.vectors()
+            self._names, self._matrix = centroids(self._vectors, self._owners)
+        else:
+            self._catch_up(delta)
+            generation = delta.generation
         self._row = {n: i for i, n in enumerate(self._names)}
-        self._vectors, self._owners = vectors, owners
         self._generation = generation
+
+    def _catch_up(self, delta: Changes) -> None:
+        """Drop the changed ids' rows, add their current ones (in id order, as a full read gives
+        them), and recompute the profiles of every speaker who lost or gained a clip."""
+        gone = np.isin(self._ids, delta.changed)
+        touched = {o for o, g in zip(self._owners, gone) if g} | set(delta.owners)
+        ids = np.concatenate([self._ids[~gone], delta.ids])
+        vectors = np.concatenate([self._vectors[~gone], delta.vectors.reshape(-1, self._vectors.shape[1])])
+        owners = [o for o, g in zip(self._owners, gone) if not g] + list(delta.owners)
+        order = np.argsort(ids, kind="stable")
+        self._ids, self._vectors, self._owners = ids[order], vectors[order], [owners[i] for i in order]
+        mine = np.array([o in touched for o in self._owners], dtype=bool)
+        names, profiles = centroids(self._vectors[mine], [o for o, m in zip(self._owners, mine) if m])
+        kept = np.array([n not in touched for n in self._names], dtype=bool)
+        remaining = np.array(self._names, dtype=object)[kept]
+        at = np.searchsorted(remaining, np.array(names, dtype=object)) if len(remaining) else np.zeros(len(names), int)
+        self._names = np.insert(remaining, at, np.array(names, dtype=object)).tolist()
+        self._matrix = np.insert(self._matrix[kept], at, profiles, axis=0)
 
     def matrix(self) -> tuple[list[str], np.ndarray]:
         """Every speaker's name and profile (one row each), as ranking uses them."""

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .index import VectorIndex
-from .records import ApiKey, CheckReport, Decision, Event, Hit, NewEmbedding, Resource, Speaker
+from .records import ApiKey, Changes, CheckReport, Decision, Event, Hit, NewEmbedding, Resource, Speaker
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -134,6 +134,11 @@ class Store(ABC):
     @abstractmethod
     def vectors(self, name: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """``(embedding ids, vectors, speaker names)`` for one speaker or all, in id order."""
+
+    @abstractmethod
+    def changes(self, since: int) -> Changes | None:
+        """What the embeddings did after generation ``since`` (a cache catches up from it); ``None``
+        when the store's change log does not reach back that far (read everything instead)."""
 
     # -- search through the derived index ------------------------------------------------------
     @abstractmethod

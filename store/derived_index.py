@@ -22,7 +22,7 @@ import numpy as np
 
 from .database import Tx
 from .index import DEFAULT_APPROX_THRESHOLD, DEFAULT_CANDIDATES, IndexHeader, VectorIndex
-from .records import Hit
+from .records import Changes, Hit
 
 FETCH_CHUNK = 10_000
 
@@ -114,9 +114,8 @@ class DerivedIndex:
         (:meth:`_copy_lags`) or, after ``erased``, whenever it is behind at all."""
         with self._db.read() as tx:  # one snapshot of the database
             generation = int(tx.value("SELECT value FROM meta WHERE key = 'generation'", default=0))
-            logged_from = tx.value("SELECT value FROM meta WHERE key = 'changes_logged_from'")
             updated, copy_readable = None, True
-            if self._index is not None and logged_from is not None and self._index_generation >= int(logged_from):
+            if self._index is not None:
                 updated = self._apply_log(tx, self._index, self._index_generation, self._speaker_of)
             if updated is None:
                 *updated, copy_readable = self._rebuild(tx, generation)
@@ -139,32 +138,48 @@ class DerivedIndex:
             persisted = self._index  # what this process holds is the newer base
         return self._catch_up(tx, persisted, ids), owners, header is not None
 
+    def changes(self, since: int) -> Changes | None:
+        with self._db.read() as tx:
+            return self._changes(tx, since)
+
+    def _changes(self, tx: Tx, since: int) -> Changes | None:
+        logged_from = tx.value("SELECT value FROM meta WHERE key = 'changes_logged_from'")
+        if logged_from is None or since < int(logged_from):
+            return None
+        generation = int(tx.value("SELECT value FROM meta WHERE key = 'generation'", default=0))
+        changed = sorted(int(i) for (i,) in tx.all("SELECT DISTINCT embedding_id FROM index_changes "
+                                                   "WHERE generation > ?", [since]))
+        rows = []
+        for start in range(0, len(changed), FETCH_CHUNK):
+            chunk = changed[start:start + FETCH_CHUNK]
+            rows += tx.all("SELECT e.id, e.vector, s.name FROM embeddings e JOIN speakers s ON s.id = e.speaker_id "
+                           f"WHERE e.id IN ({','.join('?' * len(chunk))}) ORDER BY e.id", chunk)
+        dim = self._dimension(tx) or 0
+        vectors = np.frombuffer(b"".join(bytes(r[1]) for r in rows), dtype=np.float32).reshape(len(rows), dim)
+        return Changes(generation, np.array(changed, dtype=np.int64), np.array([r[0] for r in rows], dtype=np.int64),
+                       vectors, [r[2] for r in rows])
+
     def _apply_log(self, tx: Tx, index: VectorIndex, since: int,
                    owners: dict[int, str]) -> tuple[VectorIndex, dict[int, str]] | None:
         """``index`` and ``owners`` (at generation ``since``) with the logged changes after it
-        applied, or ``None`` when the index needs rebuilding (the first vectors of a new store, or
-        the size crossed the threshold between exact and sketched search). Every changed id is
-        removed, then re-added if it still exists, so applying a change twice is harmless."""
-        changed = [int(i) for (i,) in tx.all("SELECT DISTINCT embedding_id FROM index_changes WHERE generation > ?",
-                                             [since])]
-        if not changed:
+        applied, or ``None`` when the index needs rebuilding (the log does not reach back that far,
+        the first vectors of a new store, or the size crossed the threshold between exact and
+        sketched search). Every changed id is removed, then re-added if it still exists, so
+        applying a change twice is harmless."""
+        delta = self._changes(tx, since)
+        if delta is None:
+            return None
+        if not len(delta.changed):
             return index, owners
-        dim = self._dimension(tx)
-        if dim is None or index.dimension != dim:
+        if index.dimension != self._dimension(tx):
             return None
-        now: dict[int, str] = {}
-        for start in range(0, len(changed), FETCH_CHUNK):
-            chunk = changed[start:start + FETCH_CHUNK]
-            now.update((int(i), name) for i, name in tx.all(
-                "SELECT e.id, s.name FROM embeddings e JOIN speakers s ON s.id = e.speaker_id "
-                f"WHERE e.id IN ({','.join('?' * len(chunk))})", chunk))
-        if not self._right_kind(index, len(owners) - sum(i in owners for i in changed) + len(now)):
+        if not self._right_kind(index, len(owners) - sum(int(i) in owners for i in delta.changed) + len(delta.ids)):
             return None
-        index.remove(np.array(changed, dtype=np.int64))
-        index.add(*self._fetch(tx, np.array(sorted(now), dtype=np.int64), dim))
-        for i in changed:
-            owners.pop(i, None)
-        owners.update(now)
+        index.remove(delta.changed)
+        index.add(delta.ids, delta.vectors)
+        for i in delta.changed:
+            owners.pop(int(i), None)
+        owners.update(zip((int(i) for i in delta.ids), delta.owners))
         return index, owners
 
     @staticmethod

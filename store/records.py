@@ -40,6 +40,18 @@ class Hit:
 
 
 @dataclass(frozen=True)
+class Changes:
+    """What happened to the embeddings after a generation: every id added, removed or moved
+    (``changed``), and the rows of those that exist now (ids, vectors, speaker names, in id order)."""
+
+    generation: int
+    changed: np.ndarray
+    ids: np.ndarray
+    vectors: np.ndarray
+    owners: list[str]
+
+
+@dataclass(frozen=True)
 class ApiKey:
     id: str
     role: str

@@ -221,3 +221,34 @@ def test_rank_above_50000_speakers_shortlists_by_index_then_scores_profiles(tmp_
             assert got[0].speaker == f"s{pick:06d}" == exact[0]
             assert [c.speaker for c in got] == exact
             assert np.allclose([c.score for c in got], np.sort(scores)[::-1][:3], atol=1e-5)
+
+
+def test_profiles_catch_up_from_the_change_log_to_what_a_full_read_gives(store_url):
+    """After enrollments, removals, replacements and appends, a process's speaker profiles are
+    brought up to date from the store's change log (no full read of the vectors), and equal, bit
+    for bit, the profiles a new process computes from every vector."""
+    from speakerid.scoring import Profiles
+    from store import NewEmbedding, Store
+
+    rng = np.random.default_rng(8)
+    new = lambda n: [NewEmbedding(v / np.linalg.norm(v)) for v in rng.standard_normal((n, 16)).astype(np.float32)]  # noqa: E731
+    with Store.open(store_url, model="m", dimension=16) as store:
+        for i in range(30):
+            store.add_speaker(f"s{i:02d}", new(2), model="m")
+        profiles = Profiles(store)
+        profiles.matrix()
+        full_reads = []
+        read = store.vectors
+        store.vectors = lambda name=None: (full_reads.append(name), read(name))[1]
+        store.add_speaker("new", new(2), model="m")
+        store.remove_speaker("s03")
+        store.add_speaker("s04", new(1), model="m", mode="replace")
+        store.add_speaker("s05", new(1), model="m", mode="append")
+        store.add_speaker("aaa", new(3), model="m")
+        names, matrix = profiles.matrix()
+        generation, vectors, owners = profiles.snapshot()
+        assert full_reads == [] and len(names) == 31 and "s03" not in names
+        store.vectors = read
+        fresh = Profiles(store)
+        assert (names, generation, owners) == (fresh.matrix()[0], *fresh.snapshot()[::2])
+        assert np.array_equal(matrix, fresh.matrix()[1]) and np.array_equal(vectors, fresh.snapshot()[1])

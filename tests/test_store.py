@@ -323,15 +323,16 @@ def test_a_process_holding_the_index_reads_only_what_changed(store_url):
         for i in range(20):
             writer.add_speaker(f"s{i}", embs(unit(rng, 2)), model="m")
         reader.search(queries[0])  # builds its index: every id listed, every vector read once
-        fetched: list[int] = []
-        fetch = reader._fetch
-        reader._fetch = lambda tx, ids, dim: (fetched.append(len(ids)), fetch(tx, ids, dim))[1]
+        read, rebuilt = [], []
+        changes, rebuild = reader._changes, reader._rebuild
+        reader._changes = lambda tx, since: (lambda d: (read.append(len(d.ids)), d)[1])(changes(tx, since))
+        reader._rebuild = lambda tx, generation: (rebuilt.append(generation), rebuild(tx, generation))[1]
         writer.add_speaker("new", embs(unit(rng, 2)), model="m")
         writer.remove_speaker("s3")
         writer.add_speaker("s4", embs(unit(rng, 1)), model="m", mode="replace")
         writer.add_speaker("s5", embs(unit(rng, 1)), model="m", mode="append")
         seen = [[(h.embedding_id, h.speaker, h.score) for h in hits] for hits in reader.search_many(queries, 50)]
-        assert sum(fetched) == 4  # the four new vectors, not the store's 40
+        assert read == [4] and rebuilt == []  # the four new vectors, not the store's 40
         assert len(reader.index()) == 40 - 2 - 2 + 4
     with Store.open(store_url) as fresh:
         assert seen == [[(h.embedding_id, h.speaker, h.score) for h in hits] for hits in fresh.search_many(queries, 50)]
