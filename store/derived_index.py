@@ -4,7 +4,8 @@ Whenever the generation moved, the next search catches the index up from the dat
 that already holds an index reads only what changed: the ``index_changes`` log (schema 4, written
 by triggers) names every embedding added, removed or renamed since its generation, so a write to
 a store of 10^5 speakers costs the same as to one of ten. A process without one (or behind the
-log's start) lists every id once and fetches the vectors it lacks.
+log's start: it keeps the last :data:`LOG_GENERATIONS` writes) lists every id once and fetches the
+vectors it lacks.
 
 A backend may also persist the index (SQLite keeps ``index.faiss`` beside the database so a new
 process starts without reading every vector). The copy is saved again once it lags the database
@@ -25,6 +26,7 @@ from .index import DEFAULT_APPROX_THRESHOLD, DEFAULT_CANDIDATES, IndexHeader, Ve
 from .records import Changes, Hit
 
 FETCH_CHUNK = 10_000
+LOG_GENERATIONS = 10_000  # writes the change log reaches back; a process further behind reads everything
 
 
 class DerivedIndex:
@@ -137,6 +139,16 @@ class DerivedIndex:
         if self._index is not None and (header is None or self._index_generation >= header.generation):
             persisted = self._index  # what this process holds is the newer base
         return self._catch_up(tx, persisted, ids), owners, header is not None
+
+    @staticmethod
+    def _trim_change_log(tx: Tx) -> None:
+        """Inside a write: forget changes older than the last :data:`LOG_GENERATIONS` writes (the
+        ids of erased embeddings among them), so the log stays the size of recent history."""
+        floor = int(tx.value("SELECT value FROM meta WHERE key = 'generation'", default=0)) - LOG_GENERATIONS
+        if floor > 0:
+            tx.execute("DELETE FROM index_changes WHERE generation <= ?", [floor])
+            tx.execute("UPDATE meta SET value = ? WHERE key = 'changes_logged_from' AND CAST(value AS BIGINT) < ?",
+                       [str(floor), floor])
 
     def changes(self, since: int) -> Changes | None:
         with self._db.read() as tx:

@@ -150,6 +150,7 @@ class SQLStore(SpeakerRecords, AccessPolicy, DerivedIndex, Store):
         with self._write_guard():
             with self._db.write(bump=True) as tx:
                 yield tx
+                self._trim_change_log(tx)
             self._keep_up_after_write(erased=erases)
         if erases:
             self._erase_leftovers()

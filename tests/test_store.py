@@ -339,6 +339,29 @@ def test_a_process_holding_the_index_reads_only_what_changed(store_url):
         assert fresh.check().consistent, fresh.check().problems
 
 
+def test_the_change_log_keeps_the_last_writes_and_a_process_further_behind_reads_all(store_url, monkeypatch):
+    from store import derived_index
+
+    monkeypatch.setattr(derived_index, "LOG_GENERATIONS", 3)
+    rng = np.random.default_rng(23)
+    queries = unit(rng, 5)
+    with Store.open(store_url, model="m", dimension=DIM) as writer, Store.open(store_url) as reader:
+        writer.add_speaker("a", embs(unit(rng, 2)), model="m")
+        reader.search(queries[0])
+        for i in range(5):
+            writer.add_speaker(f"b{i}", embs(unit(rng, 1)), model="m")
+        now = writer.generation
+        assert writer.changes(now - 3) is not None and writer.changes(now - 4) is None
+        assert len(writer.changes(now - 3).changed) == 3
+        rebuilt = []
+        rebuild = reader._rebuild
+        reader._rebuild = lambda tx, generation: (rebuilt.append(generation), rebuild(tx, generation))[1]
+        seen = [[(h.embedding_id, h.speaker, h.score) for h in hits] for hits in reader.search_many(queries, 10)]
+        assert rebuilt == [now]  # five writes behind a log of three: it read everything again
+    with Store.open(store_url) as fresh:
+        assert seen == [[(h.embedding_id, h.speaker, h.score) for h in hits] for hits in fresh.search_many(queries, 10)]
+
+
 def test_the_index_file_is_saved_lazily_in_a_large_store_and_at_once_after_a_deletion(tmp_path):
     """With 3,000 vectors the file may lag three writes: a process that only writes reads no
     vectors (as ``enroll-speaker`` would), the fourth write saves it, and a deletion saves it at once
