@@ -115,7 +115,7 @@ class DerivedIndex:
         """Bring the index to the database's generation; save the copy when it lags too far
         (:meth:`_copy_lags`) or, after ``erased``, whenever it is behind at all."""
         with self._db.read() as tx:  # one snapshot of the database
-            generation = int(tx.value("SELECT value FROM meta WHERE key = 'generation'", default=0))
+            generation = self._generation_in(tx)
             updated, copy_readable = None, True
             if self._index is not None:
                 updated = self._apply_log(tx, self._index, self._index_generation, self._speaker_of)
@@ -133,7 +133,7 @@ class DerivedIndex:
         """Every id and owner listed; vectors from the persisted copy where it has them (or from what
         this process holds, when that is newer), the rest fetched; and whether the copy was readable."""
         persisted, header = self._read_persisted()
-        _, ids, owners = self._snapshot(tx)
+        ids, owners = self._snapshot(tx)
         if header is not None and header.generation == generation:
             return persisted, owners, True
         if self._index is not None and (header is None or self._index_generation >= header.generation):
@@ -141,10 +141,14 @@ class DerivedIndex:
         return self._catch_up(tx, persisted, ids), owners, header is not None
 
     @staticmethod
+    def _generation_in(tx: Tx) -> int:
+        return int(tx.value("SELECT value FROM meta WHERE key = 'generation'", default=0))
+
+    @staticmethod
     def _trim_change_log(tx: Tx) -> None:
         """Inside a write: forget changes older than the last :data:`LOG_GENERATIONS` writes (the
         ids of erased embeddings among them), so the log stays the size of recent history."""
-        floor = int(tx.value("SELECT value FROM meta WHERE key = 'generation'", default=0)) - LOG_GENERATIONS
+        floor = DerivedIndex._generation_in(tx) - LOG_GENERATIONS
         if floor > 0:
             tx.execute("DELETE FROM index_changes WHERE generation <= ?", [floor])
             tx.execute("UPDATE meta SET value = ? WHERE key = 'changes_logged_from' AND CAST(value AS BIGINT) < ?",
@@ -158,18 +162,10 @@ class DerivedIndex:
         logged_from = tx.value("SELECT value FROM meta WHERE key = 'changes_logged_from'")
         if logged_from is None or since < int(logged_from):
             return None
-        generation = int(tx.value("SELECT value FROM meta WHERE key = 'generation'", default=0))
-        changed = sorted(int(i) for (i,) in tx.all("SELECT DISTINCT embedding_id FROM index_changes "
-                                                   "WHERE generation > ?", [since]))
-        rows = []
-        for start in range(0, len(changed), FETCH_CHUNK):
-            chunk = changed[start:start + FETCH_CHUNK]
-            rows += tx.all("SELECT e.id, e.vector, s.name FROM embeddings e JOIN speakers s ON s.id = e.speaker_id "
-                           f"WHERE e.id IN ({','.join('?' * len(chunk))}) ORDER BY e.id", chunk)
-        dim = self._dimension(tx) or 0
-        vectors = np.frombuffer(b"".join(bytes(r[1]) for r in rows), dtype=np.float32).reshape(len(rows), dim)
-        return Changes(generation, np.array(changed, dtype=np.int64), np.array([r[0] for r in rows], dtype=np.int64),
-                       vectors, [r[2] for r in rows])
+        generation = self._generation_in(tx)
+        changed = np.array(sorted(int(i) for (i,) in tx.all("SELECT DISTINCT embedding_id FROM index_changes "
+                                                             "WHERE generation > ?", [since])), dtype=np.int64)
+        return Changes(generation, changed, *self._fetch(tx, changed, self._dimension(tx) or 0))
 
     def _apply_log(self, tx: Tx, index: VectorIndex, since: int,
                    owners: dict[int, str]) -> tuple[VectorIndex, dict[int, str]] | None:
@@ -195,10 +191,10 @@ class DerivedIndex:
         return index, owners
 
     @staticmethod
-    def _snapshot(tx: Tx) -> tuple[int, np.ndarray, dict[int, str]]:
-        generation = int(tx.value("SELECT value FROM meta WHERE key = 'generation'", default=0))
+    def _snapshot(tx: Tx) -> tuple[np.ndarray, dict[int, str]]:
+        """Every embedding id, and its speaker's name."""
         rows = tx.all("SELECT e.id, s.name FROM embeddings e JOIN speakers s ON s.id = e.speaker_id")
-        return generation, np.array([r[0] for r in rows], dtype=np.int64), {int(r[0]): r[1] for r in rows}
+        return np.array([r[0] for r in rows], dtype=np.int64), {int(r[0]): r[1] for r in rows}
 
     def _catch_up(self, tx: Tx, index: VectorIndex | None, want: np.ndarray) -> VectorIndex:
         dim = self._dimension(tx)
@@ -207,11 +203,12 @@ class DerivedIndex:
         if index is not None and (index.dimension != dim or not self._right_kind(index, len(want))):
             index = None
         if index is None:
-            ids, vecs = self._fetch(tx, want, dim)
+            ids, vecs, _ = self._fetch(tx, want, dim)
             return VectorIndex.build(dim, ids, vecs, approx_threshold=self.approx_threshold, candidates=self.candidates)
         have = index.ids()
         index.remove(np.setdiff1d(have, want, assume_unique=True))
-        index.add(*self._fetch(tx, np.setdiff1d(want, have, assume_unique=True), dim))
+        found, vecs, _ = self._fetch(tx, np.setdiff1d(want, have, assume_unique=True), dim)
+        index.add(found, vecs)
         return index
 
     def _right_kind(self, index: VectorIndex, count: int) -> bool:
@@ -221,14 +218,17 @@ class DerivedIndex:
         return count >= self.approx_threshold // 2
 
     @staticmethod
-    def _fetch(tx: Tx, ids: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
-        """Vectors for ``ids``; ids deleted meanwhile are simply absent."""
-        found_ids, blobs = [], []
+    def _fetch(tx: Tx, ids: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Ids, vectors and speaker names for ``ids`` (sorted: then in id order); ids deleted
+        meanwhile are simply absent."""
+        found_ids, blobs, owners = [], [], []
         for start in range(0, len(ids), FETCH_CHUNK):
             chunk = [int(i) for i in ids[start:start + FETCH_CHUNK]]
             marks = ",".join("?" * len(chunk))
-            for row_id, blob in tx.all(f"SELECT id, vector FROM embeddings WHERE id IN ({marks})", chunk):
+            for row_id, blob, owner in tx.all("SELECT e.id, e.vector, s.name FROM embeddings e JOIN speakers s "
+                                              f"ON s.id = e.speaker_id WHERE e.id IN ({marks}) ORDER BY e.id", chunk):
                 found_ids.append(row_id)
                 blobs.append(bytes(blob))
+                owners.append(owner)
         vecs = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim)
-        return np.array(found_ids, dtype=np.int64), vecs
+        return np.array(found_ids, dtype=np.int64), vecs, owners
