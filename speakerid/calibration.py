@@ -24,9 +24,9 @@ nothing to measure and the prior is used, reported as such.
 Two profiles that sound like one voice (:data:`SAME_VOICE`) are one person under two names, which
 the enrollment warning is about; their comparisons are left out of the impostor scores.
 
-Measuring costs ~3 s at 10^5 speakers, so a large population is measured again only once its
-number of clips moved by more than 1 % (:meth:`Calibration.describes`): below 100 clips, at every
-change. One percent more speakers moves the per-comparison target by 1 %, and so the threshold by
+Measuring costs ~3 s at 10^5 speakers (AMD EPYC Zen 4, benchmarks/README.md), so a large
+population is measured again only once its number of clips moved by more than 1 %
+(:meth:`Calibration.describes`): below 100 clips, at every change. One percent more speakers moves the per-comparison target by 1 %, and so the threshold by
 about ``beta * ln(1.01)``: 1 % of ``beta``, the impostor tail's scale.
 
 Speakers with two or more clips give leave-one-out target scores, from which the expected miss

@@ -62,7 +62,7 @@ def centroids(vectors: np.ndarray, owners: Sequence[str]) -> tuple[list[str], np
 def sums_by_row(vectors: np.ndarray, rows: np.ndarray, count: int) -> np.ndarray:
     """``count`` float64 sums: row ``r`` adds the ``vectors`` whose entry of ``rows`` is ``r``, in
     their order, as ``np.add.at`` adds them (a stable sort and one ``add.reduceat``: 0.31 instead of
-    0.87 s for 10^5 vectors here).
+    0.87 s for 10^5 vectors on an AMD EPYC Zen 4).
 
     >>> sums_by_row(np.array([[1.0], [2.0], [4.0]]), np.array([1, 0, 1]), 3).ravel().tolist()
     [2.0, 5.0, 0.0]
