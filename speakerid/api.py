@@ -107,6 +107,7 @@ class SpeakerID:
         self.profiles = Profiles(store)
         self._reader: VoiceReader | None = None
         self._calibration: Calibration | None = None
+        self._calibration_holds_at = -1  # the generation it was last found to describe
 
     @classmethod
     def open(cls, home: str | os.PathLike | None = None, *, store: str | os.PathLike | None = None,
@@ -170,15 +171,19 @@ class SpeakerID:
         :meth:`Calibration.describes`), by any process: it is kept in the store with the
         generation it describes."""
         far = self.far
-        generation, vectors, owners = self.profiles.snapshot()
         cached = self._calibration
-        if cached is None or cached.far != far or not cached.describes(generation, len(owners)):
+        if cached is not None and cached.far == far and self._calibration_holds_at == self.store.generation:
+            return cached
+        now = self.store.population()  # counted: the vectors are read only to measure again
+        if cached is None or cached.far != far or not cached.describes(now.generation, now.clips):
             stored = self.store.setting("calibration")
             cached = Calibration.from_dict(stored) if stored else None
-            if cached is None or cached.far != far or not cached.describes(generation, len(owners)):
+            if cached is None or cached.far != far or not cached.describes(now.generation, now.clips):
+                generation, vectors, owners = self.profiles.snapshot()
                 cached = calibrate(vectors, owners, far, generation=generation)
                 self.store.set_setting("calibration", cached.to_dict(detail=True))
             self._calibration = cached
+        self._calibration_holds_at = now.generation
         return cached
 
     def threshold_for(self, far: float, *, comparisons: int = 1, prior: float = DEFAULT_THRESHOLD) -> float:

@@ -61,8 +61,10 @@ def centroids(vectors: np.ndarray, owners: Sequence[str]) -> tuple[list[str], np
 
 def sums_by_row(vectors: np.ndarray, rows: np.ndarray, count: int) -> np.ndarray:
     """``count`` float64 sums: row ``r`` adds the ``vectors`` whose entry of ``rows`` is ``r``, in
-    their order, as ``np.add.at`` adds them (a stable sort and one ``add.reduceat``: 0.31 instead of
-    0.87 s for 10^5 vectors on an AMD EPYC Zen 4).
+    their order, bit for bit as ``np.add.at`` adds them. Each row's first vectors are added at once,
+    then its second ones, and so on, longest rows first so that each step adds into a prefix: one
+    step per clip of the speaker with most clips, not one per speaker (10^5 speakers of one clip:
+    0.07 s; ``np.add.at`` 0.87 s, one ``add.reduceat`` 0.30 s; on an AMD EPYC Zen 4).
 
     >>> sums_by_row(np.array([[1.0], [2.0], [4.0]]), np.array([1, 0, 1]), 3).ravel().tolist()
     [2.0, 5.0, 0.0]
@@ -73,7 +75,14 @@ def sums_by_row(vectors: np.ndarray, rows: np.ndarray, count: int) -> np.ndarray
         order = np.argsort(rows, kind="stable")
         sorted_rows = rows[order]
         starts = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
-        sums[sorted_rows[starts]] = np.add.reduceat(vectors[order], starts, axis=0, dtype=np.float64)
+        lengths = np.diff(np.r_[starts, len(rows)])
+        longest_first = np.argsort(-lengths, kind="stable")
+        starts, lengths = starts[longest_first], lengths[longest_first]
+        added = vectors[order[starts]].astype(np.float64)  # 0 + v is v
+        for k in range(1, int(lengths[0])):
+            longer = int(np.searchsorted(-lengths, -k, side="left"))  # rows with more than k vectors
+            added[:longer] += vectors[order[starts[:longer] + k]]
+        sums[sorted_rows[starts]] = added
     return sums
 
 
@@ -85,7 +94,8 @@ def centroid(vectors: np.ndarray) -> np.ndarray:
 class Profiles:
     """Per-speaker centroids that follow the store's generation: read whole once, then caught up
     from the store's change log, recomputing only the speakers whose clips changed (an enrollment
-    into 10^5 speakers no longer makes the next question read every vector)."""
+    into 10^5 speakers no longer makes the next question read every vector). Counting, one
+    speaker's profile and ranking above :data:`EXACT_UP_TO` speakers read only what they need."""
 
     def __init__(self, store: Store):
         self.store = store
@@ -93,7 +103,7 @@ class Profiles:
         self._generation = -1
         self._names: list[str] = []
         self._matrix = np.empty((0, 0), dtype=np.float32)
-        self._row: dict[str, int] = {}
+        self._counted = (-1, 0)  # (generation, speakers) as last counted
         self._ids = np.empty(0, dtype=np.int64)
         self._vectors = np.empty((0, 0), dtype=np.float32)
         self._owners: list[str] = []
@@ -109,7 +119,6 @@ class Profiles:
         else:
             self._catch_up(delta)
             generation = delta.generation
-        self._row = {n: i for i, n in enumerate(self._names)}
         self._generation = generation
 
     def _catch_up(self, delta: Changes) -> None:
@@ -143,36 +152,45 @@ class Profiles:
             return self._generation, self._vectors, self._owners
 
     def __len__(self) -> int:
-        with self._lock:
-            self._refresh()
-            return len(self._names)
+        """The number of profiles (speakers with a clip), counted by the store."""
+        return self.store.population().speakers
 
     def vector(self, name: str) -> np.ndarray | None:
-        with self._lock:
-            self._refresh()
-            i = self._row.get(name)
-            return None if i is None else self._matrix[i].copy()
+        """``name``'s profile, from their clips alone (a claim is checked without reading everyone's)."""
+        _, vectors, _ = self.store.vectors(name)
+        return centroid(vectors) if len(vectors) else None
 
     def rank(self, query: np.ndarray, top_k: int = 5, exclude: str | None = None) -> list[Candidate]:
-        """The ``top_k`` best-scoring speakers, best first."""
+        """The ``top_k`` best-scoring speakers, best first. Up to :data:`EXACT_UP_TO` speakers every
+        profile is scored; above it the index shortlists speakers and only their clips are read, so
+        a new process answers without reading 10^5 speakers' vectors."""
+        query = np.asarray(query, dtype=np.float32)
         with self._lock:
-            self._refresh()
-            if not self._names:
-                return []
-            query = np.asarray(query, dtype=np.float32)
-            if len(self._names) <= EXACT_UP_TO:
-                rows = None
-                scores = self._matrix @ query
+            if self._speakers() <= EXACT_UP_TO:
+                self._refresh()
+                names, matrix = self._names, self._matrix
             else:
                 hits = self.store.search(query, k=max(SHORTLIST, 8 * top_k))
-                rows = np.array(sorted({self._row[h.speaker] for h in hits if h.speaker in self._row}), dtype=np.int64)
-                scores = self._matrix[rows] @ query
-            wanted = min(len(scores), top_k + (exclude is not None))
-            best = np.argpartition(-scores, wanted - 1)[:wanted] if wanted < len(scores) else np.arange(len(scores))
-            best = best[np.lexsort((best, -scores[best]))]  # best first; ties in name order
-            names = [self._names[i if rows is None else rows[i]] for i in best]
-            out = [Candidate(name, float(scores[i])) for name, i in zip(names, best)]
+                _, vectors, owners = self.store.vectors(sorted({h.speaker for h in hits}))
+                names, matrix = centroids(vectors, owners)
+        if not names:
+            return []
+        scores = matrix @ query
+        wanted = min(len(scores), top_k + (exclude is not None))
+        best = np.argpartition(-scores, wanted - 1)[:wanted] if wanted < len(scores) else np.arange(len(scores))
+        best = best[np.lexsort((best, -scores[best]))]  # best first; ties in name order
+        out = [Candidate(names[i], float(scores[i])) for i in best]
         return [c for c in out if c.speaker != exclude][:top_k]
+
+    def _speakers(self) -> int:
+        """How many profiles there are: known after a read, else counted (once per generation)."""
+        generation = self.store.generation
+        if generation == self._generation:
+            return len(self._names)
+        if generation != self._counted[0]:
+            population = self.store.population()
+            self._counted = (population.generation, population.speakers)
+        return self._counted[1]
 
 
 def decide(candidates: list[Candidate], threshold: float, margin: float = DEFAULT_MARGIN) -> Decision:

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .index import VectorIndex
-from .records import ApiKey, Changes, CheckReport, Decision, Event, Hit, NewEmbedding, Resource, Speaker
+from .records import ApiKey, Changes, CheckReport, Decision, Event, Hit, NewEmbedding, Population, Resource, Speaker
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -132,8 +132,13 @@ class Store(ABC):
         """sha256 of every clip enrolled for ``name``."""
 
     @abstractmethod
-    def vectors(self, name: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """``(embedding ids, vectors, speaker names)`` for one speaker or all, in id order."""
+    def vectors(self, name: str | Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """``(embedding ids, vectors, speaker names)`` for one speaker (any spelling of the name),
+        the speakers named exactly as enrolled in a list, or all; in id order."""
+
+    @abstractmethod
+    def population(self) -> Population:
+        """The number of speakers and clips, and the generation they were counted at."""
 
     @abstractmethod
     def changes(self, since: int) -> Changes | None:

@@ -9,8 +9,9 @@ vectors it lacks.
 
 A backend may also persist the index (SQLite keeps ``index.faiss`` beside the database so a new
 process starts without reading every vector). The copy is saved again once it lags the database
-by more than one write per thousand vectors it holds (every write below 1,000), and at once after
-any write that erases: a deleted vector never stays in it. The database stays the source of
+by more than one changed embedding per :data:`COPY_LAG` it holds (a new process catches up at
+most 1 % of the vectors; saving costs the whole file, so rarely), and at once after any write
+that erases: a deleted vector never stays in it. The database stays the source of
 truth, so a lost, stale or damaged copy is only rebuilt or caught up.
 """
 
@@ -27,6 +28,7 @@ from .records import Changes, Hit
 
 FETCH_CHUNK = 10_000
 LOG_GENERATIONS = 10_000  # writes the change log reaches back; a process further behind reads everything
+COPY_LAG = 100  # the persisted copy may miss one changed embedding per this many it holds
 
 
 class DerivedIndex:
@@ -106,10 +108,21 @@ class DerivedIndex:
                 self._sync_locked(erased=erased)
 
     def _copy_lags(self, header: IndexHeader | None, generation: int | None = None) -> bool:
+        """Whether the persisted copy (``header``) lags ``generation`` by more embeddings added,
+        removed or renamed than one per :data:`COPY_LAG` it holds, counted in the change log (not
+        in writes: one import may add 10^5), or by more than the log reaches back."""
         if header is None:
             return True
-        generation = self.generation if generation is None else generation
-        return generation - header.generation > header.count // 1000
+        with self._db.read() as tx:
+            generation = self._generation_in(tx) if generation is None else generation
+            if generation <= header.generation:
+                return False
+            logged_from = tx.value("SELECT value FROM meta WHERE key = 'changes_logged_from'")
+            if logged_from is None or header.generation < int(logged_from):
+                return True
+            changed = tx.value("SELECT COUNT(DISTINCT embedding_id) FROM index_changes WHERE generation > ? "
+                               "AND generation <= ?", [header.generation, generation], default=0)
+        return int(changed) > header.count // COPY_LAG
 
     def _sync_locked(self, *, erased: bool = False) -> VectorIndex:
         """Bring the index to the database's generation; save the copy when it lags too far

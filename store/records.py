@@ -52,6 +52,17 @@ class Changes:
 
 
 @dataclass(frozen=True)
+class Population:
+    """How many speakers (each with a clip at least) and clips a store holds at a generation:
+    counted, not read, so that a new process learns whether the calibration still stands
+    without reading 10^5 vectors."""
+
+    generation: int
+    speakers: int
+    clips: int
+
+
+@dataclass(frozen=True)
 class ApiKey:
     id: str
     role: str

@@ -15,7 +15,7 @@ import numpy as np
 from .database import Tx
 from .errors import DuplicateClipError, InvalidValueError, SpeakerExistsError, SpeakerNotFoundError
 from .names import name_key, speaker_name
-from .records import NewEmbedding, Speaker
+from .records import NewEmbedding, Population, Speaker
 from .schema import now
 
 MODES = ("new", "append", "replace")
@@ -23,7 +23,8 @@ CHUNK = 5_000  # ids per IN (...) list
 
 
 class SpeakerRecords:
-    """Mixin: needs ``_db``, ``_changing()``, ``_bind()`` and ``_event()`` from the store."""
+    """Mixin: needs ``_db``, ``_changing()``, ``_bind()``, ``_event()`` and ``_generation_in()``
+    from the store."""
 
     def add_speaker(self, name: str, embeddings: Sequence[NewEmbedding], *, model: str, mode: str = "new",
                     metadata: dict | None = None) -> Speaker:
@@ -132,18 +133,33 @@ class SpeakerRecords:
                           [row[0]])
         return {r[0] for r in rows}
 
-    def vectors(self, name: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    def vectors(self, name: str | Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
         sql = "SELECT e.id, e.vector, s.name FROM embeddings e JOIN speakers s ON s.id = e.speaker_id"
         with self._db.read() as tx:
             if name is None:
                 rows = tx.all(sql + " ORDER BY e.id")
-            else:
+            elif isinstance(name, str):
                 row = self._speaker_row(tx, speaker_name(name))
                 rows = tx.all(sql + " WHERE s.id = ? ORDER BY e.id", [row[0]]) if row else []
+            else:
+                names = list(name)
+                rows = []
+                for start in range(0, len(names), CHUNK):
+                    chunk = names[start:start + CHUNK]
+                    # the speakers' ids first: PostgreSQL's planner, without statistics (after a bulk
+                    # import), scanned every embedding for the join (18 ms at 10^5 instead of 1)
+                    rows += tx.all(sql + " WHERE e.speaker_id IN (SELECT id FROM speakers WHERE name IN "
+                                   f"({','.join('?' * len(chunk))}))", chunk)
+                rows.sort(key=lambda r: r[0])
             dim = self._dimension(tx) or 0
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         vecs = np.frombuffer(b"".join(bytes(r[1]) for r in rows), dtype=np.float32).reshape(len(rows), dim)
         return ids, vecs, [r[2] for r in rows]
+
+    def population(self) -> Population:
+        with self._db.read() as tx:
+            speakers, clips = tx.one("SELECT COUNT(DISTINCT speaker_id), COUNT(*) FROM embeddings")
+            return Population(self._generation_in(tx), int(speakers), int(clips))
 
     # -- helpers ---------------------------------------------------------------------------------
     @staticmethod

@@ -7,11 +7,13 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from speakerid import InsufficientSpeechError, SpeakerID
 from speakerid.audio import load_audio
 from speakerid.metrics import eer
-from speakerid.scoring import DEFAULT_THRESHOLD, Candidate, decide
+from speakerid.scoring import DEFAULT_THRESHOLD, Candidate, decide, sums_by_row
 from store import ModelMismatchError, SpeakerNotFoundError
 
 from conftest import DATA, clip_path, iden_split, needs_data, plain_embedding, run_cli
@@ -200,7 +202,8 @@ def test_rank_is_the_full_sort_cut_to_top_k(tmp_path, exclude):
 
 def test_rank_above_50000_speakers_shortlists_by_index_then_scores_profiles(tmp_path):
     """Above EXACT_UP_TO speakers the index shortlists candidates and their profiles are scored:
-    for voices near an enrolled one the ranking equals scoring every profile."""
+    for voices near an enrolled one the ranking equals scoring every profile, and only the
+    shortlisted speakers' clips are read (never every vector)."""
     from speakerid.scoring import EXACT_UP_TO, Profiles
     from store import NewEmbedding, Store
 
@@ -212,6 +215,9 @@ def test_rank_above_50000_speakers_shortlists_by_index_then_scores_profiles(tmp_
         store.import_speakers({f"s{i:06d}": [NewEmbedding(v)] for i, v in enumerate(vectors)}, model="m")
         profiles = Profiles(store)
         assert len(profiles) == n > EXACT_UP_TO
+        read = store.vectors
+        asked = []
+        store.vectors = lambda names=None: (asked.append(names), read(names))[1]
         picks = rng.choice(n, 100, replace=False)
         queries = vectors[picks] + 0.05 * rng.standard_normal((100, dim)).astype(np.float32)
         for pick, query in zip(picks, queries):
@@ -221,6 +227,7 @@ def test_rank_above_50000_speakers_shortlists_by_index_then_scores_profiles(tmp_
             assert got[0].speaker == f"s{pick:06d}" == exact[0]
             assert [c.speaker for c in got] == exact
             assert np.allclose([c.score for c in got], np.sort(scores)[::-1][:3], atol=1e-5)
+        assert len(asked) == 100 and all(names is not None and len(names) <= 64 for names in asked)
 
 
 def test_profiles_catch_up_from_the_change_log_to_what_a_full_read_gives(store_url):
@@ -252,3 +259,16 @@ def test_profiles_catch_up_from_the_change_log_to_what_a_full_read_gives(store_u
         fresh = Profiles(store)
         assert (names, generation, owners) == (fresh.matrix()[0], *fresh.snapshot()[::2])
         assert np.array_equal(matrix, fresh.matrix()[1]) and np.array_equal(vectors, fresh.snapshot()[1])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.floats(-1e6, 1e6, width=32)), max_size=40), st.integers(0, 3))
+def test_profile_sums_are_np_add_at_bit_for_bit(rows_values, extra_rows):
+    """Speakers' sums, added in clip order as ``np.add.at`` adds them: profiles (and so every score)
+    do not depend on how they were summed; rows without clips stay zero."""
+    rows = np.array([r for r, _ in rows_values], dtype=np.int64)
+    vectors = np.array([[v, -v / 3] for _, v in rows_values], dtype=np.float32).reshape(-1, 2)
+    count = (int(rows.max()) + 1 if len(rows) else 0) + extra_rows
+    expected = np.zeros((count, 2))
+    np.add.at(expected, rows, vectors)
+    assert np.array_equal(sums_by_row(vectors, rows, count), expected)
