@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from store import (INDEX_NAME, InvalidNameError, InvalidValueError, ModelMismatchError, NewEmbedding, SpeakerExistsError,
-                   SpeakerNotFoundError, Store, VectorIndex)
+from store import (INDEX_NAME, InvalidNameError, InvalidValueError, ModelMismatchError, NewEmbedding, Population,
+                   SpeakerExistsError, SpeakerNotFoundError, Store, VectorIndex)
 
 ROOT = Path(__file__).resolve().parents[1]
 DIM = 16
@@ -72,6 +72,25 @@ def test_failed_write_leaves_store_unchanged(store):
     with pytest.raises(ModelMismatchError):
         store.add_speaker("carol", embs(unit(rng, 1, DIM + 1)), model="m")
     assert (store.generation, store.speakers()) == before
+
+
+def test_vectors_and_population_of_some_speakers_all_or_one(store):
+    """What profiles are built from: several speakers' clips by their exact names (in id order,
+    as a full read orders them), one speaker by any spelling, all; and the counts, with the
+    generation they were taken at."""
+    rng = np.random.default_rng(24)
+    for name, n in (("alice", 2), ("Bob", 3), ("carol", 1)):
+        store.add_speaker(name, embs(unit(rng, n)), model="m")
+    store.add_speaker("alice", embs(unit(rng)), model="m", mode="append")
+    ids, vectors, owners = store.vectors()
+    some = store.vectors(["alice", "Bob", "nobody"])
+    keep = np.array([o != "carol" for o in owners])
+    assert some[0].tolist() == ids[keep].tolist() and some[2] == [o for o in owners if o != "carol"]
+    assert np.array_equal(some[1], vectors[keep]) and some[2] == ["alice", "alice", "Bob", "Bob", "Bob", "alice"]
+    assert store.vectors("bob")[2] == ["Bob"] * 3 and store.vectors(["bob"])[2] == [] and len(store.vectors([])[0]) == 0
+    assert store.population() == Population(store.generation, 3, 7)
+    store.remove_speaker("Bob")
+    assert store.population() == Population(store.generation, 2, 4)
 
 
 def test_model_guard(store_url):
