@@ -174,7 +174,7 @@ class SpeakerID:
         cached = self._calibration
         if cached is not None and cached.far == far and self._calibration_holds_at == self.store.generation:
             return cached
-        now = self.store.population()  # counted: the vectors are read only to measure again
+        now = self.store.counts()  # counted: the vectors are read only to measure again
         if cached is None or cached.far != far or not cached.describes(now.generation, now.clips):
             stored = self.store.setting("calibration")
             cached = Calibration.from_dict(stored) if stored else None

@@ -153,7 +153,7 @@ class Profiles:
 
     def __len__(self) -> int:
         """The number of profiles (speakers with a clip), counted by the store."""
-        return self.store.population().speakers
+        return self.store.counts().speakers
 
     def vector(self, name: str) -> np.ndarray | None:
         """``name``'s profile, from their clips alone (a claim is checked without reading everyone's)."""
@@ -188,8 +188,8 @@ class Profiles:
         if generation == self._generation:
             return len(self._names)
         if generation != self._counted[0]:
-            population = self.store.population()
-            self._counted = (population.generation, population.speakers)
+            counts = self.store.counts()
+            self._counted = (counts.generation, counts.speakers)
         return self._counted[1]
 
 

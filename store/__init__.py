@@ -13,14 +13,14 @@ from .errors import (ConflictError, DuplicateClipError, GrantNotFoundError, Inde
                      UnknownResourceError)
 from .index import VectorIndex
 from .names import group_name, name_key, principal, resource_name, speaker_name
-from .records import (ApiKey, Changes, CheckReport, Decision, Event, Hit, IndexState, NewEmbedding, Population,
+from .records import (ApiKey, Changes, CheckReport, Counts, Decision, Event, Hit, IndexState, NewEmbedding,
                       Resource, Speaker)
 from .sqlite_store import DB_NAME, INDEX_NAME
 
 __all__ = [
-    "ApiKey", "Changes", "CheckReport", "ConflictError", "DB_NAME", "Decision", "DuplicateClipError", "Event",
+    "ApiKey", "Changes", "CheckReport", "ConflictError", "Counts", "DB_NAME", "Decision", "DuplicateClipError", "Event",
     "GrantNotFoundError", "Hit", "INDEX_NAME", "IndexFileError", "IndexState", "InvalidNameError", "InvalidValueError",
-    "KeyNotFoundError", "ModelMismatchError", "NewEmbedding", "NotFoundError", "Population", "ReadOnlyStoreError",
+    "KeyNotFoundError", "ModelMismatchError", "NewEmbedding", "NotFoundError", "ReadOnlyStoreError",
     "Resource", "SchemaTooNewError", "Speaker", "SpeakerExistsError", "SpeakerIDError", "SpeakerNotFoundError", "Store",
     "StoreError", "UnknownResourceError", "VectorIndex", "group_name", "is_postgres_url", "name_key", "principal",
     "resource_name", "speaker_name",

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .index import VectorIndex
-from .records import ApiKey, Changes, CheckReport, Decision, Event, Hit, NewEmbedding, Population, Resource, Speaker
+from .records import ApiKey, Changes, CheckReport, Counts, Decision, Event, Hit, NewEmbedding, Resource, Speaker
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -137,7 +137,7 @@ class Store(ABC):
         the speakers named exactly as enrolled in a list, or all; in id order."""
 
     @abstractmethod
-    def population(self) -> Population:
+    def counts(self) -> Counts:
         """The number of speakers and clips, and the generation they were counted at."""
 
     @abstractmethod

@@ -52,7 +52,7 @@ class Changes:
 
 
 @dataclass(frozen=True)
-class Population:
+class Counts:
     """How many speakers (each with a clip at least) and clips a store holds at a generation:
     counted, not read, so that a new process learns whether the calibration still stands
     without reading 10^5 vectors."""

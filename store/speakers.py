@@ -15,7 +15,7 @@ import numpy as np
 from .database import Tx
 from .errors import DuplicateClipError, InvalidValueError, SpeakerExistsError, SpeakerNotFoundError
 from .names import name_key, speaker_name
-from .records import NewEmbedding, Population, Speaker
+from .records import Counts, NewEmbedding, Speaker
 from .schema import now
 
 MODES = ("new", "append", "replace")
@@ -156,10 +156,10 @@ class SpeakerRecords:
         vecs = np.frombuffer(b"".join(bytes(r[1]) for r in rows), dtype=np.float32).reshape(len(rows), dim)
         return ids, vecs, [r[2] for r in rows]
 
-    def population(self) -> Population:
+    def counts(self) -> Counts:
         with self._db.read() as tx:
             speakers, clips = tx.one("SELECT COUNT(DISTINCT speaker_id), COUNT(*) FROM embeddings")
-            return Population(self._generation_in(tx), int(speakers), int(clips))
+            return Counts(self._generation_in(tx), int(speakers), int(clips))
 
     # -- helpers ---------------------------------------------------------------------------------
     @staticmethod

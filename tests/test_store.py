@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from store import (INDEX_NAME, InvalidNameError, InvalidValueError, ModelMismatchError, NewEmbedding, Population,
+from store import (INDEX_NAME, Counts, InvalidNameError, InvalidValueError, ModelMismatchError, NewEmbedding,
                    SpeakerExistsError, SpeakerNotFoundError, Store, VectorIndex)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,7 +74,7 @@ def test_failed_write_leaves_store_unchanged(store):
     assert (store.generation, store.speakers()) == before
 
 
-def test_vectors_and_population_of_some_speakers_all_or_one(store):
+def test_vectors_of_some_speakers_all_or_one_and_the_counts(store):
     """What profiles are built from: several speakers' clips by their exact names (in id order,
     as a full read orders them), one speaker by any spelling, all; and the counts, with the
     generation they were taken at."""
@@ -88,9 +88,9 @@ def test_vectors_and_population_of_some_speakers_all_or_one(store):
     assert some[0].tolist() == ids[keep].tolist() and some[2] == [o for o in owners if o != "carol"]
     assert np.array_equal(some[1], vectors[keep]) and some[2] == ["alice", "alice", "Bob", "Bob", "Bob", "alice"]
     assert store.vectors("bob")[2] == ["Bob"] * 3 and store.vectors(["bob"])[2] == [] and len(store.vectors([])[0]) == 0
-    assert store.population() == Population(store.generation, 3, 7)
+    assert store.counts() == Counts(store.generation, 3, 7)
     store.remove_speaker("Bob")
-    assert store.population() == Population(store.generation, 2, 4)
+    assert store.counts() == Counts(store.generation, 2, 4)
 
 
 def test_model_guard(store_url):
