@@ -152,8 +152,9 @@ class Profiles:
             return self._generation, self._vectors, self._owners
 
     def __len__(self) -> int:
-        """The number of profiles (speakers with a clip), counted by the store."""
-        return self.store.counts().speakers
+        """The number of profiles (speakers with a clip), counted by the store once per generation."""
+        with self._lock:
+            return self._speakers()
 
     def vector(self, name: str) -> np.ndarray | None:
         """``name``'s profile, from their clips alone (a claim is checked without reading everyone's)."""
