@@ -26,8 +26,9 @@ the enrollment warning is about; their comparisons are left out of the impostor 
 
 Measuring costs ~3 s at 10^5 speakers (AMD EPYC Zen 4, benchmarks/README.md), so a large
 population is measured again only once its number of clips moved by more than 1 %
-(:meth:`Calibration.describes`): below 100 clips, at every change. One percent more speakers moves the per-comparison target by 1 %, and so the threshold by
-about ``beta * ln(1.01)``: 1 % of ``beta``, the impostor tail's scale.
+(:meth:`Calibration.describes`): below 100 clips, at every change. One percent more speakers
+moves the per-comparison target by 1 %, and so the threshold by about ``beta * ln(1.01)``: 1 % of
+``beta``, the impostor tail's scale.
 
 Speakers with two or more clips give leave-one-out target scores, from which the expected miss
 rate is estimated (optimistic: a clip against its own session's profile scores higher than a new

@@ -25,6 +25,7 @@ import numpy as np
 from .database import Tx
 from .index import DEFAULT_APPROX_THRESHOLD, DEFAULT_CANDIDATES, IndexHeader, VectorIndex
 from .records import Changes, Hit
+from .speakers import EMBEDDING_ROWS, embedding_arrays
 
 FETCH_CHUNK = 10_000
 LOG_GENERATIONS = 10_000  # writes the change log reaches back; a process further behind reads everything
@@ -117,8 +118,7 @@ class DerivedIndex:
             generation = self._generation_in(tx) if generation is None else generation
             if generation <= header.generation:
                 return False
-            logged_from = tx.value("SELECT value FROM meta WHERE key = 'changes_logged_from'")
-            if logged_from is None or header.generation < int(logged_from):
+            if not self._log_reaches(tx, header.generation):
                 return True
             changed = tx.value("SELECT COUNT(DISTINCT embedding_id) FROM index_changes WHERE generation > ? "
                                "AND generation <= ?", [header.generation, generation], default=0)
@@ -171,9 +171,14 @@ class DerivedIndex:
         with self._db.read() as tx:
             return self._changes(tx, since)
 
-    def _changes(self, tx: Tx, since: int) -> Changes | None:
+    @staticmethod
+    def _log_reaches(tx: Tx, since: int) -> bool:
+        """Whether the change log holds every change after generation ``since``."""
         logged_from = tx.value("SELECT value FROM meta WHERE key = 'changes_logged_from'")
-        if logged_from is None or since < int(logged_from):
+        return logged_from is not None and since >= int(logged_from)
+
+    def _changes(self, tx: Tx, since: int) -> Changes | None:
+        if not self._log_reaches(tx, since):
             return None
         generation = self._generation_in(tx)
         changed = np.array(sorted(int(i) for (i,) in tx.all("SELECT DISTINCT embedding_id FROM index_changes "
@@ -235,17 +240,10 @@ class DerivedIndex:
         """Ids, vectors and speaker names for ``ids`` (sorted: then in id order; ``None``: every
         row, in one query: 10 lists of 10,000 ids took 1.7 s on PostgreSQL at 10^5); ids deleted
         meanwhile are simply absent."""
-        sql = "SELECT e.id, e.vector, s.name FROM embeddings e JOIN speakers s ON s.id = e.speaker_id"
         if ids is None:
-            queries = [(sql + " ORDER BY e.id", [])]
-        else:
-            chunks = [[int(i) for i in ids[start:start + FETCH_CHUNK]] for start in range(0, len(ids), FETCH_CHUNK)]
-            queries = [(sql + f" WHERE e.id IN ({','.join('?' * len(chunk))}) ORDER BY e.id", chunk) for chunk in chunks]
-        found_ids, blobs, owners = [], [], []
-        for query, args in queries:
-            for row_id, blob, owner in tx.all(query, args):
-                found_ids.append(row_id)
-                blobs.append(bytes(blob))
-                owners.append(owner)
-        vecs = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim)
-        return np.array(found_ids, dtype=np.int64), vecs, owners
+            return embedding_arrays(tx.all(EMBEDDING_ROWS + " ORDER BY e.id"), dim)
+        rows = []
+        for start in range(0, len(ids), FETCH_CHUNK):
+            chunk = [int(i) for i in ids[start:start + FETCH_CHUNK]]
+            rows += tx.all(EMBEDDING_ROWS + f" WHERE e.id IN ({','.join('?' * len(chunk))}) ORDER BY e.id", chunk)
+        return embedding_arrays(rows, dim)

@@ -51,8 +51,8 @@ def compare_index(report: CheckReport, index: VectorIndex, generation: int, db_i
     behind = generation < report.generation
     if behind:  # saved lazily in large stores, or a write's process ended before saving it
         report.notes.append(f"index is at generation {generation}, database at {report.generation}: it is saved "
-                            "again once it lags by more than one changed embedding per 100 it holds (or a write's process "
-                            "ended before saving it); it catches up on next use")
+                            "again once it lags by more than one changed embedding per 100 it holds (or a "
+                            "write's process ended before saving it); it catches up on next use")
     elif generation != report.generation:
         report.problems.append(f"index is at generation {generation}, database at {report.generation}")
     for label, ids in (("missing from", np.setdiff1d(db_ids, have)), ("extra in", np.setdiff1d(have, db_ids))):

@@ -20,6 +20,13 @@ from .schema import now
 
 MODES = ("new", "append", "replace")
 CHUNK = 5_000  # ids per IN (...) list
+EMBEDDING_ROWS = "SELECT e.id, e.vector, s.name FROM embeddings e JOIN speakers s ON s.id = e.speaker_id"
+
+
+def embedding_arrays(rows: list, dim: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``(ids, vectors, speaker names)`` from rows of :data:`EMBEDDING_ROWS`, in their order."""
+    vectors = np.frombuffer(b"".join(bytes(r[1]) for r in rows), dtype=np.float32).reshape(len(rows), dim)
+    return np.array([r[0] for r in rows], dtype=np.int64), vectors, [r[2] for r in rows]
 
 
 class SpeakerRecords:
@@ -134,13 +141,12 @@ class SpeakerRecords:
         return {r[0] for r in rows}
 
     def vectors(self, name: str | Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        sql = "SELECT e.id, e.vector, s.name FROM embeddings e JOIN speakers s ON s.id = e.speaker_id"
         with self._db.read() as tx:
             if name is None:
-                rows = tx.all(sql + " ORDER BY e.id")
+                rows = tx.all(EMBEDDING_ROWS + " ORDER BY e.id")
             elif isinstance(name, str):
                 row = self._speaker_row(tx, speaker_name(name))
-                rows = tx.all(sql + " WHERE s.id = ? ORDER BY e.id", [row[0]]) if row else []
+                rows = tx.all(EMBEDDING_ROWS + " WHERE s.id = ? ORDER BY e.id", [row[0]]) if row else []
             else:
                 names = list(name)
                 rows = []
@@ -148,13 +154,11 @@ class SpeakerRecords:
                     chunk = names[start:start + CHUNK]
                     # the speakers' ids first: PostgreSQL's planner, without statistics (after a bulk
                     # import), scanned every embedding for the join (18 ms at 10^5 instead of 1)
-                    rows += tx.all(sql + " WHERE e.speaker_id IN (SELECT id FROM speakers WHERE name IN "
+                    rows += tx.all(EMBEDDING_ROWS + " WHERE e.speaker_id IN (SELECT id FROM speakers WHERE name IN "
                                    f"({','.join('?' * len(chunk))}))", chunk)
                 rows.sort(key=lambda r: r[0])
             dim = self._dimension(tx) or 0
-        ids = np.array([r[0] for r in rows], dtype=np.int64)
-        vecs = np.frombuffer(b"".join(bytes(r[1]) for r in rows), dtype=np.float32).reshape(len(rows), dim)
-        return ids, vecs, [r[2] for r in rows]
+        return embedding_arrays(rows, dim)
 
     def counts(self) -> Counts:
         with self._db.read() as tx:
