@@ -236,6 +236,51 @@ def test_a_stalled_body_is_dropped(home):
         assert waited < 60
 
 
+def _dribble_headers(port: int, seconds: float) -> tuple[bytes, float]:
+    """Send a request's header lines one every 0.25 s for up to ``seconds``; what the server
+    answered (b"" if it only closed) and when."""
+    import select
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        start = time.monotonic()
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        for i in range(int(seconds / 0.25)):
+            if select.select([s], [], [], 0.25)[0]:
+                return s.recv(4096), time.monotonic() - start
+            try:
+                s.sendall(b"X-Slow-%d: y\r\n" % i)
+            except OSError:
+                break
+        return b"", time.monotonic() - start
+
+
+def test_slow_headers_are_cut_off_and_other_clients_are_served(home):
+    import websockets.sync.client
+
+    with serving(home, "--header-seconds", "2") as (base, _):
+        port = int(base.rsplit(":", 1)[1])
+        reply, waited = _dribble_headers(port, seconds=20)
+        assert reply.startswith(b"HTTP/1.1 408 "), reply[:200]
+        assert b"request headers not complete within 2 s" in reply
+        assert 1.5 < waited < 6, waited
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:  # silence is cut off too
+            start = time.monotonic()
+            assert s.recv(4096).startswith(b"HTTP/1.1 408 ")
+            assert time.monotonic() - start < 6
+        with httpx.Client(base_url=base, timeout=30) as client:  # a kept-alive connection answers every request
+            for _ in range(3):
+                assert client.get("/healthz").status_code == 200
+                time.sleep(1)
+        # a live stream outlives the header deadline once upgraded
+        with websockets.sync.client.connect(base.replace("http", "ws") + "/v1/stream") as ws:
+            time.sleep(3)
+            ws.send(json.dumps({"type": "start", "sample_rate": 16000, "mode": "identify"}))
+            ws.send(np.zeros(1600, dtype="<i2").tobytes())
+            ws.send(json.dumps({"type": "end"}))
+            events = [json.loads(message) for message in ws]
+        assert events and events[-1]["final"], events
+
+
 def test_every_error_has_one_shape(home):
     with serving(home) as (base, _):
         for r in (httpx.get(base + "/no/such/route"), httpx.put(base + "/v1/identify"),

@@ -36,6 +36,9 @@ DEFAULTS = ServiceConfig()
              help=f"longest live stream (default {DEFAULTS.max_stream_seconds:g})"),
          arg("--idle-seconds", type=finite, default=DEFAULTS.idle_seconds, metavar="S",
              help=f"close an upload or stream that sends nothing this long (default {DEFAULTS.idle_seconds:g})"),
+         arg("--header-seconds", type=finite, default=DEFAULTS.header_seconds, metavar="S",
+             help=f"answer 408 and close a connection whose request headers are not complete this long "
+                  f"after it opened or after its last response (default {DEFAULTS.header_seconds:g})"),
          arg("--max-streams", type=int, default=DEFAULTS.max_streams, metavar="N",
              help=f"live streams at once (default {DEFAULTS.max_streams})"),
          help="run the HTTP API, the live-audio WebSocket and the web console (FastAPI + uvicorn)")
@@ -48,7 +51,7 @@ def serve(args: argparse.Namespace) -> int:
                            workers=args.workers, max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
                            rate_limit=args.rate_limit, rate_burst=args.rate_burst, require_keys=args.require_keys,
                            max_stream_seconds=args.max_stream_seconds, idle_seconds=args.idle_seconds,
-                           max_streams=args.max_streams)
+                           header_seconds=args.header_seconds, max_streams=args.max_streams)
     with open_speakerid(args) as sid:
         keys = sid.store.ever_had_keys()
         where = sid.store.location
@@ -59,7 +62,7 @@ def serve(args: argparse.Namespace) -> int:
     print(f"speakerid serving {where} on http://{args.host}:{args.port} (console at /console, API docs at /docs)",
           file=sys.stderr)
     uvicorn.run("speakerid.service.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
-                log_level="warning", timeout_keep_alive=5)
+                log_level="warning", timeout_keep_alive=5, http="speakerid.service.protocol:HeaderDeadline")
     return 0
 
 

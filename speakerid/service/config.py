@@ -31,6 +31,7 @@ class ServiceConfig:
     require_keys: bool = False  # refuse requests without a key even before any key exists
     max_stream_seconds: float = 300.0
     idle_seconds: float = 30.0  # a connection or stream that sends nothing this long is closed
+    header_seconds: float = 10.0  # a request's headers must be complete this long after the connection is free
     max_streams: int = 16
 
     def __post_init__(self) -> None:
@@ -42,6 +43,7 @@ class ServiceConfig:
         validate.count("rate burst", self.rate_burst, low=1, high=1_000_000)
         validate.seconds("max stream seconds", self.max_stream_seconds, low=1, high=24 * 3600)
         validate.seconds("idle seconds", self.idle_seconds, low=1, high=3600)
+        validate.seconds("header seconds", self.header_seconds, low=1, high=3600)
         validate.count("max streams", self.max_streams, low=1, high=10_000)
 
     @property
