@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -16,12 +20,13 @@ from speakerid import SpeakerID
 from speakerid.access import AccessControl
 from speakerid.keys import create_key
 
-from conftest import clips_of, free_port, needs_data, run_cli, serving
+from conftest import _needs, clips_of, free_port, needs_data, run_cli, serving
 
 pytestmark = [needs_data]
 
 PEOPLE = {"alice": "id90001", "bob": "id90002", "carol": "id90003", "dave": "id90004", "erin": "id90005"}
 LOCKOUT_SECONDS = 4
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def clips(person: str, split: int) -> list:
@@ -36,7 +41,7 @@ def server(tmp_path_factory, model_dir):
         for person in ("alice", "bob", "carol", "dave"):
             sid.enroll(person, clips(person, 1))
         for label, role in (("admin", "admin"), ("client", "client"), ("revoked", "client"), ("limited", "admin"),
-                            *((f"c{i}", "client") for i in range(4))):
+                            ("curl", "client"), *((f"c{i}", "client") for i in range(4))):
             keys[label], record = create_key(sid.store, role, label)
             if label == "revoked":
                 sid.store.revoke_key(record.id)
@@ -135,6 +140,47 @@ def test_enroll_identify_access_audit(server):
     assert ids[allowed["decision_id"]]["allow"] is True and ids[denied["decision_id"]]["speaker"] == "dave"
     assert all(set(d) >= {"time", "key_id", "resource", "claim", "allow", "score"} for d in audit)
     assert ids[allowed["decision_id"]]["key_id"] == keys["client"].split("_")[1]
+
+
+@_needs(shutil.which("curl") is not None, "curl is not installed")
+def test_the_readmes_curl_commands(server, tmp_path):
+    """Every ``curl`` line of the README, run as written by the real curl (its key, port and clip
+    supplied): a multipart form and a raw body, each answered for alice."""
+    base, keys, _, env = server
+    lines = re.findall(r"^`?(curl -s [^`\n]*)", README.read_text(), flags=re.M)
+    assert len(lines) == 2, lines
+    for name in ("visitor.wav", "clip.wav"):
+        shutil.copy(clips("alice", 3)[0], tmp_path / name)
+    assert run_cli(["access", "grant", "alice", "door"], env).returncode == 0
+    for line in lines:
+        done = subprocess.run(["bash", "-c", line.replace("http://127.0.0.1:8000", base) + " -w '\\n%{http_code}'"],
+                              cwd=tmp_path, env={**os.environ, "KEY": keys["curl"]}, capture_output=True, text=True,
+                              timeout=180)
+        body, code = done.stdout.rsplit("\n", 1)
+        assert code == "200" and json.loads(body)["allow"] is True and json.loads(body)["speaker"] == "alice", (line, body)
+    refused = subprocess.run(["curl", "-s", "-w", "\\n%{http_code}", "-H", f"X-API-Key: {keys['curl']}", "-H",
+                              "Content-Type: audio/wav", "--data-binary", "@/etc/hostname", base + "/v1/identify"],
+                             capture_output=True, text=True, timeout=180)
+    body, code = refused.stdout.rsplit("\n", 1)
+    assert code == "422" and "not a readable audio file" in json.loads(body)["error"], body
+
+
+def test_the_readmes_python_door_function(server):
+    """README's ``may_enter``, executed as written (its port supplied)."""
+    base, keys, *_ = server
+    block = re.search(r"```python\n(import httpx\n.*?)```", README.read_text(), flags=re.S).group(1)
+    scope: dict = {}
+    exec(block.replace("http://127.0.0.1:8000", base), scope)
+    may_enter = scope["may_enter"]
+    assert may_enter(str(clips("alice", 3)[0]), "front-door", keys["curl"]) is True
+    assert may_enter(str(clips("alice", 3)[1]), "front-door", keys["curl"], claim="alice") is True
+    assert may_enter(str(clips("bob", 3)[0]), "front-door", keys["curl"]) is False
+    with pytest.raises(RuntimeError, match="not a readable audio file"):
+        may_enter("/etc/hostname", "front-door", keys["curl"])
+    with open(clips("alice", 3)[0], "rb") as f:  # any parameter given as None (sent empty) counts as left out
+        r = httpx.post(base + "/v1/identify", params={"threshold": None, "top_k": None}, headers=auth(keys["curl"]),
+                       files={"file": f}, timeout=60)
+    assert r.status_code == 200 and r.json()["speaker"] == "alice", r.text
 
 
 def test_lockout_and_its_expiry(server):

@@ -3,7 +3,7 @@
 Errors are ``{"error": "..."}`` with a status chosen by the exception's type
 (:mod:`speakerid.service.errors`): 401 no or bad key, 403 wrong role, 404 unknown speaker or
 resource, 408 stalled upload, 409 name taken, 413 too large or too long, 415 not audio, 422 bad
-audio or value, 429 rate limited.
+audio or value, 429 rate limited. An empty query parameter (``?claim=``) counts as left out.
 """
 
 from __future__ import annotations
@@ -33,6 +33,28 @@ class Service:
     metrics: Metrics
 
 
+class EmptyParametersAreAbsent:
+    """ASGI middleware: ``?claim=&resource=door`` means ``?resource=door``. httpx sends a parameter
+    given as ``None`` with an empty value, and HTML forms send empty fields; without this, such a
+    request was refused as naming the empty speaker (422).
+
+    >>> EmptyParametersAreAbsent.kept(b"claim=&resource=door&&threshold=")
+    b'resource=door'
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    @staticmethod
+    def kept(query: bytes) -> bytes:
+        return b"&".join(part for part in query.split(b"&") if part and not part.endswith(b"="))
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket") and scope.get("query_string"):
+            scope = {**scope, "query_string": self.kept(scope["query_string"])}
+        await self.app(scope, receive, send)
+
+
 def create_app(config: ServiceConfig | None = None) -> FastAPI:
     config = config or ServiceConfig.from_env()
     sid = SpeakerID.open(config.home, store=config.store, model=config.model, device=config.device,
@@ -49,6 +71,7 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
     app = FastAPI(title="speakerid", version="0.2.0", lifespan=lifespan,
                   description="Speaker identification, verification, enrollment and voice access control.")
     app.state.service = service
+    app.add_middleware(EmptyParametersAreAbsent)
     errors.install(app)
 
     @app.middleware("http")
