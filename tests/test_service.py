@@ -64,11 +64,24 @@ def post_clip(base, path, key, clip, **params):
                           timeout=120)
 
 
+def _metrics(base: str) -> dict[str, dict[tuple, float]]:
+    """``/metrics`` through prometheus_client's parser: family -> {label values: value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {f.name: {tuple(s.labels.values()): s.value for s in f.samples}
+            for f in text_string_to_metric_families(httpx.get(base + "/metrics").text)}
+
+
 def test_health_metrics_and_openapi(server):
     base, *_ = server
     health = httpx.get(base + "/healthz").json()
     assert health["status"] == "ok" and health["speakers"] == 4
-    assert "speakerid_speakers 4" in httpx.get(base + "/metrics").text
+    families = _metrics(base)  # read by Prometheus's own parser
+    assert families["speakerid_speakers"] == {(): 4.0}
+    healthz = ("/healthz", "200")
+    assert families["speakerid_requests"][healthz] >= 1
+    httpx.get(base + "/healthz")
+    assert _metrics(base)["speakerid_requests"][healthz] == families["speakerid_requests"][healthz] + 1
     spec = httpx.get(base + "/openapi.json").json()
     assert {"/v1/identify", "/v1/verify", "/v1/access/check", "/v1/speakers/{speaker}/enrollments"} <= set(spec["paths"])
     assert httpx.get(base + "/docs").status_code == 200
