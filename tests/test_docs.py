@@ -1,15 +1,21 @@
-"""The README documents every command and every option a user can type."""
+"""The README documents every command and every option a user can type, and its Python API
+block runs as written (its HTTP client lines run against the real server: tests/test_service.py)."""
 
 from __future__ import annotations
 
 import argparse
 import re
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from enroll.cli import build_parser as enroll_parser
 from speakerid.cli import build_parser as speakerid_parser
+
+from conftest import clips_of, needs_data, needs_model
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
@@ -48,3 +54,30 @@ def test_the_readmes_stated_defaults_are_the_codes():
     for claim in ("Uploads over 20 MB and clips over 120 s", "more than 10\nrequests a second", "(bursts of 20)",
                   "After 5 denials"):
         assert " ".join(claim.split()) in " ".join(README.split()), claim
+
+
+@needs_model
+@needs_data
+def test_the_readmes_python_api_block_runs_as_written(tmp_path, monkeypatch):
+    """The README's first Python block, executed with its placeholder files made real: alice's
+    folder, an interview folder holding one clip without speech (left out, said why), the door
+    microphone and a phone call (both alice)."""
+    block = re.search(r"```python\n(from speakerid import SpeakerID\n.*?)```", README, flags=re.S).group(1)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "alice").mkdir()
+    for clip in clips_of("id90001", 1):
+        shutil.copy(clip, tmp_path / "alice" / clip.name)
+    (tmp_path / "interview").mkdir()
+    for clip in clips_of("id90002", 1):
+        shutil.copy(clip, tmp_path / "interview" / clip.name)
+    sf.write(tmp_path / "interview" / "silence.wav", np.zeros(32000, dtype=np.float32), 16000)
+    shutil.copy(clips_of("id90001", 3)[0], tmp_path / "door-mic.wav")
+    shutil.copy(clips_of("id90001", 3)[1], tmp_path / "phone-call.wav")
+    scope: dict = {}
+    exec(block, scope)
+    sid = scope["sid"]
+    assert scope["result"].speaker == "alice"
+    assert [s.name for s in sid.speakers()] == ["bob"]  # alice erased by the block's last line
+    assert (tmp_path / "voices" / "speakerid.db").is_file()
+    sid.close()
