@@ -81,3 +81,24 @@ def test_the_readmes_python_api_block_runs_as_written(tmp_path, monkeypatch):
     assert [s.name for s in sid.speakers()] == ["bob"]  # alice erased by the block's last line
     assert (tmp_path / "voices" / "speakerid.db").is_file()
     sid.close()
+
+
+@needs_model
+@needs_data
+def test_the_readmes_live_audio_block_runs_as_written(tmp_path, capsys):
+    """The README's live-audio block with ``microphone()`` made real: a clip of alice's in
+    0.1 s chunks of int16 samples; the door it names exists."""
+    from speakerid import SpeakerID
+    from speakerid.access import AccessControl
+
+    block = re.search(r"```python\n(stream = sid.stream\(.*?)```", README, flags=re.S).group(1)
+    samples, rate = sf.read(clips_of("id90001", 3)[0], dtype="int16")
+    with SpeakerID.open(tmp_path / "home") as sid:
+        sid.enroll("alice", clips_of("id90001", 1))
+        sid.enroll("bob", clips_of("id90002", 1))
+        AccessControl(sid).grant("alice", "front-door")
+        microphone = lambda: (samples[i:i + rate // 10] for i in range(0, len(samples), rate // 10))  # noqa: E731
+        exec(block, {"sid": sid, "microphone": microphone, "AccessControl": AccessControl})
+    printed = capsys.readouterr().out.splitlines()
+    assert any("'speaker': 'alice'" in line for line in printed[:-1]), printed
+    assert "alice" in printed[-1] and "final=True" in printed[-1], printed[-1]
