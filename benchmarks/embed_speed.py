@@ -140,7 +140,7 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=HERE.parent.parent / "shared" / "data" / "mini-voxceleb1")
     parser.add_argument("--min", type=float, default=3.0, help="shortest clip, seconds")
     parser.add_argument("--max", type=float, default=10.0, help="longest clip, seconds")
-    parser.add_argument("--repeat", type=int, default=2, help="timed passes; the fastest counts")
+    parser.add_argument("--repeat", type=int, default=2, help="timed passes; the fastest pass counts, and each clip at its fastest")
     args = parser.parse_args()
     model, flags = cpu()
     peaks = all_peaks()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 SHARED = Path(os.environ.get("SPEAKERID_SHARED", ROOT.parent / "shared"))
 DATA = SHARED / "data" / "mini-voxceleb1"
 LISTS = SHARED / "data" / "voxceleb1-lists"
@@ -39,6 +41,7 @@ def _needs(present: bool, what: str):
 needs_model = _needs((MODEL_DIR / "embedding_model.ckpt").is_file(), f"real model not found at {MODEL_DIR}")
 needs_data = _needs((DATA / "iden_split.txt").is_file(), f"{DATA} not found")
 needs_postgres = _needs(bool(POSTGRES), "no PostgreSQL server: set SPEAKERID_TEST_POSTGRES (.ci/run starts one)")
+needs_curl = _needs(shutil.which("curl") is not None, "curl is not installed (.ci/run installs it)")
 
 
 @contextlib.contextmanager

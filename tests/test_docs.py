@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,9 +14,10 @@ import soundfile as sf
 from enroll.cli import build_parser as enroll_parser
 from speakerid.cli import build_parser as speakerid_parser
 
+from conftest import README as README_FILE
 from conftest import clips_of, needs_data, needs_model
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+README = README_FILE.read_text()
 
 
 def _walk(parser: argparse.ArgumentParser, prefix: str):

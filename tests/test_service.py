@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -20,13 +19,12 @@ from speakerid import SpeakerID
 from speakerid.access import AccessControl
 from speakerid.keys import create_key
 
-from conftest import _needs, clips_of, free_port, needs_data, run_cli, serving
+from conftest import README, clips_of, free_port, needs_curl, needs_data, run_cli, serving
 
 pytestmark = [needs_data]
 
 PEOPLE = {"alice": "id90001", "bob": "id90002", "carol": "id90003", "dave": "id90004", "erin": "id90005"}
 LOCKOUT_SECONDS = 4
-README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def clips(person: str, split: int) -> list:
@@ -155,7 +153,7 @@ def test_enroll_identify_access_audit(server):
     assert ids[allowed["decision_id"]]["key_id"] == keys["client"].split("_")[1]
 
 
-@_needs(shutil.which("curl") is not None, "curl is not installed")
+@needs_curl
 def test_the_readmes_curl_commands(server, tmp_path):
     """Every ``curl`` line of the README, run as written by the real curl (its key, port and clip
     supplied): a multipart form and a raw body, each answered for alice."""

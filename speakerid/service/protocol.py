@@ -14,12 +14,13 @@ deadline comes from the service's config (``--header-seconds``).
 from __future__ import annotations
 
 import asyncio
-import json
+import functools
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .config import ServiceConfig
+from .errors import error_response
 
 
 def timeout_response(seconds: float) -> bytes:
@@ -28,9 +29,15 @@ def timeout_response(seconds: float) -> bytes:
     >>> timeout_response(10).split(b"\\r\\n")[0]
     b'HTTP/1.1 408 Request Timeout'
     """
-    body = json.dumps({"error": f"request headers not complete within {seconds:g} s"}).encode()
+    body = error_response(408, f"request headers not complete within {seconds:g} s").body
     return (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
             b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
+
+
+@functools.cache
+def _header_seconds() -> float:
+    """The deadline, read once per worker process (uvicorn makes a protocol per connection)."""
+    return ServiceConfig.from_env().header_seconds
 
 
 class HeaderDeadline(H11Protocol):
@@ -38,7 +45,7 @@ class HeaderDeadline(H11Protocol):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.header_seconds = ServiceConfig.from_env().header_seconds
+        self.header_seconds = _header_seconds()
         self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
