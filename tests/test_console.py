@@ -88,9 +88,11 @@ def test_admin_enrolls_by_voice_identifies_audits_and_removes(tmp_path, browser_
     with serving(home) as (base, _):
         page.goto(base + "/console")
         shot(page, tmp_path, "login")
+        assert not page.is_visible("#nav") and not page.is_visible("#logout")  # nothing to use before signing in
         page.fill("#key", key)
         page.click("#login-form button")
         page.wait_for_selector("#speaker-rows tr")
+        assert page.is_visible("#nav") and not page.is_visible("#login")
         assert page.locator("#speaker-rows tr").count() == 2
         shot(page, tmp_path, "speakers")
 
@@ -120,8 +122,10 @@ def test_admin_enrolls_by_voice_identifies_audits_and_removes(tmp_path, browser_
         expect(page.locator("#probe-answer")).to_have_text(re.compile("^erin"), timeout=60_000)
         page.fill("#probe-resource", "front-door")
         page.click("#probe-submit")
-        expect(page.locator("#probe-answer")).to_have_text(re.compile("^ALLOW"), timeout=60_000)
-        assert "Threshold:" in page.inner_text("#threshold-basis")
+        expect(page.locator("#probe-answer")).to_have_text(re.compile(r"^ALLOW erin \(score 0\.\d{3}\): "),
+                                                           timeout=60_000)  # who opened the door, and how surely
+        assert "(front-door's)" in page.inner_text("#probe-result")
+        assert "Identify and verify: threshold" in page.inner_text("#threshold-basis")
         shot(page, tmp_path, "identify")
 
         page.click("nav button[data-screen=access]")

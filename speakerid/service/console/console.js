@@ -191,7 +191,7 @@ const probeRecorder = new Recorder(null);
 
 async function loadThreshold() {
   const t = await api("GET", "/v1/threshold");
-  $("threshold-basis").textContent = `Threshold: ${t.description}`;
+  $("threshold-basis").textContent = `Identify and verify: ${t.description}`;
 }
 
 async function ask() {
@@ -206,13 +206,14 @@ async function ask() {
   out.replaceChildren();
   const answer = document.createElement("p");
   answer.className = "answer";
-  if (resource) answer.textContent = `${r.allow ? "ALLOW" : "DENY"}: ${r.reason}`;
+  if (resource) answer.textContent = `${r.allow ? "ALLOW" : "DENY"}` + (r.speaker ? ` ${r.speaker}` : "") +
+    (r.score === null ? "" : ` (score ${r.score.toFixed(3)})`) + `: ${r.reason}`;
   else if (claim) answer.textContent = `${r.speaker}: ${r.accepted ? "accepted" : "rejected"} (score ${r.score.toFixed(3)})`;
   else answer.textContent = r.speaker ? `${r.speaker} (score ${r.score.toFixed(3)})` : `unknown (${r.reason})`;
   answer.id = "probe-answer";
   out.append(answer);
   const detail = document.createElement("p");
-  detail.textContent = `threshold ${r.threshold}` + (r.candidates ? `; candidates: ${r.candidates.map((c) => `${c.speaker} ${c.score.toFixed(3)}`).join(", ")}` : "");
+  detail.textContent = `threshold ${r.threshold}` + (resource ? ` (${resource}'s)` : "") + (r.candidates ? `; candidates: ${r.candidates.map((c) => `${c.speaker} ${c.score.toFixed(3)}`).join(", ")}` : "");
   out.append(detail);
 }
 
