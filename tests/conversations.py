@@ -103,3 +103,47 @@ def as_annotation(turns, uri: str):
         label = getattr(t, "label", None) or t.speaker
         out[Segment(t.start, t.end), i] = label
     return out
+
+
+def far_field(audio: np.ndarray, rate: int, *, direct: float | None = 3.0, rt60: float = 0.5,
+              snr: float | None = 15.0, level: float = -41.0, seed: int = 0) -> np.ndarray:
+    """``audio`` as a meeting-room microphone hears it: reverberant (an exponentially decaying
+    noise tail of ``rt60`` s, direct path of amplitude ``direct`` against a unit-energy tail;
+    ``None``: no room), low-frequency noise (AR(1), coefficient 0.9: fans and air conditioning)
+    ``snr`` dB under the speech (``None``: none), the speech at ``level`` dBFS.
+
+    >>> x = np.sin(np.arange(16000) / 5).astype(np.float32) * 0.3
+    >>> y = far_field(x, 16000)
+    >>> round(float(20 * np.log10(np.sqrt(np.mean(y[np.abs(x) > 0.01] ** 2)))), 1)
+    -41.0
+    >>> round(direct_to_reverberant(3.0, 0.5, 16000), 1), round(direct_to_reverberant(24.0, 0.5, 16000), 1)
+    (-18.0, 0.0)
+    """
+    from scipy.signal import fftconvolve, lfilter
+
+    rng = np.random.default_rng(seed)
+    wet = audio.astype(np.float64)
+    if direct is not None:
+        room = _room(direct, rt60, rate, rng)
+        wet = fftconvolve(audio, room / np.sqrt(np.sum(room ** 2)))[:len(audio)]
+    speech = np.abs(audio) > 0.01
+    out = wet
+    if snr is not None:
+        noise = lfilter([1], [1, -0.9], rng.standard_normal(len(audio)))
+        noise *= np.sqrt(np.mean(wet[speech] ** 2) / np.mean(noise ** 2)) * 10 ** (-snr / 20)
+        out = wet + noise
+    out = out * 10 ** ((level - 20 * np.log10(np.sqrt(np.mean(out[speech] ** 2)))) / 20)
+    return out.astype(np.float32)
+
+
+def direct_to_reverberant(direct: float, rt60: float, rate: int, seed: int = 0) -> float:
+    """The direct-to-reverberant ratio, in dB, of :func:`far_field`'s room."""
+    room = _room(direct, rt60, rate, np.random.default_rng(seed))
+    return float(10 * np.log10(room[0] ** 2 / np.sum(room[1:] ** 2)))
+
+
+def _room(direct: float, rt60: float, rate: int, rng) -> np.ndarray:
+    t = np.arange(int(rt60 * rate)) / rate
+    room = rng.standard_normal(len(t)) * np.exp(-6.9 * t / rt60)
+    room[0] = direct
+    return room
