@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 
+from speakerid import SpeakerID
 from speakerid.evaluate import macro_prf
+from speakerid.keys import create_key
 from speakerid.voxceleb import ListFormatError, read_iden_split, read_trials
 
-from conftest import DATA, LISTS, needs_data, run_cli
+from conftest import DATA, LISTS, needs_data, run_cli, serving
 
 import numpy as np
 
@@ -66,6 +69,26 @@ def test_mini_voxceleb1_end_to_end_with_cache_and_plot(tmp_path, cli_env):
     again = json.loads(out.read_text())
     assert second.returncode == 0 and again["cached_clips"] == 146 and again["embedded_clips"] == 0
     assert again["verification"] == result["verification"] and again["identification"] == result["identification"]
+
+    with SpeakerID.open(tmp_path / "home") as sid:  # the console shows this machine's last run
+        key, _ = create_key(sid.store, "admin")
+    with serving(tmp_path / "home") as (base, _):
+        auth = {"Authorization": f"Bearer {key}"}
+        latest = httpx.get(base + "/v1/eval/latest", headers=auth, timeout=30).json()
+        assert latest["result"] == again and latest["plot"] is True
+        png = httpx.get(base + "/v1/eval/latest.png", headers=auth, timeout=30)
+        assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+        assert httpx.get(base + "/v1/eval/latest", timeout=30).status_code == 401  # figures are for admins
+
+    targets = tmp_path / "targets.txt"  # target trials only: no DET curve can be drawn
+    targets.write_text("".join([line + "\n" for line in (DATA / "veri_test.txt").read_text().splitlines()
+                                if line.startswith("1 ")][:5]))
+    no_curve = run_cli(["eval", "voxceleb", "--root", str(DATA), "--trials", str(targets), "--cache", str(cache)], cli_env)
+    assert no_curve.returncode == 0, no_curve.stderr
+    with serving(tmp_path / "home") as (base, _):
+        latest = httpx.get(base + "/v1/eval/latest", headers=auth, timeout=30).json()
+        assert latest["result"]["verification"]["targets.txt"]["trials"] == 5
+        assert latest["plot"] is False  # not the earlier run's curve beside these figures
 
 
 @needs_data

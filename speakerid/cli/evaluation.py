@@ -61,6 +61,8 @@ def eval_voxceleb(args: argparse.Namespace) -> int:
             Path(out).write_text(json.dumps(result, indent=2, allow_nan=False))
     if curves:
         plot_det(curves, latest / "latest.png")
+    else:  # an earlier run's curve must not be shown beside this run's figures
+        (latest / "latest.png").unlink(missing_ok=True)
     if args.plot:
         if curves:
             plot_det(curves, Path(args.plot))
