@@ -23,7 +23,7 @@ from speakerid.access import AccessControl
 from speakerid.keys import create_key
 from store import DB_NAME, INDEX_NAME, DuplicateClipError, InvalidNameError, NewEmbedding, Store, StoreError
 
-from conftest import clips_of, needs_data, run_cli, serving, store_digest
+from conftest import DATA, SHARED, clips_of, needs_data, run_cli, serving, store_digest
 
 pytestmark = [needs_data]
 
@@ -470,3 +470,21 @@ def test_argument_errors_keep_the_one_line_form(home, cli_env):
         assert set(json.loads(done.stdout)) == {"error"}
     done = run_cli(["access", "groups", "staff"], cli_env)
     assert done.returncode == 0 and done.stdout.strip() == "@staff has no members"
+
+
+def test_an_output_file_that_cannot_be_written_is_refused_before_any_work(home, cli_env, tmp_path):
+    """A timeline or an evaluation takes minutes; a typo in where its output goes used to surface
+    after them, as an "unexpected FileNotFoundError"."""
+    cli_env["SPEAKERID_HOME"] = str(home)
+    recording = str(SHARED / "data" / "conversations" / "sample.wav")
+    for args, named in ((["timeline", recording, "--rttm", str(tmp_path / "missing" / "out.rttm")], "no folder"),
+                        (["timeline", recording, "--rttm", str(tmp_path)], "it is a folder"),
+                        (["eval", "voxceleb", "--root", str(DATA), "--plot", str(tmp_path / "missing" / "det.png")],
+                         "no folder"),
+                        (["eval", "voxceleb", "--root", str(DATA), "--json", str(tmp_path / "missing" / "r.json")],
+                         "no folder")):
+        started = time.monotonic()
+        done = run_cli(args, cli_env)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1 and named in done.stderr, done.stderr
+        assert "unexpected" not in done.stderr and time.monotonic() - started < 20  # refused, not run first
+    assert not (tmp_path / "missing").exists()

@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,3 +197,25 @@ def finite(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
     return value
+
+
+def output_file(text: str) -> Path:
+    """An argparse type: a file the command will write, checked before any work is done (a
+    timeline or an evaluation can take minutes, and then fail on a typo in the output's folder).
+
+    >>> output_file("/nonexistent-folder/out.rttm")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: cannot write /nonexistent-folder/out.rttm: no folder /nonexistent-folder
+    >>> output_file("/")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: cannot write /: it is a folder
+    """
+    path = Path(text).expanduser()
+    folder = path.parent
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write {text}: it is a folder")
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write {text}: no folder {folder}")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise argparse.ArgumentTypeError(f"cannot write {text}: permission denied")
+    return path

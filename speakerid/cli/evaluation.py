@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..paths import last_evaluation
-from .common import arg, command, finite, group, option
+from .common import arg, command, finite, group, option, output_file
 
 group("eval", "evaluate on a standard benchmark")
 
@@ -19,8 +19,8 @@ group("eval", "evaluate on a standard benchmark")
          arg("--split", type=Path, metavar="FILE", help="iden_split.txt (default: DIR/iden_split.txt if present)"),
          arg("--trials", type=Path, nargs="+", metavar="FILE",
              help="trial lists, e.g. veri_test2.txt list_test_hard2.txt (default: DIR/veri_test.txt if present)"),
-         arg("--json", dest="json_out", type=Path, metavar="OUT", help="write the result object to OUT"),
-         arg("--plot", type=Path, metavar="PNG", help="write a DET curve with the EER point marked"),
+         arg("--json", dest="json_out", type=output_file, metavar="OUT", help="write the result object to OUT"),
+         arg("--plot", type=output_file, metavar="PNG", help="write a DET curve with the EER point marked"),
          arg("--cache", type=Path, metavar="DIR",
              help="embedding cache (keyed by file and model): reruns and interrupted runs resume"),
          arg("--workers", type=int, default=2, metavar="N", help="decoding threads (default 2)"),

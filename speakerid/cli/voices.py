@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import UsageError
-from .common import arg, command, emit, finite, open_speakerid, option
+from .common import arg, command, emit, finite, open_speakerid, option, output_file
 
 
 @command("identify",
@@ -103,7 +103,7 @@ def calibrate(args: argparse.Namespace) -> int:
 
 @command("timeline",
          arg("recording", metavar="RECORDING", help="audio file with one or more voices (read a block at a time)"),
-         arg("--rttm", type=Path, metavar="OUT", help="also write the turns as RTTM"),
+         arg("--rttm", type=output_file, metavar="OUT", help="also write the turns as RTTM"),
          arg("--min-turn", type=finite, default=0.5, metavar="S", help="shortest turn between two others (default 0.5)"),
          arg("--threshold", type=finite, metavar="T", help="a turn is named at >= T (default: the store's)"),
          help="who spoke when: each turn labelled with an enrolled name or unknown-N")
