@@ -8,6 +8,9 @@
    then 20 times an enrollment followed by an identification: that identification's p50 (profiles
    and calibration catching up); then a new `speakerid identify` process, timed from outside
    (best of 3: imports, model, store, answer; what a script calling the CLI per event pays).
+   Then 25 enrollments of 0.1 % of the population each, an identification after each: p50 and the
+   slowest, with the calibration measured in the request (the command line) and in a thread (the
+   service).
 3. VoxCeleb-style evaluation of mini-voxceleb1 embedded by one process, by Ray with 1 worker and
    with 2 workers: clips/s and audio seconds per second, Ray's start-up reported apart.
 
@@ -75,6 +78,18 @@ def identify_and_enroll(location: str, count: int, anchor: np.ndarray) -> dict:
             sid.identify(CLIP)
             after.append(time.perf_counter() - t)
         out["after_enroll"] = np.percentile(after, 50)
+        for mode, background in (("measured in the request", False), ("measured in a thread", True)):
+            sid.options.background_calibration = background  # the command line / the service
+            sid.calibration()  # each mode starts from a current measurement
+            waits = []
+            for step in range(25):  # 0.1 % more clips a step: 2.5 % in all, past the 1 % line twice
+                vectors = rng.standard_normal((max(1, count // 1000), anchor.shape[0])).astype(np.float32)
+                sid.store.add_speaker(f"{'bt'[background]}{step}", [NewEmbedding(v / np.linalg.norm(v)) for v in vectors],
+                                      model=sid.embedder.model_id)
+                t = time.perf_counter()
+                sid.identify(CLIP)
+                waits.append(time.perf_counter() - t)
+            out[mode] = (np.percentile(waits, 50), max(waits))
     out["total"] = time.perf_counter() - start
     colds = []
     for _ in range(3):
@@ -125,17 +140,27 @@ def main() -> None:
           f"{'identify after enroll':>22} {'new process':>12}")
     import tempfile
 
+    growth = []
     for count in [] if args.skip_stores else args.sizes:
         with tempfile.TemporaryDirectory() as folder:
             r = identify_and_enroll(str(Path(folder) / "home"), count, anchor)
         print(f"{count:>9} {'SQLite':<11} {r['first'] * 1000:>12.0f} ms {r['p50'] * 1000:>6.1f} ms {r['p95'] * 1000:>6.1f} ms "
               f"{r['enroll_per_s']:>9.1f} {r['after_enroll'] * 1000:>19.1f} ms {r['cold']:>10.2f} s")
+        growth.append((count, "SQLite", r))
         if url:
             with postgres_schema() as location:
                 r = identify_and_enroll(location, count, anchor)
             print(f"{count:>9} {'PostgreSQL':<11} {r['first'] * 1000:>12.0f} ms {r['p50'] * 1000:>6.1f} ms "
                   f"{r['p95'] * 1000:>6.1f} ms {r['enroll_per_s']:>9.1f} {r['after_enroll'] * 1000:>19.1f} ms "
                   f"{r['cold']:>10.2f} s")
+            growth.append((count, "PostgreSQL", r))
+    if growth:
+        print("\nidentify while the population grows by 2.5 % (25 enrollments, an identification after each), "
+              "p50 / slowest, as the calibration is")
+        for count, backend, r in growth:
+            print(f"{count:>9} {backend:<11} " + "   ".join(
+                f"{mode}: {r[mode][0] * 1000:6.1f} / {r[mode][1] * 1000:7.1f} ms"
+                for mode in ("measured in the request", "measured in a thread")))
     if args.skip_ray:
         return
     print("\nevaluation of mini-voxceleb1 (146 clips), embedding and scoring:")

@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +73,7 @@ class Options:
     max_seconds: float = DEFAULT_MAX_SECONDS
     speech_only: bool = False
     margin: float = DEFAULT_MARGIN
+    background_calibration: bool = False  # a long-running process: see SpeakerID.measured
 
     def __post_init__(self) -> None:
         self.min_speech = validate.seconds("min_speech", self.min_speech)
@@ -108,6 +111,7 @@ class SpeakerID:
         self._reader: VoiceReader | None = None
         self._calibration: Calibration | None = None
         self._calibration_holds_at = -1  # the generation it was last found to describe
+        self._measuring = threading.Lock()  # held while a measurement runs in the background
 
     @classmethod
     def open(cls, home: str | os.PathLike | None = None, *, store: str | os.PathLike | None = None,
@@ -117,7 +121,8 @@ class SpeakerID:
         return cls(Store.open(store_location(home, store)), model=model, device=device, options=options)
 
     def close(self) -> None:
-        self.store.close()
+        with self._measuring:  # a background measurement finishes (and is stored) first
+            self.store.close()
 
     def __enter__(self) -> "SpeakerID":
         return self
@@ -169,7 +174,9 @@ class SpeakerID:
         """The population's calibration, measured again when the enrolled speakers changed since it
         was last measured (by more than 1 % of the clips in a large store:
         :meth:`Calibration.describes`), by any process: it is kept in the store with the
-        generation it describes."""
+        generation it describes. With ``Options(background_calibration=True)`` (the service), a
+        large store's standing measurement answers while a thread takes the next
+        (:meth:`Calibration.stands_in_for`), so no request waits seconds for it."""
         far = self.far
         cached = self._calibration
         if cached is not None and cached.far == far and self._calibration_holds_at == self.store.generation:
@@ -179,12 +186,34 @@ class SpeakerID:
             stored = self.store.setting("calibration")
             cached = Calibration.from_dict(stored) if stored else None
             if cached is None or cached.far != far or not cached.describes(now.generation, now.clips):
-                generation, vectors, owners = self.profiles.snapshot()
-                cached = calibrate(vectors, owners, far, generation=generation)
-                self.store.set_setting("calibration", cached.to_dict(detail=True))
+                if self.options.background_calibration and cached is not None and cached.far == far \
+                        and cached.stands_in_for(now.clips):
+                    self._measure_in_background(far)
+                    return cached  # not kept as holding: the next call looks for the new one
+                cached = self._measure(far)
             self._calibration = cached
         self._calibration_holds_at = now.generation
         return cached
+
+    def _measure(self, far: float) -> Calibration:
+        generation, vectors, owners = self.profiles.snapshot()
+        measured = calibrate(vectors, owners, far, generation=generation)
+        self.store.set_setting("calibration", measured.to_dict(detail=True))
+        return measured
+
+    def _measure_in_background(self, far: float) -> None:
+        if not self._measuring.acquire(blocking=False):
+            return  # one is running: its result will do
+
+        def work() -> None:
+            try:
+                self._calibration = self._measure(far)
+            except Exception as exc:  # the standing measurement stays; the next call tries again
+                logging.getLogger(__name__).warning("measuring the threshold again failed: %s", exc)
+            finally:
+                self._measuring.release()
+
+        threading.Thread(target=work, name="speakerid-calibration", daemon=True).start()
 
     def threshold_for(self, far: float, *, comparisons: int = 1, prior: float = DEFAULT_THRESHOLD) -> float:
         """The cosine that gives false-accept rate ``far`` over ``comparisons`` (1 to verify a claim,

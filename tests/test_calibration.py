@@ -11,8 +11,9 @@ import soundfile as sf
 
 from speakerid import AudioError, EnrollmentError, SpeakerID, SpeakerIDError
 from speakerid.access import AccessControl
-from speakerid.calibration import (DEFAULT_FAR, FLOOR_UNTIL, MIN_SPEAKERS, calibrate, per_comparison,
-                                   tail_quantile)
+from speakerid.api import Options
+from speakerid.calibration import (BACKGROUND_FROM, DEFAULT_FAR, FLOOR_UNTIL, MIN_SPEAKERS, Calibration, calibrate,
+                                   per_comparison, tail_quantile)
 from speakerid.scoring import DEFAULT_THRESHOLD
 
 from conftest import DATA, clips_of, iden_split, needs_data, run_cli
@@ -60,6 +61,36 @@ def test_a_large_population_is_measured_again_once_its_clips_moved_by_one_percen
         assert len(sid.profiles) == 2005 and asked == ["q1", "Q1"]
         sid.store.vectors = read
         assert np.array_equal(sid.profiles.vector("q1"), sid.profiles.matrix()[1][sid.profiles.matrix()[0].index("q1")])
+
+
+def test_a_service_answers_with_the_standing_measurement_while_the_next_is_taken(tmp_path):
+    """At 10^4 clips measuring takes over a second; a service (background_calibration) answers with
+    the standing measurement up to 5 % behind while a thread measures, and measures in the request
+    beyond that. A plain SpeakerID (the command line: a short-lived process) always measures."""
+    import time
+
+    from store import NewEmbedding
+
+    rng = np.random.default_rng(6)
+    new = lambda n: [NewEmbedding(v / np.linalg.norm(v)) for v in rng.standard_normal((n, 192)).astype(np.float32)]  # noqa: E731
+    with SpeakerID.open(tmp_path / "home", options=Options(background_calibration=True)) as sid:
+        sid.store.import_speakers({f"p{i}": new(1) for i in range(BACKGROUND_FROM)}, model="m")
+        first = sid.calibration()  # nothing standing yet: measured in the call
+        assert first.source == "calibrated" and first.clips == BACKGROUND_FROM
+        sid.store.add_speaker("q", new(BACKGROUND_FROM * 2 // 100), model="m")  # 2 % more
+        assert sid.calibration() == first  # answered at once, with the standing measurement
+        deadline = time.monotonic() + 120
+        while sid.calibration().clips == first.clips and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = sid.calibration()
+        assert second.clips == BACKGROUND_FROM * 102 // 100 and second.generation == sid.store.generation
+        assert Calibration.from_dict(sid.store.setting("calibration")) == second  # stored for other processes
+        sid.store.add_speaker("r", new(BACKGROUND_FROM // 10), model="m")  # 10 % more: too far behind
+        third = sid.calibration()
+        assert third.clips == second.clips + BACKGROUND_FROM // 10  # measured in the call
+    with SpeakerID.open(tmp_path / "home") as sid:  # the command line: no thread, always current
+        sid.store.add_speaker("s", new(third.clips * 2 // 100), model="m")
+        assert sid.calibration().clips == third.clips + third.clips * 2 // 100
 
 
 def test_per_comparison_rate_and_the_population_rule():

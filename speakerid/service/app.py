@@ -58,7 +58,7 @@ class EmptyParametersAreAbsent:
 def create_app(config: ServiceConfig | None = None) -> FastAPI:
     config = config or ServiceConfig.from_env()
     sid = SpeakerID.open(config.home, store=config.store, model=config.model, device=config.device,
-                         options=Options(max_seconds=config.max_seconds))
+                         options=Options(max_seconds=config.max_seconds, background_calibration=True))
     sid.embedder  # noqa: B018 -- load the model now, not on the first request
     service = Service(config=config, sid=sid, access=AccessControl(sid), gate=Gate(sid.store, config),
                       metrics=Metrics())
