@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,9 +196,17 @@ class SpeakerID:
         self._calibration_holds_at = now.generation
         return cached
 
-    def _measure(self, far: float) -> Calibration:
+    def _measure(self, far: float, *, aside: bool = False) -> Calibration:
         generation, vectors, owners = self.profiles.snapshot()
-        measured = calibrate(vectors, owners, far, generation=generation)
+        if aside:  # in the background: the arithmetic at the lowest priority, on one core
+            from threadpoolctl import threadpool_limits
+
+            if sys.platform.startswith("linux"):  # a thread's own niceness there; after the reads, which hold locks
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+            with threadpool_limits(1):
+                measured = calibrate(vectors, owners, far, generation=generation)
+        else:
+            measured = calibrate(vectors, owners, far, generation=generation)
         self.store.set_setting("calibration", measured.to_dict(detail=True))
         return measured
 
@@ -207,7 +216,7 @@ class SpeakerID:
 
         def work() -> None:
             try:
-                self._calibration = self._measure(far)
+                self._calibration = self._measure(far, aside=True)
             except Exception as exc:  # the standing measurement stays; the next call tries again
                 logging.getLogger(__name__).warning("measuring the threshold again failed: %s", exc)
             finally:
