@@ -63,14 +63,29 @@ def test_a_large_population_is_measured_again_once_its_clips_moved_by_one_percen
         assert np.array_equal(sid.profiles.vector("q1"), sid.profiles.matrix()[1][sid.profiles.matrix()[0].index("q1")])
 
 
-def test_a_service_answers_with_the_standing_measurement_while_the_next_is_taken(tmp_path):
+def test_a_service_answers_with_the_standing_measurement_while_the_next_is_taken(tmp_path, monkeypatch):
     """At 10^4 clips measuring takes over a second; a service (background_calibration) answers with
-    the standing measurement up to 5 % behind while a thread measures, and measures in the request
-    beyond that. A plain SpeakerID (the command line: a short-lived process) always measures."""
+    the standing measurement up to 5 % behind while a thread measures (at the lowest priority, on
+    one BLAS thread), and measures in the request beyond that. A plain SpeakerID (the command line:
+    a short-lived process) always measures."""
+    import os
+    import sys
+    import threading
     import time
 
+    from threadpoolctl import threadpool_info
+
+    import speakerid.api
     from store import NewEmbedding
 
+    conditions = []  # (thread, niceness, BLAS threads) of every measurement
+
+    def watched(*args, **kwargs):
+        nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) if sys.platform.startswith("linux") else None
+        conditions.append((threading.current_thread().name, nice, max(p["num_threads"] for p in threadpool_info())))
+        return calibrate(*args, **kwargs)
+
+    monkeypatch.setattr(speakerid.api, "calibrate", watched)
     rng = np.random.default_rng(6)
     new = lambda n: [NewEmbedding(v / np.linalg.norm(v)) for v in rng.standard_normal((n, 192)).astype(np.float32)]  # noqa: E731
     with SpeakerID.open(tmp_path / "home", options=Options(background_calibration=True)) as sid:
@@ -84,6 +99,10 @@ def test_a_service_answers_with_the_standing_measurement_while_the_next_is_taken
             time.sleep(0.05)
         second = sid.calibration()
         assert second.clips == BACKGROUND_FROM * 102 // 100 and second.generation == sid.store.generation
+        assert conditions[1][0] == "speakerid-calibration" and conditions[1][2] == 1, conditions
+        assert conditions[1][1] in (None, 19) and conditions[0][0] == "MainThread", conditions
+        if sys.platform.startswith("linux"):  # the thread, not the process, was lowered
+            assert os.getpriority(os.PRIO_PROCESS, 0) < 19
         assert Calibration.from_dict(sid.store.setting("calibration")) == second  # stored for other processes
         sid.store.add_speaker("r", new(BACKGROUND_FROM // 10), model="m")  # 10 % more: too far behind
         third = sid.calibration()
