@@ -32,7 +32,8 @@ moves the per-comparison target by 1 %, and so the threshold by about ``beta * l
 1 % (1.4 s at 10^4 clips, 3.7 s at 3 x 10^4 on that CPU): from :data:`BACKGROUND_FROM` clips it
 may answer with the standing measurement while a thread takes the next
 (:meth:`Calibration.stands_in_for`: up to :data:`STANDS_IN_FOR` = 5 % of the clips, a threshold
-change of ~5 % of ``beta``); past that, the request measures.
+change of ~5 % of ``beta``); past that, the request measures. The thread runs at the lowest
+priority, so under a load that keeps every core busy it waits, and the 5 % bound decides.
 
 Speakers with two or more clips give leave-one-out target scores, from which the expected miss
 rate is estimated (optimistic: a clip against its own session's profile scores higher than a new
