@@ -146,6 +146,8 @@ class DerivedIndex:
         """Every id and owner listed; vectors from the persisted copy where it has them (or from what
         this process holds, when that is newer), the rest fetched; and whether the copy was readable."""
         persisted, header = self._read_persisted()
+        if persisted is None and self._index is None:  # nothing to start from (PostgreSQL, a new
+            return (*self._read_all(tx), header is not None)  # process): one query, ids and owners too
         ids, owners = self._snapshot(tx)
         if header is not None and header.generation == generation:
             return persisted, owners, True
@@ -221,13 +223,21 @@ class DerivedIndex:
         if index is not None and (index.dimension != dim or not self._right_kind(index, len(want))):
             index = None
         if index is None:
-            ids, vecs, _ = self._fetch(tx, None, dim)  # ``want`` is every id of this snapshot
-            return VectorIndex.build(dim, ids, vecs, approx_threshold=self.approx_threshold, candidates=self.candidates)
+            return self._read_all(tx)[0]  # ``want`` is every id of this snapshot
         have = index.ids()
         index.remove(np.setdiff1d(have, want, assume_unique=True))
         found, vecs, _ = self._fetch(tx, np.setdiff1d(want, have, assume_unique=True), dim)
         index.add(found, vecs)
         return index
+
+    def _read_all(self, tx: Tx) -> tuple[VectorIndex, dict[int, str]]:
+        """The index built from every embedding, and each one's speaker."""
+        dim = self._dimension(tx)
+        if dim is None:
+            return VectorIndex(1, candidates=self.candidates), {}
+        ids, vecs, names = self._fetch(tx, None, dim)
+        index = VectorIndex.build(dim, ids, vecs, approx_threshold=self.approx_threshold, candidates=self.candidates)
+        return index, dict(zip(ids.tolist(), names))
 
     def _right_kind(self, index: VectorIndex, count: int) -> bool:
         # Hysteresis, so a store hovering at the threshold does not rebuild on every write.
@@ -241,9 +251,10 @@ class DerivedIndex:
         row, in one query: 10 lists of 10,000 ids took 1.7 s on PostgreSQL at 10^5); ids deleted
         meanwhile are simply absent."""
         if ids is None:
-            return embedding_arrays(tx.all(EMBEDDING_ROWS + " ORDER BY e.id"), dim)
+            return embedding_arrays(tx.all(EMBEDDING_ROWS + " ORDER BY e.id", vectors=True), dim)
         rows = []
         for start in range(0, len(ids), FETCH_CHUNK):
             chunk = [int(i) for i in ids[start:start + FETCH_CHUNK]]
-            rows += tx.all(EMBEDDING_ROWS + f" WHERE e.id IN ({','.join('?' * len(chunk))}) ORDER BY e.id", chunk)
+            rows += tx.all(EMBEDDING_ROWS + f" WHERE e.id IN ({','.join('?' * len(chunk))}) ORDER BY e.id", chunk,
+                          vectors=True)
         return embedding_arrays(rows, dim)

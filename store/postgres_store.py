@@ -81,7 +81,7 @@ class PostgresDatabase(Database):
                 conn.execute("COMMIT" if commit else "ROLLBACK")
             finally:
                 self.pool.putconn(conn)
-        return Tx(conn, _placeholders), finish
+        return Tx(conn, _placeholders, binary_results=True), finish
 
     def _begin_write(self) -> tuple[Tx, Callable[[bool], None]]:
         return self._begin("BEGIN")

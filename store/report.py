@@ -37,7 +37,7 @@ def check_database(db: Database, backend: str, schema_version: int) -> CheckRepo
                 report.problems.append(f"{other} embeddings are not of the store's model {report.model} "
                                        f"({dimension}-d)")
             bad = 0
-            for (blob,) in tx.all("SELECT vector FROM embeddings"):
+            for (blob,) in tx.all("SELECT vector FROM embeddings", vectors=True):
                 vector = np.frombuffer(bytes(blob), dtype=np.float32)
                 bad += len(vector) != dimension or not np.isfinite(vector).all()
             if bad:

@@ -143,10 +143,10 @@ class SpeakerRecords:
     def vectors(self, name: str | Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
         with self._db.read() as tx:
             if name is None:
-                rows = tx.all(EMBEDDING_ROWS + " ORDER BY e.id")
+                rows = tx.all(EMBEDDING_ROWS + " ORDER BY e.id", vectors=True)
             elif isinstance(name, str):
                 row = self._speaker_row(tx, speaker_name(name))
-                rows = tx.all(EMBEDDING_ROWS + " WHERE s.id = ? ORDER BY e.id", [row[0]]) if row else []
+                rows = tx.all(EMBEDDING_ROWS + " WHERE s.id = ? ORDER BY e.id", [row[0]], vectors=True) if row else []
             else:
                 names = list(name)
                 rows = []
@@ -155,7 +155,7 @@ class SpeakerRecords:
                     # the speakers' ids first: PostgreSQL's planner, without statistics (after a bulk
                     # import), scanned every embedding for the join (18 ms at 10^5 instead of 1)
                     rows += tx.all(EMBEDDING_ROWS + " WHERE e.speaker_id IN (SELECT id FROM speakers WHERE name IN "
-                                   f"({','.join('?' * len(chunk))}))", chunk)
+                                   f"({','.join('?' * len(chunk))}))", chunk, vectors=True)
                 rows.sort(key=lambda r: r[0])
             dim = self._dimension(tx) or 0
         return embedding_arrays(rows, dim)
