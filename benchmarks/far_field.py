@@ -19,18 +19,15 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import conversations as C  # noqa: E402
 from calibration import cpu_model  # noqa: E402
-from conftest import SHARED  # noqa: E402
 
 from speakerid import SpeakerID  # noqa: E402
 from speakerid.scoring import centroid  # noqa: E402
 
-REAL = SHARED / "data" / "conversations"
 SPLIT = 18.0
 CONDITIONS = {  # name: far_field's arguments (level -41 dBFS in all)
     "level only (-41 dBFS)": dict(direct=None, snr=None),
@@ -48,16 +45,13 @@ def main() -> None:
     from pyannote.metrics.identification import IdentificationErrorRate
 
     print(f"CPU: {cpu_model()}")
-    audio, rate = sf.read(REAL / "sample.wav", dtype="float32")
-    reference = [(float(p[3]), float(p[3]) + float(p[4]), p[7]) for p in
-                 (line.split() for line in (REAL / "sample.rttm").read_text().splitlines())]
+    audio, rate, reference = C.real_recording()
     ref = C.as_annotation([C.Turn(w, a, b) for a, b, w in reference], "sample")
 
     def timeline_ier(enrolled_from: np.ndarray, heard: np.ndarray) -> tuple[float, float]:
         sid = SpeakerID.open(Path(tempfile.mkdtemp()) / "home")
         for person in ("speaker90", "speaker91"):
-            turns = [enrolled_from[int(a * rate):int(b * rate)] for a, b, w in reference if w == person and b <= SPLIT]
-            sid.enroll(person, [(np.concatenate(turns), rate)], min_speech=3)
+            sid.enroll(person, [(C.turns_of(enrolled_from, rate, reference, person, SPLIT), rate)], min_speech=3)
         hyp = C.as_annotation(sid.timeline((heard, rate)).segments, "sample")
         sid.close()
         return tuple(IdentificationErrorRate(collar=0.0, skip_overlap=False)(ref, hyp, uem=Timeline([Segment(*span)]))

@@ -16,18 +16,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import conversations as C  # noqa: E402
 from calibration import cpu_model  # noqa: E402
-from conftest import SHARED, clips_of  # noqa: E402
+from conftest import clips_of  # noqa: E402
 
 from speakerid import SpeakerID  # noqa: E402
 
-REAL = SHARED / "data" / "conversations"
 
 
 def main() -> None:
@@ -56,14 +54,11 @@ def main() -> None:
         print(f"  {name:<22} {len(audio) / 16000:5.1f} s  IER {rates[0]:.2%} / {rates[1]:.2%}  RTF {rtf:.3f}")
     print(f"  {'total':<22}          IER {abs(totals[0.0]):.2%} / {abs(totals[0.25]):.2%}")
 
-    audio, rate = sf.read(REAL / "sample.wav", dtype="float32")
-    reference = [(float(p[3]), float(p[3]) + float(p[4]), p[7]) for p in
-                 (line.split() for line in (REAL / "sample.rttm").read_text().splitlines())]
+    audio, rate, reference = C.real_recording()
     real = SpeakerID.open(Path(tempfile.mkdtemp()) / "home")
     for person in ("speaker90", "speaker91"):
-        turns = np.concatenate([audio[int(a * rate):int(b * rate)] for a, b, w in reference if w == person and b <= 18])
-        real.enroll(person, [(turns, rate)], min_speech=3)
-    result = real.timeline(REAL / "sample.wav")
+        real.enroll(person, [(C.turns_of(audio, rate, reference, person, 18), rate)], min_speech=3)
+    result = real.timeline(C.REAL / "sample.wav")
     ref = C.as_annotation([C.Turn(w, a, b) for a, b, w in reference], "sample")
     hyp = C.as_annotation(result.segments, "sample")
     print("\nshared real recording (enrolled from turns before 18 s):")

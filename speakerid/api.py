@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -198,14 +199,14 @@ class SpeakerID:
 
     def _measure(self, far: float, *, aside: bool = False) -> Calibration:
         generation, vectors, owners = self.profiles.snapshot()
+        limit = contextlib.nullcontext()
         if aside:  # in the background: the arithmetic at the lowest priority, on one core
             from threadpoolctl import threadpool_limits
 
             if sys.platform.startswith("linux"):  # a thread's own niceness there; after the reads, which hold locks
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-            with threadpool_limits(1):
-                measured = calibrate(vectors, owners, far, generation=generation)
-        else:
+            limit = threadpool_limits(1)
+        with limit:
             measured = calibrate(vectors, owners, far, generation=generation)
         self.store.set_setting("calibration", measured.to_dict(detail=True))
         return measured

@@ -1,4 +1,5 @@
-"""Conversations built from mini-voxceleb1 with exact boundaries, for the timeline's tests and benchmark.
+"""Conversations built from mini-voxceleb1 with exact boundaries, for the timeline's tests and benchmark;
+the shared real two-person recording; a meeting-room microphone simulated.
 
 Each turn is a split-2/3 clip (never an enrollment clip) trimmed to its speech (first to last
 detected speech), so the reference turn is exactly where the voice is. Between turns: a pause, no
@@ -12,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import clips_of
+from conftest import SHARED, clips_of
 
 RATE = 16_000
+REAL = SHARED / "data" / "conversations"  # the real two-person recording, sample.wav + sample.rttm
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,21 @@ def as_annotation(turns, uri: str):
         out[Segment(t.start, t.end), i] = label
     return out
 
+
+def real_recording() -> tuple[np.ndarray, int, list[tuple[float, float, str]]]:
+    """The shared real recording, its rate, and its reference turns ``(start, end, speaker)``."""
+    import soundfile as sf
+
+    from speakerid.timeline_eval import read_rttm
+
+    audio, rate = sf.read(REAL / "sample.wav", dtype="float32")
+    return audio, rate, read_rttm(REAL / "sample.rttm")["sample"]
+
+
+def turns_of(audio: np.ndarray, rate: int, reference, person: str, before: float) -> np.ndarray:
+    """``person``'s reference turns that end by ``before`` s, end to end: their enrollment audio
+    when a recording is all there is."""
+    return np.concatenate([audio[int(a * rate):int(b * rate)] for a, b, who in reference if who == person and b <= before])
 
 def far_field(audio: np.ndarray, rate: int, *, direct: float | None = 3.0, rt60: float = 0.5,
               snr: float | None = 15.0, level: float = -41.0, seed: int = 0) -> np.ndarray:

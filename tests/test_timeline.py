@@ -16,10 +16,9 @@ import soundfile as sf
 from speakerid import SpeakerID
 
 import conversations as C
-from conftest import SHARED, clips_of, needs_data, run_cli, serving
+from conftest import clips_of, needs_data, run_cli, serving
 
 pytestmark = [needs_data]
-CONVERSATION = SHARED / "data" / "conversations"
 SPLIT = 18.0  # the real recording: enroll from turns before this, track the rest
 
 
@@ -66,22 +65,19 @@ def test_built_conversations_by_name(enrolled):
 
 
 def test_the_real_two_person_recording(tmp_path, cli_env):
-    audio, rate = sf.read(CONVERSATION / "sample.wav", dtype="float32")
-    reference = [(float(p[3]), float(p[3]) + float(p[4]), p[7]) for p in
-                 (line.split() for line in (CONVERSATION / "sample.rttm").read_text().splitlines())]
+    audio, rate, reference = C.real_recording()
     cli_env["SPEAKERID_HOME"] = str(tmp_path / "home")
     for person in ("speaker90", "speaker91"):  # no separate enrollment audio: their turns before 18 s
-        turns = np.concatenate([audio[int(a * rate):int(b * rate)] for a, b, who in reference if who == person and b <= SPLIT])
-        sf.write(tmp_path / f"{person}.wav", turns, rate)
+        sf.write(tmp_path / f"{person}.wav", C.turns_of(audio, rate, reference, person, SPLIT), rate)
         assert run_cli([person, str(tmp_path / f"{person}.wav"), "--min-speech", "3"], cli_env,
                        module="enroll.cli").returncode == 0
-    done = run_cli(["eval", "timeline", "--rttm", str(CONVERSATION / "sample.rttm"), str(CONVERSATION / "sample.wav"),
+    done = run_cli(["eval", "timeline", "--rttm", str(C.REAL / "sample.rttm"), str(C.REAL / "sample.wav"),
                     "--json"], cli_env)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["ier"] <= 0.15, result
     with SpeakerID.open(tmp_path / "home") as sid:
-        timeline = sid.timeline(CONVERSATION / "sample.wav")
+        timeline = sid.timeline(C.REAL / "sample.wav")
     later = ier([C.Turn(w, a, b) for a, b, w in reference], [s for s in timeline.segments], "sample", 30.0)
     tracked = [s for s in timeline.segments if s.start >= SPLIT - 0.1]
     assert [s.label for s in tracked] == ["speaker90", "speaker91", "speaker90"]
@@ -90,12 +86,10 @@ def test_the_real_two_person_recording(tmp_path, cli_env):
 
 def test_far_field_speech_is_still_found(tmp_path, enrolled):
     """A meeting-room microphone: reverberant (RT60 0.5 s), noisy (15 dB SNR), speech at -41 dBFS."""
-    audio, rate = sf.read(CONVERSATION / "sample.wav", dtype="float32")
+    audio, rate, reference = C.real_recording()
     far = C.far_field(audio, rate)
-    reference = [(float(p[3]), float(p[3]) + float(p[4])) for p in
-                 (line.split() for line in (CONVERSATION / "sample.rttm").read_text().splitlines())]
     mask = np.zeros(len(audio), dtype=bool)
-    for a, b in reference:
+    for a, b, _ in reference:
         mask[int(a * rate):int(b * rate)] = True
     with SpeakerID.open(enrolled) as sid:
         found = sid.timeline((far, rate))
@@ -108,7 +102,7 @@ def test_far_field_speech_is_still_found(tmp_path, enrolled):
 def test_memory_stays_flat_on_long_recordings(tmp_path, enrolled):
     """Peak memory of a timeline over 1 and over 5 minutes of conversation (CI's reduced form; the
     full form, 10 and 60 minutes: SPEAKERID_LONG_MINUTES=60)."""
-    audio, rate = sf.read(CONVERSATION / "sample.wav", dtype="float32")
+    audio, rate = sf.read(C.REAL / "sample.wav", dtype="float32")
     minutes = [1, int(os.environ.get("SPEAKERID_LONG_MINUTES", "5"))]
     peaks = []
     for m in minutes:
