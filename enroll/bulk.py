@@ -14,10 +14,10 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
 
 from speakerid import SpeakerID, SpeakerIDError, UsageError
 from speakerid.enrollment import Clip, Enrollment, Limits, Skipped
+from speakerid.progress import progress
 
 
 @dataclass
@@ -65,14 +65,16 @@ def enroll_manifest(sid: SpeakerID, manifest: Path, *, limits: Limits, skip_bad:
         else:
             todo[name] = clips
     if ray is None:
-        for name, clips in tqdm(todo.items(), unit="speaker", desc="enrolling", disable=None):
-            try:
-                result = sid.enroll(name, clips, skip_bad=skip_bad, min_speech=limits.min_speech,
-                                    min_clip_speech=limits.min_clip_speech)
-            except SpeakerIDError as exc:
-                report.refused.append({"speaker": name, "reason": str(exc)})
-                continue
-            report.enrolled.append(_enrolled(result))
+        with progress(len(todo), unit="speaker", desc="enrolling") as bar:
+            for name, clips in todo.items():
+                bar.update(1)
+                try:
+                    result = sid.enroll(name, clips, skip_bad=skip_bad, min_speech=limits.min_speech,
+                                        min_clip_speech=limits.min_clip_speech)
+                except SpeakerIDError as exc:
+                    report.refused.append({"speaker": name, "reason": str(exc)})
+                    continue
+                report.enrolled.append(_enrolled(result))
         return report
     _enroll_on_ray(sid, todo, report, limits=limits, skip_bad=skip_bad, address=ray or None, workers=workers)
     sid.measured()  # the population changed

@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from speakerid.cli.common import ArgumentParser, UsageError, common_options, emit, finite, main_of, open_speakerid, warn
+from speakerid.cli.common import (ArgumentParser, UsageError, common_options, emit, finite, main_of, open_speakerid,
+                                  plural, warn)
 from speakerid.enrollment import MIN_CLIP_SPEECH, MIN_TOTAL_SPEECH
 
 
@@ -68,8 +69,8 @@ def enroll(args: argparse.Namespace) -> int:
     for skipped in result.skipped:
         warn(f"left out {skipped.clip}: {skipped.reason}")
     emit(args, result.to_dict(),
-         f"enrolled {result.speaker}: {result.clips} clips, {result.speech_seconds:.1f} s of speech "
-         f"({result.total_clips} clips in total; model {result.model})")
+         f"enrolled {result.speaker}: {plural(result.clips, 'clip')}, {result.speech_seconds:.1f} s of speech "
+         f"({plural(result.total_clips, 'clip')} in total; model {result.model})")
     return 0
 
 

@@ -60,11 +60,15 @@ class Verification:
     threshold: float
     speech_seconds: float = 0.0
     model: str = ""
+    note: str = ""  # why the threshold is not the one asked for (a false-accept target too few speakers can set)
 
     def to_dict(self) -> dict:
-        return {"speaker": self.speaker, "accepted": self.accepted, "score": round(self.score, 6),
-                "threshold": round(self.threshold, 6), "speech_seconds": round(self.speech_seconds, 2),
-                "model": self.model}
+        out = {"speaker": self.speaker, "accepted": self.accepted, "score": round(self.score, 6),
+               "threshold": round(self.threshold, 6), "speech_seconds": round(self.speech_seconds, 2),
+               "model": self.model}
+        if self.note:
+            out["note"] = self.note
+        return out
 
 
 @dataclass
@@ -293,6 +297,11 @@ class SpeakerID:
         the store's."""
         if threshold is not None and far is not None:
             raise UsageError("give a threshold or a false-accept rate, not both")
+        note = ""
+        if far is not None and (measured := self.measured()).source != "calibrated":
+            note = (f"the false-accept target {far:g} could not be applied: {measured.speakers} speakers and "
+                    f"{measured.comparisons} impostor comparisons are too few to measure it; the prior "
+                    f"{DEFAULT_THRESHOLD:g} is used")
         threshold = (validate.threshold(threshold) if threshold is not None else
                      self.threshold_for(far) if far is not None else self.threshold)
         speaker = self.store.display_name(speaker)
@@ -302,7 +311,7 @@ class SpeakerID:
         voice = self.read(audio, name)
         score = float(np.dot(voice.vector, profile))
         return Verification(speaker=speaker, accepted=score >= threshold, score=score, threshold=threshold,
-                            speech_seconds=voice.speech.seconds, model=self.embedder.model_id)
+                            speech_seconds=voice.speech.seconds, model=self.embedder.model_id, note=note)
 
     def timeline(self, audio: AudioInput, *, threshold: float | None = None, min_turn: float = DEFAULT_MIN_TURN,
                  name: str | None = None, progress=None) -> Timeline:

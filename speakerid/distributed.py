@@ -80,7 +80,7 @@ def start(address: str | None) -> None:
     try:
         import ray
     except ImportError:
-        raise UsageError("--ray needs the ray extra: pip install 'speakerid[ray]'") from None
+        raise UsageError("--ray needs the ray extra: pip install 'speakerid-voiceprint[ray]'") from None
     if not ray.is_initialized():
         for name in ("ray", "ray.data"):
             logging.getLogger(name).setLevel(logging.ERROR)
@@ -93,7 +93,7 @@ def read_on_ray(items: Sequence[tuple[str, str]], work: Work, *, workers: int, a
     ``key``, ``vector`` (float32), ``error`` ("" when read), ``seconds``, ``speech_seconds``, ``sha256``."""
     import ray
 
-    from tqdm import tqdm
+    from .progress import progress as progress_bar
 
     start(address)
     context = ray.data.DataContext.get_current()
@@ -103,8 +103,7 @@ def read_on_ray(items: Sequence[tuple[str, str]], work: Work, *, workers: int, a
                                   compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1, batch_format="numpy")
     for name in ("ray", "ray.data"):  # Ray Data configures its loggers when first used; quiet them after
         logging.getLogger(name).setLevel(logging.ERROR)
-    with tqdm(total=len(items), unit="clip", desc=f"embedding on Ray ({workers} workers)",
-              disable=None if progress else True) as bar:
+    with progress_bar(len(items), unit="clip", desc=f"embedding on Ray ({workers} workers)", enabled=progress) as bar:
         for row in results.iter_rows():
             bar.update(1)
             yield {**row, "vector": np.asarray(row["vector"], dtype=np.float32)}

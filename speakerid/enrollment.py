@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from store import NewEmbedding, SpeakerExistsError, Store, speaker_name
 
 from .audio import AudioInput, describe, is_sample_pair
 from .digest import sha256_clip
 from .errors import EnrollmentError, InsufficientSpeechError, SpeakerIDError, UsageError
+from .progress import progress
 from .prefetch import prefetched
 from .quality import MIN_CONSISTENCY, consistency, level_problem, minimum_consistency, odd_one_out
 from .scoring import Profiles, centroid
@@ -140,9 +140,12 @@ class Enrollment:
         sources = expand_clips(as_clip_list(clips))
         names = list(labels) if labels is not None and len(labels) == len(sources) else [None] * len(sources)
         decoded = prefetched(self.decode, zip(sources, names))  # the next clips decode while this one embeds
-        quiet = True if len(sources) < PROGRESS_FROM else None
-        read = [self.embed(item) for item in tqdm(decoded, total=len(sources), desc=f"enrolling {name}", unit="clip",
-                                                 disable=quiet)]
+        with progress(len(sources), desc=f"enrolling {name}", unit="clip",
+                      enabled=len(sources) >= PROGRESS_FROM) as bar:
+            read = []
+            for item in decoded:
+                read.append(self.embed(item))
+                bar.update(1)
         return self.finish(name, read, mode=mode, metadata=metadata)
 
     def begin(self, name: str, mode: str) -> tuple[str, str]:

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from store.embedding_cache import EmbeddingCache
 
@@ -22,6 +21,7 @@ from .audio import DEFAULT_MAX_SECONDS
 from .embedder import Embedder
 from .errors import AudioError, SpeakerIDError
 from .metrics import det_curve, eer, min_dcf
+from .progress import progress
 from .prefetch import prefetched
 from .calibration import DEFAULT_FAR, calibrate
 from .scoring import DEFAULT_THRESHOLD, Candidate, centroid, centroids, decide
@@ -162,7 +162,7 @@ def _read(embedder: Embedder, wav: Path, rels: list[str], config: EvalConfig):
         except AudioError as exc:
             return rel, None, None, str(exc)
 
-    bar = tqdm(total=len(rels), unit="clip", desc="embedding", disable=None if config.progress and rels else True)
+    bar = progress(len(rels), unit="clip", desc="embedding", enabled=bool(config.progress and rels))
     for rel, audio, speech, error in prefetched(decode, rels, workers=config.workers, ahead=4 * max(1, config.workers)):
         bar.update(1)
         if error:

@@ -66,6 +66,21 @@ def default_precision(model: ModelFolder) -> str:
     return "int8" if model.id in ACTIVATIONS and cpu_flags() & set(INT8_FLAGS) else "fp32"
 
 
+def engine_here(model_id: str | None = DEFAULT_MODEL) -> str:
+    """Which path embeddings take on this machine, and why, in one line (``speakerid doctor``)."""
+    forced = os.environ.get("SPEAKERID_PRECISION")
+    if forced and forced != "auto":
+        return f"ONNX Runtime {forced} (SPEAKERID_PRECISION={forced})"
+    found = sorted(cpu_flags() & set(INT8_FLAGS))
+    if model_id is not None and model_id not in ACTIVATIONS:
+        return (f"ONNX Runtime fp32 ({model_id} has no int8 activations measured on speech; "
+                "architectures other than ECAPA-TDNN run through SpeechBrain)")
+    if found:
+        return f"ONNX Runtime int8 (this CPU has {', '.join(found)})"
+    return (f"ONNX Runtime fp32 (this CPU has none of {', '.join(INT8_FLAGS)}: int8 would not be faster; "
+            "about plain SpeechBrain's speed)")
+
+
 def frames(samples: np.ndarray, n_fft: int = 400, hop: int = 160) -> np.ndarray:
     """The windows SpeechBrain's centred STFT reads: ``n_fft`` samples every ``hop``, the clip
     zero-padded by ``n_fft // 2`` at both ends. ``(..., samples)`` -> ``(..., frames, n_fft)``.

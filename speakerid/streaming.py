@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, Audio, resample
+from .audio import SAMPLE_RATE, Audio, Resampler
 from .errors import InsufficientSpeechError, UsageError
 from .scoring import centroid
 from .timeline import WINDOW, WINDOW_THRESHOLD
@@ -80,6 +80,7 @@ class Stream:
         self.audio = np.zeros(0, dtype=np.float32)  # 16 kHz, the last KEEP seconds
         self.offset = 0  # 16 kHz sample index of audio[0]
         self.pending = np.zeros(0, dtype=np.float32)  # input not yet resampled
+        self.resampler = Resampler(self.rate)  # one filter across chunks: no clicks at the joins
         self.speech: list[tuple[int, int]] = []  # 16 kHz regions, absolute
         self.looked = 0  # 16 kHz samples already looked at
         self.next_window = 0  # absolute 16 kHz start of the next window
@@ -103,8 +104,8 @@ class Stream:
 
     def close(self) -> Event:
         """The final decision on what was heard (after an early final: that one)."""
-        if len(self.pending):
-            self._update(self.pending)
+        if len(self.pending) or not self.resampler.done and self.rate != SAMPLE_RATE:
+            self._update(self.pending, last=True)
             self.pending = np.zeros(0, dtype=np.float32)
         if self.final is not None:
             return self.final
@@ -119,8 +120,8 @@ class Stream:
         return sum(b - a for a, b in self.speech) / SAMPLE_RATE
 
     # -- one look ------------------------------------------------------------------------------------
-    def _update(self, chunk: np.ndarray) -> list[Event]:
-        audio = chunk if self.rate == SAMPLE_RATE else resample(chunk, self.rate)
+    def _update(self, chunk: np.ndarray, *, last: bool = False) -> list[Event]:
+        audio = self.resampler.feed(chunk, last=last)
         self.audio = np.concatenate([self.audio, audio])
         end = self.offset + len(self.audio)
         self._find_speech(end)

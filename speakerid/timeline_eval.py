@@ -42,7 +42,7 @@ def evaluate_timelines(sid: SpeakerID, rttm: Path, recordings: list[Path], *, co
         from pyannote.core import Annotation, Segment, Timeline
         from pyannote.metrics.identification import IdentificationErrorRate
     except ImportError:
-        raise UsageError("eval timeline needs pyannote.metrics: pip install 'speakerid[eval]'") from None
+        raise UsageError("eval timeline needs pyannote.metrics (a dependency): pip install 'pyannote.metrics>=3.2'") from None
     reference = read_rttm(rttm)
     enrolled = {s.name for s in sid.speakers()}
     total = IdentificationErrorRate(collar=collar, skip_overlap=False)

@@ -53,7 +53,7 @@ class PostgresDatabase(Database):
             import psycopg
             from psycopg_pool import ConnectionPool
         except ImportError:
-            raise StoreError("PostgreSQL needs the postgres extra: pip install 'speakerid[postgres]'") from None
+            raise StoreError("PostgreSQL needs the postgres extra: pip install 'speakerid-voiceprint[postgres]'") from None
         self.location = redact(url)
         logging.getLogger("psycopg.pool").setLevel(logging.ERROR)  # its retries would print; ours is one line
         try:  # one plain connection first: its error says why (refused, no such database, password)

@@ -27,7 +27,14 @@ class Speaker:
     model: str | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """As JSON shows it: seconds to the hundredth (a sum of clips' seconds is not 51.099999999999994).
+
+        >>> Speaker("a", 2, 51.099999999999994, "t", "t").to_dict()["speech_seconds"]
+        51.1
+        """
+        out = asdict(self)
+        out["speech_seconds"] = round(self.speech_seconds, 2)
+        return out
 
 
 @dataclass(frozen=True)

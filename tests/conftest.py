@@ -13,6 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+GUIDES = sorted((ROOT / "docs").glob("*.md"))  # the README's depth: one guide per subject
 SHARED = Path(os.environ.get("SPEAKERID_SHARED", ROOT.parent / "shared"))
 DATA = SHARED / "data" / "mini-voxceleb1"
 LISTS = SHARED / "data" / "voxceleb1-lists"
@@ -26,10 +27,39 @@ os.environ["SPEAKERID_CACHE"] = str(SESSION_CACHE)
 if (MODEL_DIR / "embedding_model.ckpt").is_file():
     os.environ["SPEAKERID_MODEL"] = str(MODEL_DIR.resolve())  # what SpeakerID.open() uses by default
 
-# Base URL of a PostgreSQL database the tests may fill (each test gets a schema of its own).
-POSTGRES = os.environ.get("SPEAKERID_TEST_POSTGRES", "")
 # CI sets this: a missing model, data set or server then fails the run instead of skipping tests.
 REQUIRE_ALL = os.environ.get("SPEAKERID_REQUIRE_ALL") == "1"
+
+
+_postgres: list[tuple[str, str]] = []
+
+
+def postgres() -> tuple[str, str]:
+    """``(URL, why not)``: the base URL of a PostgreSQL database the tests may fill (each test gets
+    a schema of its own). The server SPEAKERID_TEST_POSTGRES names, else a throwaway one started on
+    first use when PostgreSQL's server programs are installed (tests/postgres_server.py)."""
+    if not _postgres:
+        given = os.environ.get("SPEAKERID_TEST_POSTGRES", "")
+        if given:
+            _postgres.append((given, ""))
+        else:
+            import postgres_server
+
+            if postgres_server.server_programs() is None:
+                _postgres.append(("", "PostgreSQL is not installed (apt-get install postgresql) "
+                                      "and SPEAKERID_TEST_POSTGRES is not set"))
+            else:
+                try:
+                    url = postgres_server.start()
+                    os.environ["SPEAKERID_TEST_POSTGRES"] = url  # the tests' subprocesses use the same server
+                    _postgres.append((url, ""))
+                except Exception as exc:  # noqa: BLE001 -- said in the skip reason (or the REQUIRE_ALL error)
+                    _postgres.append(("", f"could not start a throwaway PostgreSQL server: {exc}"))
+    return _postgres[0]
+
+
+CHROMIUM = os.environ.get("SPEAKERID_CHROMIUM") or next(
+    (found for name in ("chromium", "chromium-browser", "google-chrome") if (found := shutil.which(name))), "")
 
 
 def _needs(present: bool, what: str):
@@ -40,7 +70,17 @@ def _needs(present: bool, what: str):
 
 needs_model = _needs((MODEL_DIR / "embedding_model.ckpt").is_file(), f"real model not found at {MODEL_DIR}")
 needs_data = _needs((DATA / "iden_split.txt").is_file(), f"{DATA} not found")
-needs_postgres = _needs(bool(POSTGRES), "no PostgreSQL server: set SPEAKERID_TEST_POSTGRES (.ci/run starts one)")
+needs_postgres = pytest.mark.needs_postgres  # a server is found or started when such a test first runs
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("needs_postgres"):
+        url, why_not = postgres()
+        if not url:
+            if REQUIRE_ALL:
+                pytest.fail(f"SPEAKERID_REQUIRE_ALL=1 but {why_not}")
+            pytest.skip(why_not)
+needs_browser = _needs(bool(CHROMIUM) and Path(CHROMIUM).is_file(), "Chromium is not installed (apt-get install chromium)")
 needs_curl = _needs(shutil.which("curl") is not None, "curl is not installed (.ci/run installs it)")
 
 
@@ -52,14 +92,15 @@ def postgres_schema():
 
     import psycopg
 
+    base = postgres()[0]
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES, autocommit=True) as conn:
+    with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
-    joiner = "&" if "?" in POSTGRES else "?"
+    joiner = "&" if "?" in base else "?"
     try:
-        yield f"{POSTGRES}{joiner}options={quote(f'-csearch_path={schema}')}"
+        yield f"{base}{joiner}options={quote(f'-csearch_path={schema}')}"
     finally:
-        with psycopg.connect(POSTGRES, autocommit=True) as conn:
+        with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
@@ -171,16 +212,22 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serving(home: Path, *options: str, env: dict[str, str] | None = None):
-    """``speakerid serve`` as a real uvicorn process on 127.0.0.1; yields (base URL, process)."""
+    """``speakerid serve`` as a real uvicorn process on 127.0.0.1; yields (base URL, process). What the
+    server prints (its access log) goes to a file, ``process.log`` (a pipe nobody reads would fill
+    and stop the server)."""
     import subprocess
+    import tempfile
     import time
 
     import httpx
 
     port = free_port()
     env = {**os.environ, "SPEAKERID_HOME": str(home), "HF_HUB_OFFLINE": "1", **(env or {})}
-    proc = subprocess.Popen([sys.executable, "-m", "speakerid.cli", "serve", "--port", str(port), *options],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = Path(tempfile.mkdtemp(prefix="speakerid-serve-")) / "server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "speakerid.cli", "serve", "--port", str(port), *options],
+                                env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+    proc.log = log
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 180
     try:
@@ -192,7 +239,7 @@ def serving(home: Path, *options: str, env: dict[str, str] | None = None):
                 pass
             if proc.poll() is not None or time.time() > deadline:
                 proc.kill()
-                pytest.fail(f"server did not start: {proc.communicate()[1]}")
+                pytest.fail(f"server did not start: {log.read_text()[-3000:]}")
             time.sleep(0.5)
         yield base, proc
     finally:
@@ -201,6 +248,7 @@ def serving(home: Path, *options: str, env: dict[str, str] | None = None):
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+        shutil.rmtree(log.parent, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

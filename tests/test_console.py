@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ import soundfile as sf
 from speakerid import SpeakerID
 from speakerid.keys import create_key
 
-from conftest import clips_of, needs_data, serving
+from conftest import CHROMIUM, clips_of, needs_browser, needs_data, serving
 
 pytestmark = [needs_data]
 
@@ -26,9 +25,6 @@ try:
     from playwright.sync_api import expect
 except ImportError:  # the browser tests skip below; the classify test needs no browser
     expect = None
-CHROMIUM = os.environ.get("SPEAKERID_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-needs_browser = pytest.mark.skipif(not Path(CHROMIUM).is_file() and os.environ.get("SPEAKERID_REQUIRE_ALL") != "1",
-                                   reason="no chromium")
 
 
 def microphone_file(folder: Path, speaker: str) -> Path:
@@ -169,6 +165,34 @@ def test_a_client_key_is_a_kiosk(tmp_path, browser_for, model_dir):
         assert "script-src 'self'" in policy and "unsafe-inline" not in policy and "frame-ancestors 'none'" in policy
         html = page.content()
         assert "<script>" not in html.replace('<script src="/console/console.js" defer></script>', "")
+
+
+@needs_browser
+def test_the_evaluation_screen_is_a_table_beside_the_plot(tmp_path, browser_for, cli_env, model_dir):
+    """The last ``speakerid eval voxceleb`` run, as people read it: a row per figure, the DET curve below."""
+    from conftest import DATA, run_cli
+
+    done = run_cli(["eval", "voxceleb", "--root", str(DATA), "--open-set", "0.6", "--plot", str(tmp_path / "det.png"),
+                    "--cache", str(tmp_path / "cache")], cli_env)
+    assert done.returncode == 0, done.stderr
+    home = tmp_path / "home"
+    with SpeakerID.open(home) as sid:
+        key, _ = create_key(sid.store, "admin")
+    page = browser_for(microphone_file(tmp_path, "id90001"))
+    with serving(home) as (base, _):
+        page.goto(base + "/console")
+        page.fill("#key", key)
+        page.click("#login-form button")
+        page.click("nav button[data-screen=evaluation]")
+        table = page.locator("#eval-figures table")
+        expect(table).to_contain_text("veri_test.txt (1000 trials)", timeout=30_000)
+        rows = {r.locator("th").inner_text(): r.locator("td").inner_text() for r in table.locator("tr").all()}
+        assert rows["top-1 / top-5 accuracy"] == "100.00 % / 100.00 %", rows
+        assert re.match(r"EER \d+\.\d\d %, minDCF\(0\.01\) 0\.\d{4}", rows["veri_test.txt (1000 trials)"]), rows
+        assert any(name.startswith("open set: 10 enrolled, 6 held out") for name in rows), rows
+        expect(page.locator("#eval-plot")).to_be_visible()
+        assert page.evaluate("document.getElementById('eval-plot').naturalWidth") > 100  # the PNG really loaded
+        shot(page, tmp_path, "evaluation")
 
 
 def test_hugging_face_client_classifies(tmp_path, model_dir, monkeypatch):

@@ -1,10 +1,12 @@
-"""The README documents every command and every option a user can type, and its Python API
-block runs as written (its HTTP client lines run against the real server: tests/test_service.py)."""
+"""The README lists every command, the README and docs/ document every option a user can type,
+every command line they show parses, and their Python blocks run as written (the HTTP client
+lines run against the real server: tests/test_service.py)."""
 
 from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import shutil
 
 import numpy as np
@@ -14,10 +16,11 @@ import soundfile as sf
 from enroll.cli import build_parser as enroll_parser
 from speakerid.cli import build_parser as speakerid_parser
 
+from conftest import GUIDES, ROOT, clips_of, needs_data, needs_model
 from conftest import README as README_FILE
-from conftest import clips_of, needs_data, needs_model
 
 README = README_FILE.read_text()
+DOCS = "\n".join([README, (ROOT / "SECURITY.md").read_text(), *(g.read_text() for g in GUIDES)])
 
 
 def _walk(parser: argparse.ArgumentParser, prefix: str):
@@ -41,10 +44,43 @@ def test_every_option_is_in_the_readme_and_in_help(command, parser):
             if flag in ("-h", "--help"):
                 continue
             assert flag in help_text
-            assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", README), f"{command} {flag} is not documented"
+            assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", DOCS), f"{command} {flag} is not documented"
 
 
-def test_the_readmes_stated_defaults_are_the_codes():
+def test_the_readme_is_read_in_five_minutes():
+    assert len(README.encode()) <= 16 * 1024, len(README.encode())
+    for guide in GUIDES:  # every guide is linked from the README
+        assert f"docs/{guide.name}" in README, guide.name
+
+
+def shown_command_lines() -> list[tuple[str, str]]:
+    """``(file, line)``: every ``speakerid ...`` / ``enroll-speaker ...`` line of a bash block in the
+    README, SECURITY.md and docs/, each command of a ``&&`` chain on its own, comments dropped."""
+    found = []
+    for path in [README_FILE, ROOT / "SECURITY.md", *GUIDES]:
+        for block in re.findall(r"```bash\n(.*?)```", path.read_text(), flags=re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                for part in re.split(r"&&|\||;", line.split(" #")[0]):
+                    part = part.strip().rstrip("&").strip()
+                    if re.match(r"(speakerid|enroll-speaker) ", part) and "$(" not in part:
+                        found.append((path.name, part))
+    return found
+
+
+@pytest.mark.parametrize("where,line", shown_command_lines())
+def test_every_command_line_shown_parses(where, line):
+    """What a user copies from the documentation is a command line the programs accept."""
+    words = shlex.split(line)
+    parser = enroll_parser() if words[0] == "enroll-speaker" else speakerid_parser()
+    try:
+        parser.parse_args(words[1:])
+    except SystemExit as exc:  # argparse's own exit on --help
+        raise AssertionError(f"{where}: {line}") from exc
+    except Exception as exc:  # our parsers raise UsageError for a malformed line
+        raise AssertionError(f"{where}: {line}: {exc}") from exc
+
+
+def test_the_stated_defaults_are_the_codes():
     from speakerid.access import DEFAULT_LOCKOUT_ATTEMPTS, DEFAULT_LOCKOUT_SECONDS
     from speakerid.service.config import ServiceConfig
 
@@ -53,7 +89,7 @@ def test_the_readmes_stated_defaults_are_the_codes():
     assert (DEFAULT_LOCKOUT_ATTEMPTS, DEFAULT_LOCKOUT_SECONDS) == (5, 300)
     for claim in ("Uploads over 20 MB and clips over 120 s", "more than 10\nrequests a second", "(bursts of 20)",
                   "After 5 denials"):
-        assert " ".join(claim.split()) in " ".join(README.split()), claim
+        assert " ".join(claim.split()) in " ".join(DOCS.split()), claim
 
 
 @needs_model
@@ -85,13 +121,14 @@ def test_the_readmes_python_api_block_runs_as_written(tmp_path, monkeypatch):
 
 @needs_model
 @needs_data
-def test_the_readmes_live_audio_block_runs_as_written(tmp_path, capsys):
-    """The README's live-audio block with ``microphone()`` made real: a clip of alice's in
+def test_the_live_audio_guides_block_runs_as_written(tmp_path, capsys):
+    """docs/streaming.md's live-audio block with ``microphone()`` made real: a clip of alice's in
     0.1 s chunks of int16 samples; the door it names exists."""
     from speakerid import SpeakerID
     from speakerid.access import AccessControl
 
-    block = re.search(r"```python\n(stream = sid.stream\(.*?)```", README, flags=re.S).group(1)
+    block = re.search(r"```python\n(stream = sid.stream\(.*?)```", (ROOT / "docs" / "streaming.md").read_text(),
+                      flags=re.S).group(1)
     samples, rate = sf.read(clips_of("id90001", 3)[0], dtype="int16")
     with SpeakerID.open(tmp_path / "home") as sid:
         sid.enroll("alice", clips_of("id90001", 1))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 
+from speakerid.onnx_model import INT8_FLAGS, cpu_flags
 from store import INDEX_NAME, NewEmbedding, Store
 
 from conftest import run_cli
@@ -21,6 +23,13 @@ def test_doctor_reports_finds_and_repairs(tmp_path, cli_env):
             s.add_speaker(f"s{i}", [NewEmbedding(x / np.linalg.norm(x)) for x in v], model="m")
     ok = run_cli(["doctor", "--json"], cli_env)
     assert ok.returncode == 0 and json.loads(ok.stdout)["consistent"] is True
+    assert "no int8 activations measured" in json.loads(ok.stdout)["engine"]  # model "m"
+    fresh = {**cli_env, "SPEAKERID_HOME": str(tmp_path / "fresh")}  # no model yet: the default one's path
+    text = run_cli(["doctor"], fresh).stdout
+    int8 = bool(cpu_flags() & set(INT8_FLAGS))  # which path embeddings take on this CPU, said as such
+    assert re.search(r"engine: +ONNX Runtime " + ("int8 \\(this CPU has " if int8 else "fp32 \\(this CPU has none"), text), text
+    fresh["SPEAKERID_PRECISION"] = "fp32"
+    assert json.loads(run_cli(["doctor", "--json"], fresh).stdout)["engine"] == "ONNX Runtime fp32 (SPEAKERID_PRECISION=fp32)"
     (home / INDEX_NAME).write_bytes(b"SPKIDX1\n" + b"\0" * 64)
     bad = run_cli(["doctor", "--json"], cli_env)
     report = json.loads(bad.stdout)

@@ -16,7 +16,7 @@ from speakerid.metrics import eer
 from speakerid.scoring import DEFAULT_THRESHOLD, Candidate, decide, sums_by_row
 from store import ModelMismatchError, SpeakerNotFoundError
 
-from conftest import DATA, clip_path, iden_split, needs_data, plain_embedding, run_cli
+from conftest import DATA, clip_path, clips_of, iden_split, needs_data, plain_embedding, run_cli
 from tiny_models import make_tiny_model
 
 pytestmark = [needs_data]
@@ -119,6 +119,26 @@ def test_cli_verify_exit_codes(half_enrolled, cli_env):
     no = run_cli(["verify", enrolled[0], str(clip_path(other)), "--json"], cli_env)
     assert (yes.returncode, no.returncode) == (0, 3)
     assert json.loads(yes.stdout)["accepted"] is True and json.loads(no.stdout)["accepted"] is False
+    named = run_cli(["identify", str(clip_path(own))], cli_env)
+    stranger = run_cli(["identify", str(clip_path(other)), "--json"], cli_env)
+    assert (named.returncode, stranger.returncode) == (0, 3), (named.stderr, stranger.stderr)  # 3: unknown
+    assert json.loads(stranger.stdout)["speaker"] is None and stranger.stderr == ""
+
+
+def test_a_false_accept_target_too_few_speakers_can_set_is_said(tmp_path, cli_env):
+    """``verify --far`` with two speakers enrolled: the prior answers, and the output says why."""
+    cli_env["SPEAKERID_HOME"] = str(tmp_path / "home")
+    with SpeakerID.open(tmp_path / "home") as sid:
+        sid.enroll("alice", clips_of("id90001", 1))
+        sid.enroll("bob", clips_of("id90002", 1))
+    probe = str(clips_of("id90001", 3)[0])
+    text = run_cli(["verify", "alice", probe, "--far", "0.001"], cli_env)
+    assert text.returncode == 0, text.stderr
+    assert "note: the false-accept target 0.001 could not be applied: 2 speakers" in text.stdout, text.stdout
+    as_json = json.loads(run_cli(["verify", "alice", probe, "--far", "0.001", "--json"], cli_env).stdout)
+    assert as_json["threshold"] == 0.45 and "could not be applied" in as_json["note"]
+    plain = json.loads(run_cli(["verify", "alice", probe, "--json"], cli_env).stdout)
+    assert "note" not in plain  # nothing asked that could not be given
 
 
 def test_margin_rule_says_unknown_between_two_near_identical_profiles(tmp_path, model_dir):

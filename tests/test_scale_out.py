@@ -18,15 +18,13 @@ from speakerid.access import AccessControl
 from speakerid.keys import create_key
 from store import NewEmbedding, Store, StoreError
 
-from conftest import DATA, POSTGRES, clips_of, needs_data, needs_postgres, postgres_schema, run_cli, serving
+from conftest import DATA, clips_of, needs_data, needs_postgres, postgres_schema, run_cli, serving
 
 pytestmark = [needs_data]
 
 
 @pytest.fixture
 def pg_url():
-    if not POSTGRES:
-        pytest.skip("no PostgreSQL server")
     with postgres_schema() as url:
         yield url
 

@@ -19,9 +19,10 @@ from speakerid import SpeakerID
 from speakerid.access import AccessControl
 from speakerid.keys import create_key
 
-from conftest import README, clips_of, free_port, needs_curl, needs_data, run_cli, serving
+from conftest import ROOT, clips_of, free_port, needs_curl, needs_data, run_cli, serving
 
 pytestmark = [needs_data]
+SERVICE_GUIDE = ROOT / "docs" / "service.md"
 
 PEOPLE = {"alice": "id90001", "bob": "id90002", "carol": "id90003", "dave": "id90004", "erin": "id90005"}
 LOCKOUT_SECONDS = 4
@@ -102,6 +103,29 @@ def test_auth_matrix(server):
     assert httpx.get(base + "/v1/speakers", headers=auth(keys["admin"])).status_code == 200
 
 
+def test_every_request_is_logged_without_its_secrets(tmp_path, model_dir):
+    """The access log: a line per request (address, method, path, status, time, key id), never the
+    key itself, a query string or a body; ``--no-access-log`` turns it off."""
+    home = tmp_path / "home"
+    with SpeakerID.open(home) as sid:
+        sid.enroll("alice", clips("alice", 1))
+        key, record = create_key(sid.store, "client")
+    with serving(home) as (base, proc):
+        answer = post_clip(base, "/v1/identify", key, clips("alice", 3)[0], top_k=3)
+        assert answer.status_code == 200
+        assert httpx.get(base + "/v1/speakers", headers=auth("wrong-key")).status_code == 401
+        time.sleep(0.5)
+        lines = [line for line in proc.log.read_text().splitlines() if " /v1/" in line]
+    assert re.search(rf"127\.0\.0\.1 POST /v1/identify 200 \d+ ms key={record.id}$", lines[0]), lines
+    assert re.search(r"127\.0\.0\.1 GET /v1/speakers 401 \d+ ms key=-$", lines[1]), lines
+    text = "\n".join(lines)
+    assert key not in text and "wrong-key" not in text and "top_k" not in text
+    with serving(home, "--no-access-log") as (base, proc):
+        assert post_clip(base, "/v1/identify", key, clips("alice", 3)[0]).status_code == 200
+        time.sleep(0.5)
+        assert " /v1/identify " not in proc.log.read_text()
+
+
 def test_limits_and_bad_audio(server, tmp_path):
     base, keys, *_ = server
     big = httpx.post(base + "/v1/identify", content=b"\0" * (3 * 1024 * 1024),
@@ -155,10 +179,10 @@ def test_enroll_identify_access_audit(server):
 
 @needs_curl
 def test_the_readmes_curl_commands(server, tmp_path):
-    """Every ``curl`` line of the README, run as written by the real curl (its key, port and clip
+    """Every ``curl`` line of docs/service.md, run as written by the real curl (its key, port and clip
     supplied): a multipart form and a raw body, each answered for alice."""
     base, keys, _, env = server
-    lines = re.findall(r"^`?(curl -s [^`\n]*)", README.read_text(), flags=re.M)
+    lines = re.findall(r"^`?(curl -s [^`\n]*)", SERVICE_GUIDE.read_text(), flags=re.M)
     assert len(lines) == 2, lines
     for name in ("visitor.wav", "clip.wav"):
         shutil.copy(clips("alice", 3)[0], tmp_path / name)
@@ -177,9 +201,9 @@ def test_the_readmes_curl_commands(server, tmp_path):
 
 
 def test_the_readmes_python_door_function(server):
-    """README's ``may_enter``, executed as written (its port supplied)."""
+    """docs/service.md's ``may_enter``, executed as written (its port supplied)."""
     base, keys, *_ = server
-    block = re.search(r"```python\n(import httpx\n.*?)```", README.read_text(), flags=re.S).group(1)
+    block = re.search(r"```python\n(import httpx\n.*?)```", SERVICE_GUIDE.read_text(), flags=re.S).group(1)
     scope: dict = {}
     exec(block.replace("http://127.0.0.1:8000", base), scope)
     may_enter = scope["may_enter"]

@@ -41,6 +41,8 @@ DEFAULTS = ServiceConfig()
                   f"after it opened or after its last response (default {DEFAULTS.header_seconds:g})"),
          arg("--max-streams", type=int, default=DEFAULTS.max_streams, metavar="N",
              help=f"live streams at once (default {DEFAULTS.max_streams})"),
+         arg("--no-access-log", action="store_true",
+             help="do not log a line per request (address, method, path, status, time, key id) on stderr"),
          help="run the HTTP API, the live-audio WebSocket and the web console (FastAPI + uvicorn)")
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
@@ -51,7 +53,8 @@ def serve(args: argparse.Namespace) -> int:
                            workers=args.workers, max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
                            rate_limit=args.rate_limit, rate_burst=args.rate_burst, require_keys=args.require_keys,
                            max_stream_seconds=args.max_stream_seconds, idle_seconds=args.idle_seconds,
-                           header_seconds=args.header_seconds, max_streams=args.max_streams)
+                           header_seconds=args.header_seconds, max_streams=args.max_streams,
+                           access_log=not args.no_access_log)
     with open_speakerid(args) as sid:
         keys = sid.store.ever_had_keys()
         where = sid.store.location
@@ -259,11 +262,15 @@ def doctor(args: argparse.Namespace) -> int:
     if report.index:
         i = report.index
         lines.append(f"  index:    generation {i.generation}, {i.count} vectors ({i.kind}), model {i.model}")
+    from ..onnx_model import engine_here
+
+    engine = engine_here(report.model)
+    lines.append(f"  engine:   {engine}")
     lines += [f"  note:     {n}" for n in report.notes]
     lines += [f"  problem:  {p}" for p in report.problems]
     if not report.consistent and not args.repair:
         lines.append("  run `speakerid doctor --repair` to rebuild what is derived")
-    emit(args, {**report.to_dict(), "repaired": repaired}, "\n".join(lines))
+    emit(args, {**report.to_dict(), "repaired": repaired, "engine": engine}, "\n".join(lines))
     return 0 if report.consistent else 1
 
 

@@ -22,6 +22,16 @@ from typing import Any, Callable, NoReturn
 from ..errors import SpeakerIDError, UsageError, one_line
 
 Handler = Callable[[argparse.Namespace], "int | None"]
+UNKNOWN = 3  # exit status of a decision that names no one: identify "unknown", verify rejected, access denied
+
+
+def plural(count: int, noun: str) -> str:
+    """``"1 clip"``, ``"7 clips"``.
+
+    >>> plural(1, "clip"), plural(7, "clip"), plural(0, "speaker")
+    ('1 clip', '7 clips', '0 speakers')
+    """
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
 
 
 @dataclass

@@ -6,14 +6,14 @@ import argparse
 from pathlib import Path
 
 from ..errors import UsageError
-from .common import arg, command, emit, finite, open_speakerid, option, output_file
+from .common import UNKNOWN, arg, command, emit, finite, open_speakerid, option, output_file, plural
 
 
 @command("identify",
          arg("clip", metavar="CLIP", help="audio file"),
          arg("--top-k", type=int, default=5, metavar="K", help="candidates to list (default 5)"),
          arg("--threshold", type=finite, metavar="T", help="accept scores >= T (default: the store's)"),
-         help="who is speaking in CLIP (or unknown)")
+         help="who is speaking in CLIP (or unknown); exit 0 named, 3 unknown")
 def identify(args: argparse.Namespace) -> int:
     with open_speakerid(args) as sid:
         result = sid.identify(args.clip, top_k=args.top_k, threshold=args.threshold)
@@ -21,7 +21,7 @@ def identify(args: argparse.Namespace) -> int:
     lines = [f"{who} (score {result.score:.3f}, threshold {result.threshold:g}; {result.reason})"]
     lines += [f"  {c.speaker:<24} {c.score:.3f}" for c in result.candidates]
     emit(args, result.to_dict(), "\n".join(lines))
-    return 0
+    return 0 if result.speaker is not None else UNKNOWN
 
 
 @command("verify",
@@ -34,8 +34,10 @@ def verify(args: argparse.Namespace) -> int:
     with open_speakerid(args) as sid:
         result = sid.verify(args.name, args.clip, threshold=args.threshold, far=args.far)
     verdict = "accepted" if result.accepted else "rejected"
-    emit(args, result.to_dict(), f"{result.speaker}: {verdict} (score {result.score:.3f}, threshold {result.threshold:g})")
-    return 0 if result.accepted else 3
+    note = f"\nnote: {result.note}" if result.note else ""
+    emit(args, result.to_dict(),
+         f"{result.speaker}: {verdict} (score {result.score:.3f}, threshold {result.threshold:g}){note}")
+    return 0 if result.accepted else UNKNOWN
 
 
 @command("speakers", help="list enrolled speakers")
@@ -43,7 +45,8 @@ def speakers(args: argparse.Namespace) -> int:
     with open_speakerid(args) as sid:
         found = sid.speakers()
         model = sid.store.model
-    text = "\n".join(f"{s.name:<24} {s.clips:>4} clips {s.speech_seconds:>8.1f} s" for s in found) or "no speakers enrolled"
+    text = "\n".join(f"{s.name:<24} {plural(s.clips, 'clip'):>10} {s.speech_seconds:>8.1f} s"
+                     for s in found) or "no speakers enrolled"
     emit(args, {"speakers": [s.to_dict() for s in found], "model": model}, text)
     return 0
 
@@ -110,9 +113,8 @@ def calibrate(args: argparse.Namespace) -> int:
 def timeline(args: argparse.Namespace) -> int:
     import os
 
-    from tqdm import tqdm
-
     from ..audio import describe
+    from ..progress import progress
 
     total = None
     if os.path.isfile(args.recording):
@@ -122,8 +124,8 @@ def timeline(args: argparse.Namespace) -> int:
             total = sf.info(args.recording).duration
         except (sf.LibsndfileError, RuntimeError):
             total = None  # the reader says why below
-    with open_speakerid(args) as sid, tqdm(total=total, unit="s", desc="timeline", disable=None,
-                                           bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} s") as bar:
+    with open_speakerid(args) as sid, progress(total, unit="s", desc="timeline",
+                                               bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} s") as bar:
         result = sid.timeline(args.recording, threshold=args.threshold, min_turn=args.min_turn,
                               progress=lambda seconds: bar.update(seconds - bar.n))
     if args.rttm:
@@ -204,7 +206,7 @@ def _microphone(device: int, rate: int):
     try:
         import sounddevice
     except (ImportError, OSError) as exc:
-        raise UsageError(f"--device needs sounddevice and PortAudio: pip install 'speakerid[mic]' ({exc})") from None
+        raise UsageError(f"--device needs sounddevice and PortAudio: pip install 'speakerid-voiceprint[mic]' ({exc})") from None
     blocks: "queue.Queue" = queue.Queue()
     with sounddevice.InputStream(device=device, samplerate=rate, channels=1, dtype="int16", blocksize=rate // 10,
                                  callback=lambda data, frames, when, status: blocks.put(data[:, 0].copy())):

@@ -8,6 +8,7 @@ audio or value, 429 rate limited. An empty query parameter (``?claim=``) counts 
 
 from __future__ import annotations
 
+import logging
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,6 +21,29 @@ from . import errors
 from .auth import Gate
 from .config import ServiceConfig
 from .metrics import Metrics
+
+
+ACCESS_LOG = logging.getLogger("speakerid.access_log")
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """Untrusted text as one log line can show it: control characters escaped, length bounded.
+
+    >>> printable("/v1/speakers/a\\nFAKE 200")
+    '/v1/speakers/a\\\\nFAKE 200'
+    """
+    escaped = text.encode("unicode_escape", "backslashreplace").decode("ascii")
+    return escaped if len(escaped) <= limit else escaped[:limit] + "..."
+
+
+def _log_requests(on: bool) -> None:
+    """The access log: a line per request on stderr (uvicorn's own is off: it prints query strings)."""
+    ACCESS_LOG.propagate = False
+    ACCESS_LOG.setLevel(logging.INFO if on else logging.WARNING)
+    if on and not ACCESS_LOG.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        ACCESS_LOG.addHandler(handler)
 
 
 @dataclass
@@ -60,6 +84,7 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
     sid = SpeakerID.open(config.home, store=config.store, model=config.model, device=config.device,
                          options=Options(max_seconds=config.max_seconds, background_calibration=True))
     sid.embedder  # noqa: B018 -- load the model now, not on the first request
+    _log_requests(config.access_log)
     service = Service(config=config, sid=sid, access=AccessControl(sid), gate=Gate(sid.store, config),
                       metrics=Metrics())
 
@@ -79,7 +104,11 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
         start = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")
-        service.metrics.observe(getattr(route, "path", "unmatched"), response.status_code, time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        service.metrics.observe(getattr(route, "path", "unmatched"), response.status_code, elapsed)
+        ACCESS_LOG.info("%s %s %s %d %.0f ms key=%s", request.client.host if request.client else "-",
+                        request.method, printable(request.url.path), response.status_code, 1000 * elapsed,
+                        getattr(request.state, "key_id", None) or "-")
         return response
 
     from . import admin_routes, classify, console, routes, stream

@@ -91,5 +91,7 @@ class Gate:
 def caller(gate: Gate, role: str):
     """A FastAPI dependency admitting callers with ``role`` (``client`` or ``admin``): their key, or None."""
     def admit(request: Request) -> ApiKey | None:
-        return gate.admit(presented_key(request.headers), request.client.host if request.client else "?", role)
+        key = gate.admit(presented_key(request.headers), request.client.host if request.client else "?", role)
+        request.state.key_id = key.id if key else None  # for the access log: which key, never the key
+        return key
     return Depends(admit)

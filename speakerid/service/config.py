@@ -33,6 +33,7 @@ class ServiceConfig:
     idle_seconds: float = 30.0  # a connection or stream that sends nothing this long is closed
     header_seconds: float = 10.0  # a request's headers must be complete this long after the connection is free
     max_streams: int = 16
+    access_log: bool = True  # one line per request on stderr: address, method, path, status, time, key id
 
     def __post_init__(self) -> None:
         validate.count("port", self.port, low=1, high=65535)

@@ -6,6 +6,7 @@
 const $ = (id) => document.getElementById(id);
 const state = { role: null, clips: [], probe: null, auditOffset: 0 };
 const PAGE = 20;
+const plural = (n, noun) => `${n} ${noun}${n === 1 ? "" : "s"}`;
 
 // -- talking to the API -------------------------------------------------------------------------
 async function api(method, path, body, headers = {}) {
@@ -180,7 +181,7 @@ async function enroll() {
   const name = $("enroll-name").value.trim();
   if (!name || !state.clips.length) { $("enroll-result").textContent = "Give a name and at least one clip."; return; }
   const result = await api("POST", `/v1/speakers/${encodeURIComponent(name)}/enrollments`, clipsForm(state.clips));
-  $("enroll-result").textContent = `Enrolled ${result.speaker}: ${result.clips} clips, ${result.speech_seconds} s of speech.` +
+  $("enroll-result").textContent = `Enrolled ${result.speaker}: ${plural(result.clips, "clip")}, ${result.speech_seconds} s of speech.` +
     (result.warnings.length ? ` Warning: ${result.warnings.join("; ")}` : "");
   state.clips = [];
   $("enroll-clips").replaceChildren();
@@ -255,11 +256,41 @@ async function loadAudit() {
 }
 
 // -- evaluation ------------------------------------------------------------------------------------------------
+const pct = (x) => (x == null ? "" : `${(100 * x).toFixed(2)} %`);
+const num = (x, digits = 3) => (x == null ? "" : Number(x).toFixed(digits));
+
+// The figures of a `speakerid eval voxceleb` run as a table people read: one row per measure.
+function evaluationTable(result) {
+  const rows = [["model", result.model], ["clips", `${result.clips} (${result.audio_seconds} s of audio, RTF ${num(result.rtf, 4)})`]];
+  const id = result.identification;
+  if (id) {
+    rows.push(["identification", `${id.speakers} speakers, ${id.enrol_utterances} enrolment / ${id.test_utterances} test clips`],
+      ["top-1 / top-5 accuracy", `${pct(id.top1)} / ${pct(id.top5)}`], ["F1 (macro)", pct(id.f1)]);
+  }
+  const open = result.open_set;
+  if (open) {
+    rows.push([`open set: ${open.enrolled_speakers} enrolled, ${open.held_out_speakers} held out`,
+      `threshold ${num(open.threshold)}: accept-correct ${pct(open.accept_correct)}, unknown-rejected ${pct(open.unknown_rejected)}`]);
+  }
+  for (const [list, v] of Object.entries(result.verification || {})) {
+    rows.push([`${list} (${v.trials} trials)`,
+      `EER ${pct(v.eer)}, minDCF(0.01) ${num(v["min_dcf_p0.01"], 4)}, minDCF(0.05) ${num(v["min_dcf_p0.05"], 4)}, threshold at EER ${num(v.threshold_eer)}`]);
+  }
+  const table = document.createElement("table");
+  for (const [name, value] of rows) {
+    const tr = table.insertRow();
+    const th = document.createElement("th");
+    th.textContent = name;
+    tr.append(th);
+    tr.insertCell().textContent = value;
+  }
+  return table;
+}
+
 async function loadEvaluation() {
   const { result, plot } = await api("GET", "/v1/eval/latest");
   if (!result) return;
-  $("eval-figures").textContent = JSON.stringify({ identification: result.identification, verification: result.verification,
-    open_set: result.open_set, rtf: result.rtf }, null, 2);
+  $("eval-figures").replaceChildren(evaluationTable(result));
   if (plot) {
     const png = await fetch("/v1/eval/latest.png", { headers: { Authorization: `Bearer ${sessionStorage.getItem("speakerid-key") || ""}` } });
     $("eval-plot").src = URL.createObjectURL(await png.blob());
