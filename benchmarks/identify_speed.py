@@ -55,7 +55,7 @@ def main() -> None:
             v = rng.standard_normal((3, sid.embedder.dimension)).astype(np.float32)
             synthetic[f"synthetic-{i:06d}"] = [NewEmbedding(x / np.linalg.norm(x)) for x in v]
         start = time.perf_counter()
-        sid.store.import_speakers(synthetic, model=sid.embedder.model_id)
+        sid.store.voiceprints.import_speakers(synthetic, model=sid.embedder.model_id)
         print(f"{len(sid.speakers())} speakers enrolled ({args.speakers - 16} imported in {time.perf_counter() - start:.1f} s)")
 
         rel = next(r for s, r in split if s == 3 and who(r) == "id90001")
@@ -82,7 +82,7 @@ def main() -> None:
         # Plain: what wiring SpeechBrain and numpy together by hand gives, on the same profiles:
         # decode, encode_batch, cosine against every profile, best one (no speech detection).
         plain = load_speechbrain(resolve().path)
-        _, vectors, owners = sid.store.vectors()
+        _, vectors, owners = sid.store.voiceprints.vectors()
         names = sorted(set(owners))
         row = {n: i for i, n in enumerate(names)}
         matrix = np.zeros((len(names), vectors.shape[1]), dtype=np.float32)

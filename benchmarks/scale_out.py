@@ -34,7 +34,7 @@ from calibration import cpu_model  # noqa: E402
 from conftest import DATA, MODEL_DIR, clip_path, clips_of, iden_split, postgres_schema  # noqa: E402
 
 from speakerid import SpeakerID  # noqa: E402
-from store import NewEmbedding, Store  # noqa: E402
+from store import NewEmbedding, open_store  # noqa: E402
 
 CLIP = clips_of("id90001", 3)[0]
 
@@ -42,9 +42,9 @@ CLIP = clips_of("id90001", 3)[0]
 def populate(location: str, count: int, anchor: np.ndarray, rng) -> None:
     vectors = anchor + 1.5 * rng.standard_normal((count, anchor.shape[0])).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    with Store.open(location) as store:
+    with open_store(location) as store:
         for start in range(0, count, 20_000):
-            store.import_speakers({f"p{i:07d}": [NewEmbedding(vectors[i])] for i in range(start, min(count, start + 20_000))},
+            store.voiceprints.import_speakers({f"p{i:07d}": [NewEmbedding(vectors[i])] for i in range(start, min(count, start + 20_000))},
                                   model="speechbrain/spkrec-ecapa-voxceleb")
 
 
@@ -67,12 +67,12 @@ def identify_and_enroll(location: str, count: int, anchor: np.ndarray) -> dict:
         clips = rng.standard_normal((100, 5, anchor.shape[0])).astype(np.float32)
         t = time.perf_counter()
         for i, vectors in enumerate(clips):
-            sid.store.add_speaker(f"new{i}", [NewEmbedding(v / np.linalg.norm(v)) for v in vectors],
+            sid.store.voiceprints.add_speaker(f"new{i}", [NewEmbedding(v / np.linalg.norm(v)) for v in vectors],
                                   model=sid.embedder.model_id)
         out["enroll_per_s"] = len(clips) / (time.perf_counter() - t)
         after = []
         for i, vectors in enumerate(rng.standard_normal((20, 5, anchor.shape[0])).astype(np.float32)):
-            sid.store.add_speaker(f"mixed{i}", [NewEmbedding(v / np.linalg.norm(v)) for v in vectors],
+            sid.store.voiceprints.add_speaker(f"mixed{i}", [NewEmbedding(v / np.linalg.norm(v)) for v in vectors],
                                   model=sid.embedder.model_id)
             t = time.perf_counter()
             sid.identify(CLIP)
@@ -84,7 +84,7 @@ def identify_and_enroll(location: str, count: int, anchor: np.ndarray) -> dict:
             waits = []
             for step in range(25):  # 0.1 % more clips a step: 2.5 % in all, past the 1 % line twice
                 vectors = rng.standard_normal((max(1, count // 1000), anchor.shape[0])).astype(np.float32)
-                sid.store.add_speaker(f"{'bt'[background]}{step}", [NewEmbedding(v / np.linalg.norm(v)) for v in vectors],
+                sid.store.voiceprints.add_speaker(f"{'bt'[background]}{step}", [NewEmbedding(v / np.linalg.norm(v)) for v in vectors],
                                       model=sid.embedder.model_id)
                 t = time.perf_counter()
                 sid.identify(CLIP)

@@ -60,8 +60,8 @@ def enroll_manifest(sid: SpeakerID, manifest: Path, *, limits: Limits, skip_bad:
     report = BulkReport()
     todo: dict[str, list[Path]] = {}
     for name, clips in read_manifest(manifest).items():
-        if name in sid.store:
-            report.already.append(sid.store.display_name(name))
+        if name in sid.store.voiceprints:
+            report.already.append(sid.store.voiceprints.display_name(name))
         else:
             todo[name] = clips
     if ray is None:

@@ -44,30 +44,30 @@ class AccessControl:
     # -- policy ------------------------------------------------------------------------------------
     def grant(self, principal: str, resource: str) -> None:
         """Allow a speaker (``alice``) or a group (``@staff``) through ``resource``, creating it if new."""
-        self.store.grant(principal, resource)
+        self.store.policy.grant(principal, resource)
 
     def revoke(self, principal: str, resource: str) -> None:
-        self.store.revoke_grant(principal, resource)
+        self.store.policy.revoke_grant(principal, resource)
 
     def set_threshold(self, resource: str, threshold: float | None) -> None:
         """A resource's own cosine threshold (``None``: the store's access default)."""
-        self.store.set_resource_limits(resource, threshold=None if threshold is None else validate.threshold(threshold))
+        self.store.policy.set_resource_limits(resource, threshold=None if threshold is None else validate.threshold(threshold))
 
     def set_far(self, resource: str, far: float | None) -> None:
         """A resource's own false-accept target (``None``: the default, 0.1 %); replaces a threshold."""
-        self.store.set_resource_limits(resource, far=None if far is None else validate.far(far))
+        self.store.policy.set_resource_limits(resource, far=None if far is None else validate.far(far))
 
     def add_to_group(self, group: str, speaker: str) -> None:
-        self.store.add_to_group(group, speaker)
+        self.store.policy.add_to_group(group, speaker)
 
     def remove_from_group(self, group: str, speaker: str) -> bool:
-        return self.store.remove_from_group(group, speaker)
+        return self.store.policy.remove_from_group(group, speaker)
 
     def groups(self) -> dict[str, list[str]]:
-        return self.store.groups()
+        return self.store.policy.groups()
 
     def resources(self) -> list[dict]:
-        return [self._describe(r) for r in self.store.resources()]
+        return [self._describe(r) for r in self.store.policy.resources()]
 
     def _describe(self, resource: Resource) -> dict:
         far = None if resource.threshold is not None else resource.far or DEFAULT_ACCESS_FAR
@@ -86,14 +86,14 @@ class AccessControl:
 
     @property
     def lockout(self) -> tuple[int, float]:
-        return (int(self.store.setting("access.lockout_attempts", DEFAULT_LOCKOUT_ATTEMPTS)),
-                float(self.store.setting("access.lockout_seconds", DEFAULT_LOCKOUT_SECONDS)))
+        return (int(self.store.settings.get("access.lockout_attempts", DEFAULT_LOCKOUT_ATTEMPTS)),
+                float(self.store.settings.get("access.lockout_seconds", DEFAULT_LOCKOUT_SECONDS)))
 
     def set_lockout(self, attempts: int, seconds: float) -> None:
         attempts = validate.count("lockout attempts", attempts, low=1, high=MAX_LOCKOUT_ATTEMPTS)
         seconds = validate.seconds("lockout window", seconds, low=1.0, high=MAX_LOCKOUT_SECONDS)
-        self.store.set_setting("access.lockout_attempts", attempts)
-        self.store.set_setting("access.lockout_seconds", seconds)
+        self.store.settings.set("access.lockout_attempts", attempts)
+        self.store.settings.set("access.lockout_seconds", seconds)
 
     # -- decisions ---------------------------------------------------------------------------------
     def check(self, resource: str, audio: AudioInput, claim: str | None = None, *, key_id: str | None = None,
@@ -107,7 +107,7 @@ class AccessControl:
             return draft
         try:
             if draft.claim is not None:
-                if draft.claim not in self.store:
+                if draft.claim not in self.store.voiceprints:
                     return self._finish(attempt, replace(draft, reason="claimed speaker is not enrolled"))
                 verdict = self.sid.verify(draft.claim, audio, threshold=draft.threshold, name=name)
                 decision = self._conclude(draft, verdict.speaker if verdict.accepted else None, verdict.score)
@@ -115,7 +115,7 @@ class AccessControl:
                 found = self.sid.identify(audio, threshold=draft.threshold, name=name)
                 decision = self._conclude(draft, found.speaker, found.score)
         except SpeakerIDError as exc:  # refused audio: audited, does not count towards the lockout
-            self.store.finish_attempt(attempt, "refused")
+            self.store.audit.finish_attempt(attempt, "refused")
             self._record(replace(draft, reason=str(exc)))
             raise
         return self._finish(attempt, decision)
@@ -132,7 +132,7 @@ class AccessControl:
         draft = Decision(decision_id=uuid.uuid4().hex, time="", key_id=key_id, resource=str(resource), claim=claim,
                          mode=mode, allow=False, reason="", speaker=None, score=None, threshold=None)
         try:
-            found = self.store.resource(resource)
+            found = self.store.policy.resource(resource)
             draft = replace(draft, resource=found.name, threshold=self.threshold_of(found, claim=claim is not None))
             if claim is not None:
                 draft = replace(draft, claim=speaker_name(claim))
@@ -142,7 +142,7 @@ class AccessControl:
         subject = (f"claim:{name_key(draft.claim)}" if draft.claim is not None
                    else f"identify:{found.name}:{caller or key_id or 'local'}")
         attempts, seconds = self.lockout
-        attempt, locked_until = self.store.begin_attempt(subject, attempts=attempts, window_seconds=seconds)
+        attempt, locked_until = self.store.audit.begin_attempt(subject, attempts=attempts, window_seconds=seconds)
         if attempt is None:
             return self._record(replace(draft, reason=f"locked out until {locked_until}")), None
         return draft, attempt
@@ -153,17 +153,17 @@ class AccessControl:
         if speaker is None:
             reason = "voice does not match the claimed speaker" if draft.claim is not None else "voice not recognised"
             return replace(draft, reason=reason, score=score)
-        if not self.store.allowed(speaker, draft.resource):
+        if not self.store.policy.allowed(speaker, draft.resource):
             return replace(draft, reason=f"{speaker} is not allowed on {draft.resource}", speaker=speaker, score=score)
         return replace(draft, allow=True, reason="allowed", speaker=speaker, score=score)
 
     def _finish(self, attempt: int, decision: Decision) -> Decision:
-        self.store.finish_attempt(attempt, "allow" if decision.allow else "deny")
+        self.store.audit.finish_attempt(attempt, "allow" if decision.allow else "deny")
         return self._record(decision)
 
     def _record(self, decision: Decision) -> Decision:
         decision = replace(decision, time=datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
-        self.store.record_decision(decision)
+        self.store.audit.record_decision(decision)
         return decision
 
     def audit(self, since: str | None = None, until: str | None = None, resource: str | None = None,
@@ -174,7 +174,7 @@ class AccessControl:
         if limit is not None:
             limit = validate.count("limit", limit, low=1, high=100_000)
         offset = validate.count("offset", offset, low=0)
-        rows = self.store.decisions(since=validate.iso_time(since, "since") if since else None,
+        rows = self.store.audit.decisions(since=validate.iso_time(since, "since") if since else None,
                                     until=validate.iso_time(until, "until") if until else None,
                                     resource=resource, allow=allow, limit=limit, offset=offset)
         return [d.to_dict() for d in rows]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from store import SpeakerNotFoundError, Store, is_postgres_url
+from store import SpeakerNotFoundError, Store, is_postgres_url, open_store
 
 from . import validate
 from .audio import DEFAULT_MAX_SECONDS, AudioInput
@@ -124,7 +124,7 @@ class SpeakerID:
              model: str | None = None, device: str = "cpu", options: Options | None = None) -> "SpeakerID":
         """Open the store in ``home`` or at ``store`` (a folder or ``postgresql://`` URL); see
         :func:`store_location` for the defaults."""
-        return cls(Store.open(store_location(home, store)), model=model, device=device, options=options)
+        return cls(open_store(store_location(home, store)), model=model, device=device, options=options)
 
     def close(self) -> None:
         with self._measuring:  # a background measurement finishes (and is stored) first
@@ -145,7 +145,7 @@ class SpeakerID:
         """The clip → vector path (decode, speech, embedding) with this instance's options."""
         if self._reader is None:
             embedder = Embedder.load(self.model_spec, device=self.device)
-            self.store.check_model(embedder.model_id, embedder.dimension)
+            self.store.voiceprints.check_model(embedder.model_id, embedder.dimension)
             self._reader = VoiceReader(embedder, max_seconds=self.options.max_seconds,
                                        speech_only=self.options.speech_only)
         return self._reader
@@ -157,21 +157,21 @@ class SpeakerID:
 
     def set_threshold(self, value: float | None) -> None:
         """Fix the threshold by hand (``None``: back to self-calibration)."""
-        self.store.set_setting("threshold", None if value is None else validate.threshold(value))
+        self.store.settings.set("threshold", None if value is None else validate.threshold(value))
 
     @property
     def far(self) -> float:
         """The open-set false-accept target the threshold is calibrated for."""
-        return float(self.store.setting("far", DEFAULT_FAR))
+        return float(self.store.settings.get("far", DEFAULT_FAR))
 
     def set_far(self, far: float | None) -> None:
         """Calibrate for another false-accept target (``None``: back to the default)."""
-        self.store.set_setting("far", None if far is None else validate.far(far))
+        self.store.settings.set("far", None if far is None else validate.far(far))
 
     def calibration(self) -> Calibration:
         """The threshold and what it rests on: set by hand, else measured on the population (see
         :mod:`speakerid.calibration`)."""
-        user = self.store.setting("threshold")
+        user = self.store.settings.get("threshold")
         if user is not None:
             return Calibration(threshold=float(user), source="user", far=self.far)
         return self.measured()
@@ -185,11 +185,11 @@ class SpeakerID:
         (:meth:`Calibration.stands_in_for`), so no request waits seconds for it."""
         far = self.far
         cached = self._calibration
-        if cached is not None and cached.far == far and self._calibration_holds_at == self.store.generation:
+        if cached is not None and cached.far == far and self._calibration_holds_at == self.store.voiceprints.generation:
             return cached
-        now = self.store.counts()  # counted: the vectors are read only to measure again
+        now = self.store.voiceprints.counts()  # counted: the vectors are read only to measure again
         if cached is None or cached.far != far or not cached.describes(now.generation, now.clips):
-            stored = self.store.setting("calibration")
+            stored = self.store.settings.get("calibration")
             cached = Calibration.from_dict(stored) if stored else None
             if cached is None or cached.far != far or not cached.describes(now.generation, now.clips):
                 if self.options.background_calibration and cached is not None and cached.far == far \
@@ -212,7 +212,7 @@ class SpeakerID:
             limit = threadpool_limits(1)
         with limit:
             measured = calibrate(vectors, owners, far, generation=generation)
-        self.store.set_setting("calibration", measured.to_dict(detail=True))
+        self.store.settings.set("calibration", measured.to_dict(detail=True))
         return measured
 
     def _measure_in_background(self, far: float) -> None:
@@ -304,7 +304,7 @@ class SpeakerID:
                     f"{DEFAULT_THRESHOLD:g} is used")
         threshold = (validate.threshold(threshold) if threshold is not None else
                      self.threshold_for(far) if far is not None else self.threshold)
-        speaker = self.store.display_name(speaker)
+        speaker = self.store.voiceprints.display_name(speaker)
         profile = self.profiles.vector(speaker)
         if profile is None:
             raise SpeakerNotFoundError(speaker)
@@ -335,9 +335,9 @@ class SpeakerID:
 
     # -- the store ---------------------------------------------------------------------------------
     def speakers(self):
-        return self.store.speakers()
+        return self.store.voiceprints.speakers()
 
     def remove(self, name: str) -> None:
         """Erase a speaker's voiceprint: rows, vectors, grants, index entries (see SECURITY.md)."""
-        self.store.remove_speaker(name)
+        self.store.voiceprints.remove_speaker(name)
         self.measured()

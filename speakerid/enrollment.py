@@ -153,12 +153,12 @@ class Enrollment:
         name = speaker_name(name)
         if mode not in MODES:
             raise UsageError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-        exists = name in self.store
+        exists = name in self.store.voiceprints
         if exists and mode == "new":
-            raise SpeakerExistsError(name, self.store.display_name(name))
+            raise SpeakerExistsError(name, self.store.voiceprints.display_name(name))
         embedder = self.reader.embedder
-        self.store.check_model(embedder.model_id, embedder.dimension)
-        return (self.store.display_name(name) if exists else name), mode
+        self.store.voiceprints.check_model(embedder.model_id, embedder.dimension)
+        return (self.store.voiceprints.display_name(name) if exists else name), mode
 
     def decode(self, item: tuple[AudioInput, str | None]) -> tuple:
         """Everything before the model for one clip (thread-safe); see :func:`read_clip`."""
@@ -181,7 +181,7 @@ class Enrollment:
         prepared = [r for r in read if isinstance(r, Clip)]
         prepared = self._drop_repeats(prepared)
         prepared = self._drop_other_voices(prepared)
-        existing = self.store.speaker(name) if mode == "append" and name in self.store else None
+        existing = self.store.voiceprints.speaker(name) if mode == "append" and name in self.store.voiceprints else None
         if existing is not None:
             prepared = self._fit_existing(name, prepared)
         if not prepared:
@@ -195,7 +195,7 @@ class Enrollment:
         vectors = np.stack([c.vector for c in prepared])
         warnings = self._duplicate_voice(name, vectors)
         model = self.reader.embedder.model_id
-        speaker = self.store.add_speaker(
+        speaker = self.store.voiceprints.add_speaker(
             name, [NewEmbedding(c.vector, clip_sha256=c.sha256, speech_seconds=c.speech_seconds) for c in prepared],
             model=model, mode=mode, metadata=metadata)
         return EnrollResult(speaker=speaker.name, clips=len(prepared), speech_seconds=new_speech, model=model,
@@ -253,7 +253,7 @@ class Enrollment:
 
     def _fit_existing(self, name: str, clips: list[Clip]) -> list[Clip]:
         """Appended clips must sound like the voiceprint they extend, and must not be enrolled already."""
-        enrolled = self.store.clip_digests(name)
+        enrolled = self.store.voiceprints.clip_digests(name)
         profile = self.profiles.vector(name)
         kept = []
         for clip in clips:

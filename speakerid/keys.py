@@ -28,7 +28,7 @@ def create_key(store: Store, role: str, name: str = "") -> tuple[str, ApiKey]:
         raise UsageError(f"key name must be up to {MAX_LABEL} printable characters, got {name[:40]!r}")
     key_id = secrets.token_hex(4)
     secret = secrets.token_urlsafe(32)
-    return f"sk_{key_id}_{secret}", store.add_key(key_id, _hash(secret), role, name)
+    return f"sk_{key_id}_{secret}", store.policy.add_key(key_id, _hash(secret), role, name)
 
 
 def authenticate(store: Store, presented: str) -> ApiKey | None:
@@ -36,7 +36,7 @@ def authenticate(store: Store, presented: str) -> ApiKey | None:
     parts = presented.split("_", 2)
     if len(parts) != 3 or parts[0] != "sk" or not parts[1].isalnum():
         return None
-    found = store.key(parts[1])
+    found = store.policy.key(parts[1])
     if found is None:
         return None
     record, stored = found

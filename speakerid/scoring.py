@@ -109,12 +109,12 @@ class Profiles:
         self._owners: list[str] = []
 
     def _refresh(self) -> None:
-        generation = self.store.generation
+        generation = self.store.voiceprints.generation
         if generation == self._generation:
             return
-        delta = self.store.changes(self._generation) if len(self._ids) else None
+        delta = self.store.voiceprints.changes(self._generation) if len(self._ids) else None
         if delta is None:
-            self._ids, self._vectors, self._owners = self.store.vectors()
+            self._ids, self._vectors, self._owners = self.store.voiceprints.vectors()
             self._names, self._matrix = centroids(self._vectors, self._owners)
         else:
             self._catch_up(delta)
@@ -158,7 +158,7 @@ class Profiles:
 
     def vector(self, name: str) -> np.ndarray | None:
         """``name``'s profile, from their clips alone (a claim is checked without reading everyone's)."""
-        _, vectors, _ = self.store.vectors(name)
+        _, vectors, _ = self.store.voiceprints.vectors(name)
         return centroid(vectors) if len(vectors) else None
 
     def rank(self, query: np.ndarray, top_k: int = 5, exclude: str | None = None) -> list[Candidate]:
@@ -171,8 +171,8 @@ class Profiles:
                 self._refresh()
                 names, matrix = self._names, self._matrix
             else:
-                hits = self.store.search(query, k=max(SHORTLIST, 8 * top_k))
-                _, vectors, owners = self.store.vectors(sorted({h.speaker for h in hits}))
+                hits = self.store.voiceprints.search(query, k=max(SHORTLIST, 8 * top_k))
+                _, vectors, owners = self.store.voiceprints.vectors(sorted({h.speaker for h in hits}))
                 names, matrix = centroids(vectors, owners)
         if not names:
             return []
@@ -185,11 +185,11 @@ class Profiles:
 
     def _speakers(self) -> int:
         """How many profiles there are: known after a read, else counted (once per generation)."""
-        generation = self.store.generation
+        generation = self.store.voiceprints.generation
         if generation == self._generation:
             return len(self._names)
         if generation != self._counted[0]:
-            counts = self.store.counts()
+            counts = self.store.voiceprints.counts()
             self._counted = (counts.generation, counts.speakers)
         return self._counted[1]
 

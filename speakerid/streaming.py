@@ -71,7 +71,7 @@ class Stream:
         if mode == "verify":
             if claim is None:
                 raise UsageError("verify mode needs a claim: the name to verify")
-            claim = sid.store.display_name(claim)
+            claim = sid.store.voiceprints.display_name(claim)
         self.sid, self.mode, self.claim = sid, mode, claim
         self.threshold = sid.threshold if threshold is None else validate.threshold(threshold)
         self.embedder = sid.embedder

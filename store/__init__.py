@@ -2,11 +2,12 @@
 (the embedded default, with a derived FAISS index) or PostgreSQL (shared by many machines).
 
 Knows nothing about audio or models beyond their ids: it keeps and searches vectors. All of
-speakerid's SQL lives in this package. Program against :class:`Store`; open one with
-:meth:`Store.open` (a folder or a ``postgresql://`` URL).
+speakerid's SQL lives in this package. Open one with :func:`open_store` (a folder or a
+``postgresql://`` URL) and program against its roles (:mod:`store.roles`): ``store.voiceprints``,
+``store.policy``, ``store.audit``, ``store.settings``, ``store.maintenance``.
 """
 
-from .base import Store, is_postgres_url
+from .opening import is_postgres_url, open_store
 from .errors import (ConflictError, DuplicateClipError, GrantNotFoundError, IndexFileError, InvalidNameError,
                      InvalidValueError, KeyNotFoundError, ModelMismatchError, NotFoundError, ReadOnlyStoreError,
                      SchemaTooNewError, SpeakerExistsError, SpeakerIDError, SpeakerNotFoundError, StoreError,
@@ -15,9 +16,11 @@ from .index import VectorIndex
 from .names import group_name, name_key, principal, resource_name, speaker_name
 from .records import (ApiKey, Changes, CheckReport, Counts, Decision, Event, Hit, IndexState, NewEmbedding,
                       Resource, Speaker)
+from .roles import AccessPolicy, AuditLog, Maintenance, Settings, Store, Voiceprints
 from .sqlite_store import DB_NAME, INDEX_NAME
 
 __all__ = [
+    "AccessPolicy", "AuditLog", "Maintenance", "Settings", "Voiceprints", "open_store",
     "ApiKey", "Changes", "CheckReport", "ConflictError", "Counts", "DB_NAME", "Decision", "DuplicateClipError", "Event",
     "GrantNotFoundError", "Hit", "INDEX_NAME", "IndexFileError", "IndexState", "InvalidNameError", "InvalidValueError",
     "KeyNotFoundError", "ModelMismatchError", "NewEmbedding", "NotFoundError", "ReadOnlyStoreError",

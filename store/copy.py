@@ -49,7 +49,7 @@ class CopyReport:
 
 def copy_store(source: SQLStore, destination: SQLStore) -> CopyReport:
     """Copy everything from ``source`` into the empty ``destination``; raise if the check fails."""
-    if destination.speakers() or destination._db.scalar("SELECT COUNT(*) FROM api_keys"):
+    if destination.voiceprints.speakers() or destination._db.scalar("SELECT COUNT(*) FROM api_keys"):
         raise ConflictError(f"{destination.location} is not empty; copy into a new store")
     report = CopyReport(source=source.location, destination=destination.location)
     with source._db.read() as src, destination._db.write(bump=True) as dst:
@@ -74,7 +74,7 @@ def copy_store(source: SQLStore, destination: SQLStore) -> CopyReport:
             raise StoreError(f"copy check failed: {table} holds {ours[0]} rows in {destination.location}, "
                              f"{theirs[0]} in {source.location}, or their contents differ; the destination is not usable")
         report.rows[table], report.digests[table] = theirs
-    destination.rebuild_index()
+    destination.maintenance.rebuild_index()
     return report
 
 

@@ -7,7 +7,7 @@ a store of 10^5 speakers costs the same as to one of ten. A process without one 
 log's start: it keeps the last :data:`LOG_GENERATIONS` writes) lists every id once and fetches the
 vectors it lacks.
 
-A backend may also persist the index (SQLite keeps ``index.faiss`` beside the database so a new
+A backend may also persist the index (an :class:`IndexCopy`: SQLite keeps ``index.faiss`` beside the database so a new
 process starts without reading every vector). The copy is saved again once it lags the database
 by more than one changed embedding per :data:`COPY_LAG` it holds (a new process catches up at
 most 1 % of the vectors; saving costs the whole file, so rarely), and at once after any write
@@ -18,7 +18,9 @@ truth, so a lost, stale or damaged copy is only rebuilt or caught up.
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,48 +29,64 @@ from .index import DEFAULT_APPROX_THRESHOLD, DEFAULT_CANDIDATES, IndexHeader, Ve
 from .records import Changes, Hit
 from .speakers import EMBEDDING_ROWS, embedding_arrays
 
+if TYPE_CHECKING:
+    from .sql_store import SQLStore
+
 FETCH_CHUNK = 10_000
 LOG_GENERATIONS = 10_000  # writes the change log reaches back; a process further behind reads everything
 COPY_LAG = 100  # the persisted copy may miss one changed embedding per this many it holds
 
 
+class IndexCopy(ABC):
+    """A copy of the index a backend keeps for the next process (SQLite: ``index.faiss``)."""
+
+    @abstractmethod
+    def guard(self) -> AbstractContextManager:
+        """Held while the index is brought up to date (SQLite: a file lock shared by processes)."""
+
+    @abstractmethod
+    def read(self) -> tuple[VectorIndex | None, IndexHeader | None]:
+        """The copy and its header, or ``(None, None)`` when there is none usable."""
+
+    @abstractmethod
+    def header(self) -> IndexHeader | None:
+        """The copy's header, without its vectors (``None``: no usable copy)."""
+
+    @abstractmethod
+    def save(self, index: VectorIndex, generation: int) -> None: ...
+
+    @abstractmethod
+    def forget(self) -> None:
+        """Drop the copy."""
+
+
 class DerivedIndex:
-    """Mixin: needs ``_db``, ``generation`` and ``_dimension()`` from the store."""
+    """The index of one store in one process, following the database's generation."""
 
-    approx_threshold: int = DEFAULT_APPROX_THRESHOLD
-    candidates: int = DEFAULT_CANDIDATES
-
-    def _init_index(self, approx_threshold: int, candidates: int) -> None:
+    def __init__(self, core: "SQLStore", copy: IndexCopy | None, *, approx_threshold: int = DEFAULT_APPROX_THRESHOLD,
+                 candidates: int = DEFAULT_CANDIDATES):
+        self._core, self._db, self._copy = core, core._db, copy
         self.approx_threshold, self.candidates = approx_threshold, candidates
-        self._index_lock = threading.RLock()
+        self.lock = threading.RLock()
         self._index: VectorIndex | None = None
         self._index_generation = -1
         self._speaker_of: dict[int, str] = {}
 
-    # -- what backends may override ------------------------------------------------------------
-    def _index_guard(self) -> AbstractContextManager:
-        """Held while the index is brought up to date (SQLite: a file lock shared by processes)."""
-        return nullcontext()
+    @property
+    def generation(self) -> int:
+        """The generation this process's index was last brought to (-1: none yet)."""
+        return self._index_generation
 
-    def _read_persisted(self) -> tuple[VectorIndex | None, IndexHeader | None]:
-        return None, None
-
-    def _persisted_header(self) -> IndexHeader | None:
-        """The persisted copy's header, without its vectors (``None``: no copy, or none kept)."""
-        return None
-
-    persists = False  # whether the backend keeps a copy (_persist does something)
-
-    def _persist(self, index: VectorIndex, generation: int) -> None:
-        """Keep a copy for the next process (nothing by default)."""
+    def _guard(self) -> AbstractContextManager:
+        return self._copy.guard() if self._copy is not None else nullcontext()
 
     # -- searching -----------------------------------------------------------------------------
     def search(self, query: np.ndarray, k: int = 10) -> list[Hit]:
         return self.search_many(np.asarray(query, dtype=np.float32)[None], k)[0]
 
     def search_many(self, queries: np.ndarray, k: int = 10) -> list[list[Hit]]:
-        with self._index_lock:
-            index = self._current_index()
+        with self.lock:
+            index = self.current()
             if len(index) == 0:
                 return [[] for _ in range(len(queries))]
             scores, ids = index.search(queries, k)
@@ -76,36 +94,32 @@ class DerivedIndex:
             return [[Hit(int(i), names[int(i)], float(s)) for s, i in zip(srow, irow) if i >= 0]
                     for srow, irow in zip(scores, ids)]
 
-    def index(self) -> VectorIndex:
-        with self._index_lock:
-            return self._current_index()
+    def current(self) -> VectorIndex:
+        """The index at the database's generation (caught up first if it moved)."""
+        with self.lock:
+            if self._index is not None and self._index_generation == self._core.generation:
+                return self._index
+            return self.sync()
 
-    def sync_index(self) -> VectorIndex:
+    def sync(self) -> VectorIndex:
         """Bring the index up to the database's generation and install it."""
-        with self._index_lock, self._index_guard():
+        with self.lock, self._guard():
             return self._sync_locked()
 
-    def rebuild_index(self) -> VectorIndex:
+    def rebuild(self) -> VectorIndex:
         """Throw every copy away and build it again from the database."""
-        with self._index_lock, self._index_guard():
+        with self.lock, self._guard():
             self._index, self._index_generation = None, -1
-            self._forget_persisted()
+            if self._copy is not None:
+                self._copy.forget()
             return self._sync_locked()
 
-    def _forget_persisted(self) -> None:
-        """Drop the persisted copy (nothing by default)."""
-
-    def _current_index(self) -> VectorIndex:
-        if self._index is not None and self._index_generation == self.generation:
-            return self._index
-        return self.sync_index()
-
-    def _keep_up_after_write(self, *, erased: bool) -> None:
+    def keep_up_after_write(self, *, erased: bool) -> None:
         """After a committed write: bring the index (and its persisted copy) up to date if this
         process holds one, or the copy lags too far or may hold what the write erased; otherwise
         the next search catches up. A process that only writes to a large store reads no vectors."""
-        with self._index_lock:
-            if self._index is not None or (self.persists and (erased or self._copy_lags(self._persisted_header()))):
+        with self.lock:
+            if self._index is not None or (self._copy is not None and (erased or self._copy_lags(self._copy.header()))):
                 self._sync_locked(erased=erased)
 
     def _copy_lags(self, header: IndexHeader | None, generation: int | None = None) -> bool:
@@ -135,17 +149,17 @@ class DerivedIndex:
             if updated is None:
                 *updated, copy_readable = self._rebuild(tx, generation)
             index, owners = updated
-        if self.persists:
-            header = self._persisted_header() if copy_readable else None
+        if self._copy is not None:
+            header = self._copy.header() if copy_readable else None
             if self._copy_lags(header, generation) or (erased and header.generation != generation):
-                self._persist(index, generation)
+                self._copy.save(index, generation)
         self._index, self._index_generation, self._speaker_of = index, generation, owners
         return index
 
     def _rebuild(self, tx: Tx, generation: int) -> tuple[VectorIndex, dict[int, str], bool]:
         """Every id and owner listed; vectors from the persisted copy where it has them (or from what
         this process holds, when that is newer), the rest fetched; and whether the copy was readable."""
-        persisted, header = self._read_persisted()
+        persisted, header = self._copy.read() if self._copy is not None else (None, None)
         if persisted is None and self._index is None:  # nothing to start from (PostgreSQL, a new
             return (*self._read_all(tx), header is not None)  # process): one query, ids and owners too
         ids, owners = self._snapshot(tx)
@@ -160,7 +174,7 @@ class DerivedIndex:
         return int(tx.value("SELECT value FROM meta WHERE key = 'generation'", default=0))
 
     @staticmethod
-    def _trim_change_log(tx: Tx) -> None:
+    def trim_change_log(tx: Tx) -> None:
         """Inside a write: forget changes older than the last :data:`LOG_GENERATIONS` writes (the
         ids of erased embeddings among them), so the log stays the size of recent history."""
         floor = DerivedIndex._generation_in(tx) - LOG_GENERATIONS
@@ -185,7 +199,7 @@ class DerivedIndex:
         generation = self._generation_in(tx)
         changed = np.array(sorted(int(i) for (i,) in tx.all("SELECT DISTINCT embedding_id FROM index_changes "
                                                              "WHERE generation > ?", [since])), dtype=np.int64)
-        return Changes(generation, changed, *self._fetch(tx, changed, self._dimension(tx) or 0))
+        return Changes(generation, changed, *self._fetch(tx, changed, self._core._dimension(tx) or 0))
 
     def _apply_log(self, tx: Tx, index: VectorIndex, since: int,
                    owners: dict[int, str]) -> tuple[VectorIndex, dict[int, str]] | None:
@@ -199,7 +213,7 @@ class DerivedIndex:
             return None
         if not len(delta.changed):
             return index, owners
-        if index.dimension != self._dimension(tx):
+        if index.dimension != self._core._dimension(tx):
             return None
         if not self._right_kind(index, len(owners) - sum(int(i) in owners for i in delta.changed) + len(delta.ids)):
             return None
@@ -217,7 +231,7 @@ class DerivedIndex:
         return np.array([r[0] for r in rows], dtype=np.int64), {int(r[0]): r[1] for r in rows}
 
     def _catch_up(self, tx: Tx, index: VectorIndex | None, want: np.ndarray) -> VectorIndex:
-        dim = self._dimension(tx)
+        dim = self._core._dimension(tx)
         if dim is None:
             return VectorIndex(1, candidates=self.candidates)
         if index is not None and (index.dimension != dim or not self._right_kind(index, len(want))):
@@ -232,7 +246,7 @@ class DerivedIndex:
 
     def _read_all(self, tx: Tx) -> tuple[VectorIndex, dict[int, str]]:
         """The index built from every embedding, and each one's speaker."""
-        dim = self._dimension(tx)
+        dim = self._core._dimension(tx)
         if dim is None:
             return VectorIndex(1, candidates=self.candidates), {}
         ids, vecs, names = self._fetch(tx, None, dim)

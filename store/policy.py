@@ -1,25 +1,29 @@
-"""Access-policy tables: API keys, resources, grants, groups, lockout attempts and the audit log.
+"""API keys, resources, grants and groups: the store's :class:`~store.roles.AccessPolicy` role over SQL.
 
-Part of :class:`store.sql_store.SQLStore`; the same SQL on SQLite and PostgreSQL. Grants and group
-members point at speaker rows, so erasing a speaker erases them, and a group (``@staff``) can
-never be mistaken for a speaker.
+The same SQL on SQLite and PostgreSQL. Grants and group members point at speaker rows, so erasing
+a speaker erases them, and a group (``@staff``) can never be mistaken for a speaker.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 from .errors import GrantNotFoundError, KeyNotFoundError, SpeakerNotFoundError, UnknownResourceError
 from .names import group_name, name_key, resource_name, speaker_name
 from .names import principal as parse_principal
-from .records import ApiKey, Decision, Resource
-from .schema import INSERT_DECISION, now
+from .records import ApiKey, Resource
+from .roles import AccessPolicy
+from .schema import now
+from .speakers import SQLVoiceprints
 
-MAX_ATTEMPTS_READ = 1_000
+if TYPE_CHECKING:
+    from .sql_store import SQLStore
 
 
-class AccessPolicy:
-    """Mixin: needs ``_db``, ``_speaker_row()`` and ``_event()`` from the store."""
+class SQLAccessPolicy(AccessPolicy):
+    def __init__(self, core: "SQLStore"):
+        self._core, self._db = core, core._db
+        self._speaker_row = SQLVoiceprints._speaker_row
 
     # -- API keys ----------------------------------------------------------------------------------
     def add_key(self, key_id: str, secret_hash: str, role: str, name: str = "") -> ApiKey:
@@ -27,7 +31,7 @@ class AccessPolicy:
         with self._db.write() as tx:
             tx.execute("INSERT INTO api_keys (id, hash, role, name, created, revoked) VALUES (?, ?, ?, ?, ?, NULL)",
                        [key_id, secret_hash, role, name, record.created])
-            self._event(tx, "key_create", None, key_id=key_id, role=role)
+            self._core._event(tx, "key_create", None, key_id=key_id, role=role)
         return record
 
     def key(self, key_id: str) -> tuple[ApiKey, str] | None:
@@ -43,7 +47,7 @@ class AccessPolicy:
             if tx.one("SELECT 1 FROM api_keys WHERE id = ?", [key_id]) is None:
                 raise KeyNotFoundError(key_id)
             tx.execute("UPDATE api_keys SET revoked = ? WHERE id = ? AND revoked IS NULL", [now(), key_id])
-            self._event(tx, "key_revoke", None, key_id=key_id)
+            self._core._event(tx, "key_revoke", None, key_id=key_id)
 
     def ever_had_keys(self) -> bool:
         return self._db.scalar("SELECT 1 FROM api_keys LIMIT 1") is not None
@@ -65,7 +69,7 @@ class AccessPolicy:
                 tx.execute("INSERT INTO grants (resource, speaker_id, grp, created) VALUES (?, ?, NULL, ?) "
                            "ON CONFLICT DO NOTHING", [resource, row[0], now()])
                 shown = row[1]
-            self._event(tx, "grant", None if kind == "group" else shown, resource=resource, principal=shown)
+            self._core._event(tx, "grant", None if kind == "group" else shown, resource=resource, principal=shown)
 
     def revoke_grant(self, principal: str, resource: str) -> None:
         kind, name = parse_principal(principal)
@@ -79,14 +83,14 @@ class AccessPolicy:
                     "DELETE FROM grants WHERE resource = ? AND speaker_id = ?", [resource, row[0]])
             if not changed:
                 raise GrantNotFoundError(f"{principal} has no grant on {resource}")
-            self._event(tx, "revoke", None, resource=resource, principal=principal)
+            self._core._event(tx, "revoke", None, resource=resource, principal=principal)
 
     def set_resource_limits(self, resource: str, *, threshold: float | None = None, far: float | None = None) -> None:
         resource = resource_name(resource)
         with self._db.write() as tx:
             self._ensure_resource(tx, resource)
             tx.execute("UPDATE resources SET threshold = ?, far = ? WHERE name = ?", [threshold, far, resource])
-            self._event(tx, "resource_limits", None, resource=resource, threshold=threshold, far=far)
+            self._core._event(tx, "resource_limits", None, resource=resource, threshold=threshold, far=far)
 
     def resource(self, name: str) -> Resource:
         name = resource_name(name)
@@ -109,7 +113,7 @@ class AccessPolicy:
                 raise SpeakerNotFoundError(speaker)
             tx.execute("INSERT INTO group_members (grp, speaker_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
                        [group, row[0]])
-            self._event(tx, "group_add", row[1], group=group)
+            self._core._event(tx, "group_add", row[1], group=group)
 
     def remove_from_group(self, group: str, speaker: str) -> bool:
         group, speaker = name_key(group_name(group)), speaker_name(speaker)
@@ -119,7 +123,7 @@ class AccessPolicy:
                 raise SpeakerNotFoundError(speaker)
             changed = tx.execute("DELETE FROM group_members WHERE grp = ? AND speaker_id = ?", [group, row[0]])
             if changed:
-                self._event(tx, "group_remove", row[1], group=group)
+                self._core._event(tx, "group_remove", row[1], group=group)
         return bool(changed)
 
     def groups(self) -> dict[str, list[str]]:
@@ -138,53 +142,6 @@ class AccessPolicy:
             return tx.one("""SELECT 1 FROM grants WHERE resource = ? AND (speaker_id = ? OR grp IN
                                  (SELECT grp FROM group_members WHERE speaker_id = ?)) LIMIT 1""",
                           [resource, row[0], row[0]]) is not None
-
-    # -- lockout -----------------------------------------------------------------------------------
-    def begin_attempt(self, subject: str, *, attempts: int, window_seconds: float) -> tuple[int | None, str | None]:
-        stamp = datetime.now(timezone.utc)
-        since = (stamp - timedelta(seconds=window_seconds)).isoformat(timespec="milliseconds")
-        with self._db.write() as tx:
-            self._db.lock(tx, "attempt:" + subject)
-            tx.execute("DELETE FROM attempts WHERE subject = ? AND started < ?", [subject, since])
-            counted: list[str] = []
-            for started, outcome in tx.all("SELECT started, outcome FROM attempts WHERE subject = ? "
-                                           "ORDER BY id DESC LIMIT ?", [subject, MAX_ATTEMPTS_READ]):
-                if outcome == "allow":
-                    break
-                if outcome != "refused":  # a denial, or one still being scored
-                    counted.append(started)
-            if len(counted) >= attempts:
-                until = datetime.fromisoformat(counted[0]) + timedelta(seconds=window_seconds)
-                return None, until.isoformat(timespec="seconds")
-            attempt = tx.value("INSERT INTO attempts (subject, started, outcome) VALUES (?, ?, NULL) RETURNING id",
-                               [subject, stamp.isoformat(timespec="milliseconds")])
-        return int(attempt), None
-
-    def finish_attempt(self, attempt_id: int, outcome: str) -> None:
-        with self._db.write() as tx:
-            tx.execute("UPDATE attempts SET outcome = ? WHERE id = ?", [outcome, attempt_id])
-
-    # -- the audit log ------------------------------------------------------------------------------
-    def record_decision(self, decision: Decision) -> None:
-        d = decision
-        with self._db.write() as tx:
-            tx.execute(INSERT_DECISION, [d.decision_id, d.time, d.key_id, d.resource, d.claim, d.mode, bool(d.allow),
-                                         d.reason, d.speaker, d.score, d.threshold])
-
-    def decisions(self, *, since: str | None = None, until: str | None = None, resource: str | None = None,
-                  allow: bool | None = None, limit: int | None = None, offset: int = 0) -> list[Decision]:
-        where, params = [], []
-        for clause, value in (("time >= ?", since), ("time < ?", until), ("resource = ?", resource),
-                              ("allow = ?", allow)):
-            if value is not None:
-                where.append(clause)
-                params.append(value)
-        sql = ("SELECT decision_id, time, key_id, resource, claim, mode, allow, reason, speaker, score, threshold "
-               "FROM audit" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id")
-        if limit is not None or offset:
-            sql += " LIMIT ? OFFSET ?"
-            params += [limit if limit is not None else 2**62, offset]
-        return [Decision(*r[:6], bool(r[6]), *r[7:]) for r in self._db.query(sql, params)]
 
     # -- helpers -------------------------------------------------------------------------------------
     @staticmethod

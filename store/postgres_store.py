@@ -126,7 +126,7 @@ class PostgresStore(SQLStore):
         try:
             applied = migrate(db, POSTGRES)
             store = cls(db, approx_threshold=approx_threshold, candidates=candidates)
-            store.migrations_applied = applied
+            store.maintenance.migrations_applied = applied
             return store
         except BaseException:
             db.close()
@@ -146,10 +146,10 @@ class PostgresStore(SQLStore):
 
     def _check_derived(self, report: CheckReport) -> None:
         """This process's in-memory index against the database (it is the only derived copy)."""
-        with self._index_lock:
-            index = self._current_index()
-            generation = self._index_generation
-        db_ids, db_vecs, _ = self.vectors()
+        with self._index.lock:
+            index = self._index.current()
+            generation = self._index.generation
+        db_ids, db_vecs, _ = self.voiceprints.vectors()
         report.index = IndexState(generation=generation, count=len(index), kind=index.kind,
                                   model=report.model or "", dimension=index.dimension)
         compare_index(report, index, generation, db_ids, db_vecs)

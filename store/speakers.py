@@ -1,22 +1,27 @@
-"""Speakers and their clip embeddings: the records identification is built from.
+"""Speakers and their clip embeddings, the store's :class:`~store.roles.Voiceprints` role over SQL.
 
-Part of :class:`store.sql_store.SQLStore`; the SQL here runs unchanged on SQLite and PostgreSQL.
-Every write goes through ``self._changing()``, which orders the locks, moves the generation and
-brings the derived index up to date after the commit.
+The SQL here runs unchanged on SQLite and PostgreSQL. Every write goes through the store's
+``_changing()``, which orders the locks, moves the generation and brings the derived index up
+to date after the commit.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from .database import Tx
 from .errors import DuplicateClipError, InvalidValueError, SpeakerExistsError, SpeakerNotFoundError
 from .names import name_key, speaker_name
-from .records import Counts, NewEmbedding, Speaker
+from .records import Changes, Counts, Hit, NewEmbedding, Speaker
+from .roles import Voiceprints
 from .schema import now
+
+if TYPE_CHECKING:
+    from .derived_index import DerivedIndex
+    from .sql_store import SQLStore
 
 MODES = ("new", "append", "replace")
 CHUNK = 5_000  # ids per IN (...) list
@@ -29,9 +34,29 @@ def embedding_arrays(rows: list, dim: int) -> tuple[np.ndarray, np.ndarray, list
     return np.array([r[0] for r in rows], dtype=np.int64), vectors, [r[2] for r in rows]
 
 
-class SpeakerRecords:
-    """Mixin: needs ``_db``, ``_changing()``, ``_bind()``, ``_event()`` and ``_generation_in()``
-    from the store."""
+class SQLVoiceprints(Voiceprints):
+    def __init__(self, core: "SQLStore", index: "DerivedIndex"):
+        self._core, self._db, self._index = core, core._db, index
+
+    # -- the model binding and the generation ------------------------------------------------------
+    @property
+    def generation(self) -> int:
+        return self._core.generation
+
+    @property
+    def model(self) -> str | None:
+        return self._core._meta("model")
+
+    @property
+    def dimension(self) -> int | None:
+        with self._db.read() as tx:
+            return self._core._dimension(tx)
+
+    def check_model(self, model: str, dimension: int | None) -> None:
+        with self._db.read() as tx:
+            self._core._check_model(tx, model, dimension)
+
+    # -- writing -----------------------------------------------------------------------------------
 
     def add_speaker(self, name: str, embeddings: Sequence[NewEmbedding], *, model: str, mode: str = "new",
                     metadata: dict | None = None) -> Speaker:
@@ -39,8 +64,8 @@ class SpeakerRecords:
             raise InvalidValueError(f"mode must be new, append or replace, not {mode!r}")
         name = speaker_name(name)
         vectors = stack(name, embeddings)
-        with self._changing(erases=mode == "replace") as tx:
-            self._bind(tx, model, vectors.shape[1])
+        with self._core._changing(erases=mode == "replace") as tx:
+            self._core._bind(tx, model, vectors.shape[1])
             stamp = now()
             row = self._speaker_row(tx, name)
             if row is not None and mode == "new":
@@ -60,7 +85,7 @@ class SpeakerRecords:
                 else:
                     self._refuse_enrolled_clips(tx, speaker_id, name, embeddings)
             self._insert_embeddings(tx, [(speaker_id, vectors, embeddings)], model, stamp)
-            self._event(tx, "replace" if (row is not None and mode == "replace") else "enroll", name,
+            self._core._event(tx, "replace" if (row is not None and mode == "replace") else "enroll", name,
                         clips=len(embeddings))
         return self.speaker(name)
 
@@ -73,9 +98,9 @@ class SpeakerRecords:
             twin = next(n for n, k in zip(named, keys) if keys.count(k) > 1)
             raise SpeakerExistsError(twin)
         stacked = {name: stack(name, embeddings) for name, embeddings in named.items()}
-        with self._changing() as tx:
+        with self._core._changing() as tx:
             for vectors in stacked.values():
-                self._bind(tx, model, vectors.shape[1])
+                self._core._bind(tx, model, vectors.shape[1])
             taken = self._ids_by_key(tx, keys)
             if taken:
                 raise SpeakerExistsError(next(n for n, k in zip(named, keys) if k in taken))
@@ -85,19 +110,19 @@ class SpeakerRecords:
             ids = self._ids_by_key(tx, keys)
             self._insert_embeddings(tx, [(ids[key], stacked[name], named[name]) for name, key in zip(named, keys)],
                                     model, stamp)
-            self._event(tx, "import", None, speakers=len(named))
+            self._core._event(tx, "import", None, speakers=len(named))
         return len(named)
 
     def remove_speaker(self, name: str) -> None:
         name = speaker_name(name)
-        with self._changing(erases=True) as tx:
+        with self._core._changing(erases=True) as tx:
             row = self._speaker_row(tx, name)
             if row is None:
                 raise SpeakerNotFoundError(name)
             # Grants and group memberships go with the speaker row (ON DELETE CASCADE).
             tx.execute("DELETE FROM embeddings WHERE speaker_id = ?", [row[0]])
             tx.execute("DELETE FROM speakers WHERE id = ?", [row[0]])
-            self._event(tx, "remove", row[1])
+            self._core._event(tx, "remove", row[1])
 
     # -- reading ---------------------------------------------------------------------------------
     def speaker(self, name: str) -> Speaker:
@@ -157,13 +182,22 @@ class SpeakerRecords:
                     rows += tx.all(EMBEDDING_ROWS + " WHERE e.speaker_id IN (SELECT id FROM speakers WHERE name IN "
                                    f"({','.join('?' * len(chunk))}))", chunk, vectors=True)
                 rows.sort(key=lambda r: r[0])
-            dim = self._dimension(tx) or 0
+            dim = self._core._dimension(tx) or 0
         return embedding_arrays(rows, dim)
 
     def counts(self) -> Counts:
         with self._db.read() as tx:
             speakers, clips = tx.one("SELECT COUNT(DISTINCT speaker_id), COUNT(*) FROM embeddings")
-            return Counts(self._generation_in(tx), int(speakers), int(clips))
+            return Counts(self._core._generation_in(tx), int(speakers), int(clips))
+
+    def changes(self, since: int) -> Changes | None:
+        return self._index.changes(since)
+
+    def search(self, query: np.ndarray, k: int = 10) -> list[Hit]:
+        return self._index.search(query, k)
+
+    def search_many(self, queries: np.ndarray, k: int = 10) -> list[list[Hit]]:
+        return self._index.search_many(queries, k)
 
     # -- helpers ---------------------------------------------------------------------------------
     @staticmethod

@@ -20,6 +20,7 @@ from typing import Iterator
 
 from filelock import FileLock, Timeout
 
+from .derived_index import IndexCopy
 from .errors import IndexFileError, InvalidValueError, StoreError
 from .index import DEFAULT_APPROX_THRESHOLD, DEFAULT_CANDIDATES, IndexHeader, VectorIndex
 from .records import CheckReport, IndexState
@@ -43,6 +44,7 @@ class SQLiteStore(SQLStore):
         self.read_only = db.read_only
         self._file_lock = None if db.read_only else FileLock(str(home / LOCK_NAME), timeout=LOCK_TIMEOUT, mode=0o600)
         self.tidied: list[str] = []  # temporary index files removed when this store was opened
+        self._candidates = candidates
         super().__init__(db, approx_threshold=approx_threshold, candidates=candidates)
         self._remove_temp_files()
 
@@ -69,7 +71,7 @@ class SQLiteStore(SQLStore):
                 raise StoreError(f"{path}: the database is damaged (quick_check: {verdict}); restore it from a backup")
             applied = migrate(db, SQLITE)
             store = cls(home, db, approx_threshold=approx_threshold, candidates=candidates)
-            store.migrations_applied = applied
+            store.maintenance.migrations_applied = applied
             return store
         except BaseException:
             db.close()
@@ -84,8 +86,6 @@ class SQLiteStore(SQLStore):
         if self._file_lock is None:
             return nullcontext()
         return self._locked()
-
-    _index_guard = _write_guard
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -102,50 +102,8 @@ class SQLiteStore(SQLStore):
         finally:
             self._file_lock.release()
 
-    persists = True
-
-    def _read_persisted(self) -> tuple[VectorIndex | None, IndexHeader | None]:
-        path = self.home / INDEX_NAME
-        try:
-            index, header = VectorIndex.load(path, candidates=self.candidates)
-        except IndexFileError as exc:
-            if path.exists() or self._meta("index_written") == "1":
-                log.warning("%s; rebuilding it from %s", exc, DB_NAME)
-            return None, None
-        if not self._belongs_here(header):
-            log.warning("%s: built from another database or model; rebuilding it", path)
-            return None, None
-        return index, header
-
-    def _persisted_header(self) -> IndexHeader | None:
-        header = VectorIndex.read_header(self.home / INDEX_NAME)
-        return header if header is not None and self._belongs_here(header) else None
-
-    def _belongs_here(self, header: IndexHeader) -> bool:
-        dimension, model = self.dimension, self.model
-        if not header.dimension:  # written while the store was empty and bound to no model yet
-            return dimension is None
-        return header.store_id == self.store_id and header.dimension == (dimension or header.dimension) \
-            and header.model == (model or header.model) and header.generation <= self.generation
-
-    def _persist(self, index: VectorIndex, generation: int) -> None:
-        if self.read_only:
-            return
-        header = IndexHeader(store_id=self.store_id, generation=generation, model=self.model or "",
-                             dimension=self.dimension or 0, count=0, kind="")
-        try:
-            index.save(self.home / INDEX_NAME, header, temp_prefix=TEMP_PREFIX)
-        except OSError as exc:  # the database has the truth; the next process rebuilds
-            log.warning("%s: cannot save the index (%s); it is rebuilt from the database when needed",
-                        self.home / INDEX_NAME, exc.strerror or exc)
-            return
-        if self._meta("index_written") != "1":
-            with self._db.write() as tx:
-                tx.execute("INSERT INTO meta (key, value) VALUES ('index_written', '1') ON CONFLICT DO NOTHING")
-
-    def _forget_persisted(self) -> None:
-        if not self.read_only:
-            (self.home / INDEX_NAME).unlink(missing_ok=True)
+    def _index_copy(self) -> IndexCopy:
+        return IndexFile(self)
 
     def _remove_temp_files(self) -> None:
         """Temporary index files of a killed writer may hold erased vectors: remove them, under the
@@ -172,7 +130,7 @@ class SQLiteStore(SQLStore):
 
     # -- doctor ------------------------------------------------------------------------------------
     def _check_derived(self, report: CheckReport) -> None:
-        with self._index_lock, self._index_guard():
+        with self._index.lock, self._write_guard():
             integrity = self._db.integrity_check()
             if integrity != "ok":
                 report.problems.append(f"sqlite integrity_check: {integrity}")
@@ -183,9 +141,9 @@ class SQLiteStore(SQLStore):
             if left:
                 report.problems.append(f"{len(left)} temporary index files left by an interrupted write "
                                        f"({', '.join(p.name for p in left)}); reopening the store removes them")
-            db_ids, db_vecs, _ = self.vectors()
+            db_ids, db_vecs, _ = self.voiceprints.vectors()
             try:
-                index, header = VectorIndex.load(self.home / INDEX_NAME, candidates=self.candidates)
+                index, header = VectorIndex.load(self.home / INDEX_NAME, candidates=self._candidates)
             except IndexFileError as exc:
                 if len(db_ids) or self._meta("index_written") == "1":
                     report.problems.append(str(exc))
@@ -198,6 +156,63 @@ class SQLiteStore(SQLStore):
         if report.model is not None and header.dimension and \
                 (header.model != report.model or header.dimension != report.dimension):
             report.problems.append(f"index is for {header.model} ({header.dimension}-d)")
+
+
+class IndexFile(IndexCopy):
+    """``HOME/index.faiss``: the index saved for the next process, written atomically under the
+    writers' file lock, with a header saying which store, model and generation it holds."""
+
+    def __init__(self, store: SQLiteStore):
+        self._store = store
+
+    def guard(self) -> AbstractContextManager:
+        return self._store._write_guard()
+
+    def read(self) -> tuple[VectorIndex | None, IndexHeader | None]:
+        store = self._store
+        path = store.home / INDEX_NAME
+        try:
+            index, header = VectorIndex.load(path, candidates=store._candidates)
+        except IndexFileError as exc:
+            if path.exists() or store._meta("index_written") == "1":
+                log.warning("%s; rebuilding it from %s", exc, DB_NAME)
+            return None, None
+        if not self._belongs_here(header):
+            log.warning("%s: built from another database or model; rebuilding it", path)
+            return None, None
+        return index, header
+
+    def header(self) -> IndexHeader | None:
+        header = VectorIndex.read_header(self._store.home / INDEX_NAME)
+        return header if header is not None and self._belongs_here(header) else None
+
+    def _belongs_here(self, header: IndexHeader) -> bool:
+        store = self._store
+        dimension, model = store.voiceprints.dimension, store.voiceprints.model
+        if not header.dimension:  # written while the store was empty and bound to no model yet
+            return dimension is None
+        return header.store_id == store.store_id and header.dimension == (dimension or header.dimension) \
+            and header.model == (model or header.model) and header.generation <= store.generation
+
+    def save(self, index: VectorIndex, generation: int) -> None:
+        store = self._store
+        if store.read_only:
+            return
+        header = IndexHeader(store_id=store.store_id, generation=generation, model=store.voiceprints.model or "",
+                             dimension=store.voiceprints.dimension or 0, count=0, kind="")
+        try:
+            index.save(store.home / INDEX_NAME, header, temp_prefix=TEMP_PREFIX)
+        except OSError as exc:  # the database has the truth; the next process rebuilds
+            log.warning("%s: cannot save the index (%s); it is rebuilt from the database when needed",
+                        store.home / INDEX_NAME, exc.strerror or exc)
+            return
+        if store._meta("index_written") != "1":
+            with store._db.write() as tx:
+                tx.execute("INSERT INTO meta (key, value) VALUES ('index_written', '1') ON CONFLICT DO NOTHING")
+
+    def forget(self) -> None:
+        if not self._store.read_only:
+            (self._store.home / INDEX_NAME).unlink(missing_ok=True)
 
 
 def _make_private_folder(home: Path) -> None:

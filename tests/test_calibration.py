@@ -44,22 +44,22 @@ def test_a_large_population_is_measured_again_once_its_clips_moved_by_one_percen
     rng = np.random.default_rng(5)
     new = lambda n: [NewEmbedding(v / np.linalg.norm(v)) for v in rng.standard_normal((n, 192)).astype(np.float32)]  # noqa: E731
     with SpeakerID.open(tmp_path / "home") as sid:
-        sid.store.import_speakers({f"p{i}": new(1) for i in range(2000)}, model="m")
+        sid.store.voiceprints.import_speakers({f"p{i}": new(1) for i in range(2000)}, model="m")
         first = sid.calibration()
         assert first.source == "calibrated" and first.clips == 2000
         for i in range(4):
-            sid.store.add_speaker(f"q{i}", new(5), model="m")
+            sid.store.voiceprints.add_speaker(f"q{i}", new(5), model="m")
         assert sid.calibration() == first  # 20 clips more: the same measurement
-        sid.store.add_speaker("r", new(1), model="m")
+        sid.store.voiceprints.add_speaker("r", new(1), model="m")
         again = sid.calibration()
-        assert again.clips == 2021 and again.generation == sid.store.generation != first.generation
+        assert again.clips == 2021 and again.generation == sid.store.voiceprints.generation != first.generation
     with SpeakerID.open(tmp_path / "home") as sid:  # another process reads the stored one, reading no vector
-        read, asked = sid.store.vectors, []
-        sid.store.vectors = lambda names=None: (asked.append(names), read(names))[1]
+        read, asked = sid.store.voiceprints.vectors, []
+        sid.store.voiceprints.vectors = lambda names=None: (asked.append(names), read(names))[1]
         assert sid.calibration() == again and sid.threshold_for(0.01, comparisons=len(sid.profiles)) > 0
         assert np.array_equal(sid.profiles.vector("q1"), sid.profiles.vector("Q1"))  # a claim: one speaker's clips
         assert len(sid.profiles) == 2005 and asked == ["q1", "Q1"]
-        sid.store.vectors = read
+        sid.store.voiceprints.vectors = read
         assert np.array_equal(sid.profiles.vector("q1"), sid.profiles.matrix()[1][sid.profiles.matrix()[0].index("q1")])
 
 
@@ -89,26 +89,26 @@ def test_a_service_answers_with_the_standing_measurement_while_the_next_is_taken
     rng = np.random.default_rng(6)
     new = lambda n: [NewEmbedding(v / np.linalg.norm(v)) for v in rng.standard_normal((n, 192)).astype(np.float32)]  # noqa: E731
     with SpeakerID.open(tmp_path / "home", options=Options(background_calibration=True)) as sid:
-        sid.store.import_speakers({f"p{i}": new(1) for i in range(BACKGROUND_FROM)}, model="m")
+        sid.store.voiceprints.import_speakers({f"p{i}": new(1) for i in range(BACKGROUND_FROM)}, model="m")
         first = sid.calibration()  # nothing standing yet: measured in the call
         assert first.source == "calibrated" and first.clips == BACKGROUND_FROM
-        sid.store.add_speaker("q", new(BACKGROUND_FROM * 2 // 100), model="m")  # 2 % more
+        sid.store.voiceprints.add_speaker("q", new(BACKGROUND_FROM * 2 // 100), model="m")  # 2 % more
         assert sid.calibration() == first  # answered at once, with the standing measurement
         deadline = time.monotonic() + 120
         while sid.calibration().clips == first.clips and time.monotonic() < deadline:
             time.sleep(0.05)
         second = sid.calibration()
-        assert second.clips == BACKGROUND_FROM * 102 // 100 and second.generation == sid.store.generation
+        assert second.clips == BACKGROUND_FROM * 102 // 100 and second.generation == sid.store.voiceprints.generation
         assert conditions[1][0] == "speakerid-calibration" and conditions[1][2] == 1, conditions
         assert conditions[1][1] in (None, 19) and conditions[0][0] == "MainThread", conditions
         if sys.platform.startswith("linux"):  # the thread, not the process, was lowered
             assert os.getpriority(os.PRIO_PROCESS, 0) < 19
-        assert Calibration.from_dict(sid.store.setting("calibration")) == second  # stored for other processes
-        sid.store.add_speaker("r", new(BACKGROUND_FROM // 10), model="m")  # 10 % more: too far behind
+        assert Calibration.from_dict(sid.store.settings.get("calibration")) == second  # stored for other processes
+        sid.store.voiceprints.add_speaker("r", new(BACKGROUND_FROM // 10), model="m")  # 10 % more: too far behind
         third = sid.calibration()
         assert third.clips == second.clips + BACKGROUND_FROM // 10  # measured in the call
     with SpeakerID.open(tmp_path / "home") as sid:  # the command line: no thread, always current
-        sid.store.add_speaker("s", new(third.clips * 2 // 100), model="m")
+        sid.store.voiceprints.add_speaker("s", new(third.clips * 2 // 100), model="m")
         assert sid.calibration().clips == third.clips + third.clips * 2 // 100
 
 
@@ -217,7 +217,7 @@ def test_skip_bad_enrolls_from_what_passes_and_says_what_it_left_out(tmp_path, m
     with SpeakerID.open(tmp_path / "home") as sid:
         with pytest.raises(SpeakerIDError):
             sid.enroll("erin", [folder])
-        assert "erin" not in sid.store
+        assert "erin" not in sid.store.voiceprints
         result = sid.enroll("erin", [folder], skip_bad=True)
     left_out = {s.clip.rsplit("/", 1)[-1]: s.reason for s in result.skipped}
     assert result.clips == len(good) and set(left_out) == {"90-silence.wav", "91-short.wav", "92-someone-else.wav",

@@ -109,15 +109,15 @@ def test_every_runtime_command_at_every_rate_runs_without_torch(embedder, cli_en
     def torch_in(result: dict) -> list[str]:
         return [m for m in result["heavy"] if m in TORCH]
 
-    for rate in (8_000, 16_000, 44_100, 48_000):
+    for rate, speaker in ((8_000, "id90001"), (16_000, "id90002"), (44_100, "id90003"), (48_000, "id90004")):
         folder = tmp_path / str(rate)
-        enroll = [at_rate(c, rate, folder) for c in clips_of("id90001", 1)]
-        name = f"alice{rate}"
+        enroll = [at_rate(c, rate, folder) for c in clips_of(speaker, 1)]
+        name = f"{speaker}-at-{rate}"
         enrolled = probe([name, *enroll], cli_env, module="enroll.cli")
         assert enrolled["code"] == 0 and not torch_in(enrolled), (rate, enrolled)
-        query = at_rate(clips_of("id90001", 3)[0], rate, folder)
+        query = at_rate(clips_of(speaker, 3)[0], rate, folder)
         identified = probe(["identify", query], cli_env)
-        assert identified["code"] == 0 and not torch_in(identified), (rate, identified)
+        assert identified["code"] == 0 and not torch_in(identified), (rate, identified)  # 0: named
         verified = probe(["verify", name, query], cli_env)
         assert verified["code"] == 0 and not torch_in(verified), (rate, verified)
 

@@ -8,7 +8,7 @@ import re
 import numpy as np
 
 from speakerid.onnx_model import INT8_FLAGS, cpu_flags
-from store import INDEX_NAME, NewEmbedding, Store
+from store import INDEX_NAME, NewEmbedding, open_store
 
 from conftest import run_cli
 
@@ -17,10 +17,10 @@ def test_doctor_reports_finds_and_repairs(tmp_path, cli_env):
     home = tmp_path / "home"
     cli_env["SPEAKERID_HOME"] = str(home)
     rng = np.random.default_rng(0)
-    with Store.open(home, model="m", dimension=8) as s:
+    with open_store(home, model="m", dimension=8) as s:
         for i in range(5):
             v = rng.standard_normal((2, 8)).astype(np.float32)
-            s.add_speaker(f"s{i}", [NewEmbedding(x / np.linalg.norm(x)) for x in v], model="m")
+            s.voiceprints.add_speaker(f"s{i}", [NewEmbedding(x / np.linalg.norm(x)) for x in v], model="m")
     ok = run_cli(["doctor", "--json"], cli_env)
     assert ok.returncode == 0 and json.loads(ok.stdout)["consistent"] is True
     assert "no int8 activations measured" in json.loads(ok.stdout)["engine"]  # model "m"
@@ -46,11 +46,11 @@ def test_an_index_left_behind_by_a_killed_write_is_noted_not_failed(tmp_path, cl
     home = tmp_path / "home"
     cli_env["SPEAKERID_HOME"] = str(home)
     rng = np.random.default_rng(1)
-    with Store.open(home, model="m", dimension=8) as s:
-        s.add_speaker("a", [NewEmbedding(rng.standard_normal(8).astype(np.float32))], model="m")
+    with open_store(home, model="m", dimension=8) as s:
+        s.voiceprints.add_speaker("a", [NewEmbedding(rng.standard_normal(8).astype(np.float32))], model="m")
         old = (home / INDEX_NAME).read_bytes()
-        s.add_speaker("b", [NewEmbedding(rng.standard_normal(8).astype(np.float32))], model="m")
-        s.remove_speaker("a")
+        s.voiceprints.add_speaker("b", [NewEmbedding(rng.standard_normal(8).astype(np.float32))], model="m")
+        s.voiceprints.remove_speaker("a")
     (home / INDEX_NAME).write_bytes(old)  # as if the last two writes never saved their index
     behind = run_cli(["doctor", "--json"], cli_env)
     report = json.loads(behind.stdout)
@@ -58,6 +58,6 @@ def test_an_index_left_behind_by_a_killed_write_is_noted_not_failed(tmp_path, cl
     fixed = json.loads(run_cli(["doctor", "--repair", "--json"], cli_env).stdout)
     assert fixed["consistent"] and fixed["repaired"] and fixed["notes"] == [] and fixed["index"]["count"] == 1
     (home / INDEX_NAME).write_bytes(old)
-    with Store.open(home) as s:  # the next user of the store brings it up to date by itself
-        assert [h.speaker for h in s.search(rng.standard_normal(8).astype(np.float32), k=5)] == ["b"]
+    with open_store(home) as s:  # the next user of the store brings it up to date by itself
+        assert [h.speaker for h in s.voiceprints.search(rng.standard_normal(8).astype(np.float32), k=5)] == ["b"]
     assert json.loads(run_cli(["doctor", "--json"], cli_env).stdout)["notes"] == []

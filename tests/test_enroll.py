@@ -45,7 +45,7 @@ def refused(home: Path, clips, match: str, name: str = "carol", **kw):
 
 def test_enroll_then_append_then_replace(home):
     with SpeakerID.open(home) as sid:
-        alice = sid.store.speaker("alice")
+        alice = sid.store.voiceprints.speaker("alice")
         assert alice.clips == 3 and alice.speech_seconds > 10
         with pytest.raises(SpeakerExistsError, match="--append .* --replace"):
             sid.enroll("alice", files_of(A[3:5]))

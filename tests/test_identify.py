@@ -14,7 +14,7 @@ from speakerid import InsufficientSpeechError, SpeakerID
 from speakerid.audio import load_audio
 from speakerid.metrics import eer
 from speakerid.scoring import DEFAULT_THRESHOLD, Candidate, decide, sums_by_row
-from store import ModelMismatchError, SpeakerNotFoundError
+from store import ModelMismatchError, SpeakerNotFoundError, open_store
 
 from conftest import DATA, clip_path, clips_of, iden_split, needs_data, plain_embedding, run_cli
 from tiny_models import make_tiny_model
@@ -201,13 +201,13 @@ def test_chosen_scoring_is_no_worse_than_plain_speechbrain(clip_embeddings, plai
 def test_rank_is_the_full_sort_cut_to_top_k(tmp_path, exclude):
     """rank() picks the top k by partial sort; it must equal sorting every profile (ties by name)."""
     from speakerid.scoring import Profiles
-    from store import NewEmbedding, Store
+    from store import NewEmbedding
 
     rng = np.random.default_rng(3)
     vectors = rng.standard_normal((40, 8)).astype(np.float32)
     vectors[7] = vectors[3]  # an exact tie: same profile under two names
-    store = Store.open(tmp_path / "home")
-    store.import_speakers({f"s{i:03d}": [NewEmbedding(v)] for i, v in enumerate(vectors)}, model="m")
+    store = open_store(tmp_path / "home")
+    store.voiceprints.import_speakers({f"s{i:03d}": [NewEmbedding(v)] for i, v in enumerate(vectors)}, model="m")
     profiles = Profiles(store)
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     for query in [unit[3], *rng.standard_normal((20, 8)).astype(np.float32)]:
@@ -225,19 +225,19 @@ def test_rank_above_50000_speakers_shortlists_by_index_then_scores_profiles(tmp_
     for voices near an enrolled one the ranking equals scoring every profile, and only the
     shortlisted speakers' clips are read (never every vector)."""
     from speakerid.scoring import EXACT_UP_TO, Profiles
-    from store import NewEmbedding, Store
+    from store import NewEmbedding
 
     rng = np.random.default_rng(4)
     n, dim = EXACT_UP_TO + 10_000, 64
     vectors = rng.standard_normal((n, dim)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    with Store.open(tmp_path / "home") as store:
-        store.import_speakers({f"s{i:06d}": [NewEmbedding(v)] for i, v in enumerate(vectors)}, model="m")
+    with open_store(tmp_path / "home") as store:
+        store.voiceprints.import_speakers({f"s{i:06d}": [NewEmbedding(v)] for i, v in enumerate(vectors)}, model="m")
         profiles = Profiles(store)
         assert len(profiles) == n > EXACT_UP_TO
-        read = store.vectors
+        read = store.voiceprints.vectors
         asked = []
-        store.vectors = lambda names=None: (asked.append(names), read(names))[1]
+        store.voiceprints.vectors = lambda names=None: (asked.append(names), read(names))[1]
         picks = rng.choice(n, 100, replace=False)
         queries = vectors[picks] + 0.05 * rng.standard_normal((100, dim)).astype(np.float32)
         for pick, query in zip(picks, queries):
@@ -255,27 +255,27 @@ def test_profiles_catch_up_from_the_change_log_to_what_a_full_read_gives(store_u
     brought up to date from the store's change log (no full read of the vectors), and equal, bit
     for bit, the profiles a new process computes from every vector."""
     from speakerid.scoring import Profiles
-    from store import NewEmbedding, Store
+    from store import NewEmbedding
 
     rng = np.random.default_rng(8)
     new = lambda n: [NewEmbedding(v / np.linalg.norm(v)) for v in rng.standard_normal((n, 16)).astype(np.float32)]  # noqa: E731
-    with Store.open(store_url, model="m", dimension=16) as store:
+    with open_store(store_url, model="m", dimension=16) as store:
         for i in range(30):
-            store.add_speaker(f"s{i:02d}", new(2), model="m")
+            store.voiceprints.add_speaker(f"s{i:02d}", new(2), model="m")
         profiles = Profiles(store)
         profiles.matrix()
         full_reads = []
-        read = store.vectors
-        store.vectors = lambda name=None: (full_reads.append(name), read(name))[1]
-        store.add_speaker("new", new(2), model="m")
-        store.remove_speaker("s03")
-        store.add_speaker("s04", new(1), model="m", mode="replace")
-        store.add_speaker("s05", new(1), model="m", mode="append")
-        store.add_speaker("aaa", new(3), model="m")
+        read = store.voiceprints.vectors
+        store.voiceprints.vectors = lambda name=None: (full_reads.append(name), read(name))[1]
+        store.voiceprints.add_speaker("new", new(2), model="m")
+        store.voiceprints.remove_speaker("s03")
+        store.voiceprints.add_speaker("s04", new(1), model="m", mode="replace")
+        store.voiceprints.add_speaker("s05", new(1), model="m", mode="append")
+        store.voiceprints.add_speaker("aaa", new(3), model="m")
         names, matrix = profiles.matrix()
         generation, vectors, owners = profiles.snapshot()
         assert full_reads == [] and len(names) == 31 and "s03" not in names
-        store.vectors = read
+        store.voiceprints.vectors = read
         fresh = Profiles(store)
         assert (names, generation, owners) == (fresh.matrix()[0], *fresh.snapshot()[::2])
         assert np.array_equal(matrix, fresh.matrix()[1]) and np.array_equal(vectors, fresh.snapshot()[1])

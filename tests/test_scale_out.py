@@ -16,7 +16,7 @@ import pytest
 from speakerid import SpeakerID
 from speakerid.access import AccessControl
 from speakerid.keys import create_key
-from store import NewEmbedding, Store, StoreError
+from store import NewEmbedding, StoreError, open_store
 
 from conftest import DATA, clips_of, needs_data, needs_postgres, postgres_schema, run_cli, serving
 
@@ -75,7 +75,7 @@ def test_store_copy_both_ways_with_checks(pg_url, tmp_path, cli_env):
         AccessControl(sid).add_to_group("staff", "bob")
         AccessControl(sid).check("lab", clips_of("id90002", 3)[0])
         create_key(sid.store, "client")
-        _, before, _ = sid.store.vectors()
+        _, before, _ = sid.store.voiceprints.vectors()
     there = run_cli(["store", "copy", str(home), pg_url, "--json"], cli_env)
     assert there.returncode == 0, there.stderr
     report = json.loads(there.stdout)
@@ -87,7 +87,7 @@ def test_store_copy_both_ways_with_checks(pg_url, tmp_path, cli_env):
         with SpeakerID.open(store=location) as sid:
             assert sid.identify(clips_of("id90001", 3)[0]).speaker == "alice"
             assert AccessControl(sid).check("lab", clips_of("id90002", 3)[0]).allow
-            np.testing.assert_array_equal(sid.store.vectors()[1], before)
+            np.testing.assert_array_equal(sid.store.voiceprints.vectors()[1], before)
     refused = run_cli(["store", "copy", str(home), pg_url], cli_env)
     assert refused.returncode == 1 and "is not empty" in refused.stderr
     doctor = run_cli(["doctor", "--store", pg_url, "--json"], cli_env)
@@ -102,16 +102,16 @@ def test_erasure_on_postgresql_leaves_no_vector_in_the_table_files(pg_url):
 
     rng = np.random.default_rng(0)
     secret = rng.standard_normal((3, 16)).astype(np.float32)
-    with Store.open(pg_url) as store:
-        store.add_speaker("keep", [NewEmbedding(v) for v in rng.standard_normal((2, 16)).astype(np.float32)], model="m")
-        store.add_speaker("erase-me", [NewEmbedding(v) for v in secret], model="m")
+    with open_store(pg_url) as store:
+        store.voiceprints.add_speaker("keep", [NewEmbedding(v) for v in rng.standard_normal((2, 16)).astype(np.float32)], model="m")
+        store.voiceprints.add_speaker("erase-me", [NewEmbedding(v) for v in secret], model="m")
         with psycopg.connect(pg_url) as conn:
             files = [conn.execute("SELECT current_setting('data_directory') || '/' || pg_relation_filepath(%s)",
                                   [t]).fetchone()[0] for t in ("embeddings", "speakers")]
         conn = psycopg.connect(pg_url, autocommit=True)
         conn.execute("CHECKPOINT")  # the rows reach the data files
         assert any(secret[0].tobytes() in Path(f).read_bytes() for f in files)  # the test can see them
-        store.remove_speaker("erase-me")
+        store.voiceprints.remove_speaker("erase-me")
         with psycopg.connect(pg_url) as c:
             files = [c.execute("SELECT current_setting('data_directory') || '/' || pg_relation_filepath(%s)",
                                [t]).fetchone()[0] for t in ("embeddings", "speakers")]
@@ -125,7 +125,7 @@ def test_an_unreachable_database_is_one_line(cli_env):
     done = run_cli(["speakers", "--store", "postgresql://nobody@127.0.0.1:1/none"], cli_env)
     assert done.returncode == 1 and done.stderr.count("\n") == 1 and "cannot connect to PostgreSQL" in done.stderr
     with pytest.raises(StoreError, match="cannot connect"):
-        Store.open("postgresql://nobody@127.0.0.1:1/none")
+        open_store("postgresql://nobody@127.0.0.1:1/none")
 
 
 # -- corpus-size work on Ray ------------------------------------------------------------------------
@@ -149,10 +149,10 @@ def test_bulk_enrollment_on_ray_is_the_single_process_path_bit_for_bit(tmp_path,
         report = json.loads(done.stdout)
         assert [e["speaker"] for e in report["enrolled"]] == people
         assert report["refused"][0]["speaker"] == "ghost" and "file not found" in report["refused"][0]["reason"]
-    with Store.open(homes["local"]) as a, Store.open(homes["ray"]) as b:
+    with open_store(homes["local"]) as a, open_store(homes["ray"]) as b:
         for person in people:
-            assert a.vectors(person)[1].tobytes() == b.vectors(person)[1].tobytes()
-            assert a.clip_digests(person) == b.clip_digests(person)
+            assert a.voiceprints.vectors(person)[1].tobytes() == b.voiceprints.vectors(person)[1].tobytes()
+            assert a.voiceprints.clip_digests(person) == b.voiceprints.clip_digests(person)
     again = json.loads(run_cli(["--manifest", str(sheet), "--json"], cli_env, module="enroll.cli").stdout)
     assert again["already_enrolled"] == people and again["enrolled"] == []  # a rerun resumes: nothing twice
 
@@ -167,13 +167,13 @@ def test_an_interrupted_bulk_enrollment_resumes(tmp_path, cli_env):
     while time.time() < deadline:  # kill it once some, not all, speakers are in
         time.sleep(0.5)
         if (tmp_path / "home" / "speakerid.db").exists():
-            with Store.open(tmp_path / "home") as store:
-                if 1 <= len(store.speakers()) < len(people):
+            with open_store(tmp_path / "home") as store:
+                if 1 <= len(store.voiceprints.speakers()) < len(people):
                     break
     proc.kill()
     proc.wait()
-    with Store.open(tmp_path / "home") as store:
-        first = {s.name: s.clips for s in store.speakers()}
+    with open_store(tmp_path / "home") as store:
+        first = {s.name: s.clips for s in store.voiceprints.speakers()}
     assert 0 < len(first) < len(people) and all(n == len(clips_of(p, 1)) for p, n in first.items())
     done = json.loads(run_cli(["--manifest", str(sheet), "--json"], cli_env, module="enroll.cli").stdout)
     assert sorted(done["already_enrolled"]) == sorted(first)

@@ -21,7 +21,7 @@ import soundfile as sf
 from speakerid import InvalidValueError, SpeakerID, SpeakerIDError, UsageError
 from speakerid.access import AccessControl
 from speakerid.keys import create_key
-from store import DB_NAME, INDEX_NAME, DuplicateClipError, InvalidNameError, NewEmbedding, Store, StoreError
+from store import DB_NAME, INDEX_NAME, DuplicateClipError, InvalidNameError, NewEmbedding, StoreError, open_store
 
 from conftest import DATA, SHARED, clips_of, needs_data, run_cli, serving, store_digest
 
@@ -65,7 +65,7 @@ def test_revoking_every_key_does_not_open_the_server(tmp_path, home):
 
 def test_a_server_started_with_require_keys_is_closed_before_any_key_exists(tmp_path):
     empty = tmp_path / "home"
-    Store.open(empty).close()
+    open_store(empty).close()
     with serving(empty, "--require-keys") as (base, _):
         assert httpx.get(base + "/v1/speakers").status_code == 401
         assert httpx.get(base + "/healthz").status_code == 200
@@ -308,16 +308,16 @@ def test_x_api_key_header_works(tmp_path):
 
 # -- the store: concurrent appends, files, opening --------------------------------------------------------
 def test_concurrent_appends_of_one_clip_enroll_it_once(store_url):
-    with Store.open(store_url) as store:
-        store.add_speaker("alice", [NewEmbedding(np.ones(8, dtype=np.float32), clip_sha256="a" * 64)], model="m")
+    with open_store(store_url) as store:
+        store.voiceprints.add_speaker("alice", [NewEmbedding(np.ones(8, dtype=np.float32), clip_sha256="a" * 64)], model="m")
     same = NewEmbedding(np.arange(8, dtype=np.float32) + 1, clip_sha256="b" * 64)
     barrier = threading.Barrier(8)
 
     def append(_):
-        with Store.open(store_url) as store:
+        with open_store(store_url) as store:
             barrier.wait()
             try:
-                store.add_speaker("alice", [same], model="m", mode="append")
+                store.voiceprints.add_speaker("alice", [same], model="m", mode="append")
                 return "ok"
             except DuplicateClipError:
                 return "duplicate"
@@ -325,14 +325,14 @@ def test_concurrent_appends_of_one_clip_enroll_it_once(store_url):
     with ThreadPoolExecutor(8) as pool:
         outcomes = list(pool.map(append, range(8)))
     assert sorted(outcomes) == ["duplicate"] * 7 + ["ok"]
-    with Store.open(store_url) as store:
-        assert store.speaker("alice").clips == 2
+    with open_store(store_url) as store:
+        assert store.voiceprints.speaker("alice").clips == 2
 
 
 def test_files_are_private_and_leftovers_are_cleaned(tmp_path):
     home = tmp_path / "home"
-    with Store.open(home) as store:
-        store.add_speaker("a", [NewEmbedding(np.ones(8, dtype=np.float32))], model="m")
+    with open_store(home) as store:
+        store.voiceprints.add_speaker("a", [NewEmbedding(np.ones(8, dtype=np.float32))], model="m")
         for name in (DB_NAME, INDEX_NAME, "index.lock", DB_NAME + "-wal"):
             assert stat.S_IMODE((home / name).stat().st_mode) == 0o600, name
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
@@ -340,8 +340,8 @@ def test_files_are_private_and_leftovers_are_cleaned(tmp_path):
     (home / ".index.killed1").write_bytes(b"SPKIDX2\n" + secret.tobytes())  # as a killed writer leaves it
     report = _doctor(home)
     assert any("removed 1 temporary index files" in n for n in report["notes"]), report
-    with Store.open(home) as store:
-        assert not list(home.glob(".index.*")) and store.check().consistent
+    with open_store(home) as store:
+        assert not list(home.glob(".index.*")) and store.maintenance.check().consistent
 
 
 def _doctor(home) -> dict:
@@ -356,19 +356,19 @@ def test_a_writer_that_cannot_take_the_index_lock_fails_before_committing(tmp_pa
     from store import sqlite_store
 
     home = tmp_path / "home"
-    with Store.open(home) as store:
-        store.add_speaker("a", [NewEmbedding(np.ones(8, dtype=np.float32))], model="m")
+    with open_store(home) as store:
+        store.voiceprints.add_speaker("a", [NewEmbedding(np.ones(8, dtype=np.float32))], model="m")
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from filelock import FileLock; "
                                "l = FileLock(sys.argv[1]); l.acquire(); print('held', flush=True); time.sleep(60)",
                                str(home / "index.lock")], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         monkeypatch.setattr(sqlite_store, "LOCK_TIMEOUT", 0.5)
-        with Store.open(home) as store:
-            before = store.generation
+        with open_store(home) as store:
+            before = store.voiceprints.generation
             with pytest.raises(StoreError, match="index lock .*nothing was written"):
-                store.add_speaker("b", [NewEmbedding(np.ones(8, dtype=np.float32))], model="m")
-            assert store.generation == before and "b" not in store
+                store.voiceprints.add_speaker("b", [NewEmbedding(np.ones(8, dtype=np.float32))], model="m")
+            assert store.voiceprints.generation == before and "b" not in store.voiceprints
     finally:
         holder.kill()
     assert FileLock  # noqa
@@ -379,7 +379,7 @@ def test_the_service_folds_the_wal_after_erasing(tmp_path):
     with SpeakerID.open(home) as sid:
         sid.enroll("alice", clips_of("id90001", 1))
         sid.enroll("bob", clips_of("id90002", 1))
-        _, bob_vectors, _ = sid.store.vectors("bob")
+        _, bob_vectors, _ = sid.store.voiceprints.vectors("bob")
     with serving(home) as (base, _):
         assert httpx.delete(base + "/v1/speakers/bob").status_code == 200
         files = b"".join(p.read_bytes() for p in home.iterdir() if p.is_file())  # while the server runs
@@ -390,12 +390,12 @@ def test_the_service_folds_the_wal_after_erasing(tmp_path):
 
 def test_opening_damaged_stores_gives_one_line(tmp_path, cli_env):
     corrupt = tmp_path / "corrupt"
-    Store.open(corrupt).close()
+    open_store(corrupt).close()
     data = bytearray((corrupt / DB_NAME).read_bytes())
     data[100:4096] = os.urandom(3996)
     (corrupt / DB_NAME).write_bytes(bytes(data))
     folder = tmp_path / "folder-index"
-    Store.open(folder).close()
+    open_store(folder).close()
     (folder / INDEX_NAME).unlink(missing_ok=True)
     (folder / INDEX_NAME).mkdir()
     for home, words in ((corrupt, DB_NAME), (folder, "is not a file")):

@@ -43,7 +43,7 @@ def server(tmp_path_factory, model_dir):
                             ("curl", "client"), *((f"c{i}", "client") for i in range(4))):
             keys[label], record = create_key(sid.store, role, label)
             if label == "revoked":
-                sid.store.revoke_key(record.id)
+                sid.store.policy.revoke_key(record.id)
         access = AccessControl(sid)
         access.grant("alice", "front-door")
         access.grant("@staff", "lab")

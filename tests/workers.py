@@ -92,13 +92,13 @@ class Expected:
         return [(record["name"], before, after)]
 
     def check(self, home: Path) -> int:
-        from store import Store
+        from store import open_store
 
-        with Store.open(home) as store:
-            names = {s.name for s in store.speakers()}
+        with open_store(home) as store:
+            names = {s.name for s in store.voiceprints.speakers()}
 
             def actual(name):
-                return frozenset(store.clip_digests(name)) if name in names else ABSENT
+                return frozenset(store.voiceprints.clip_digests(name)) if name in names else ABSENT
 
             for name, want in self.certain.items():
                 assert actual(name) == want, f"{name}: reported {want}, store holds {actual(name)}"
@@ -128,7 +128,7 @@ def churn(sid, log: Log, rng: random.Random, prefix: str, deadline: float) -> No
             names = [f"{prefix}imp{step}-{j}" for j in range(rng.randint(50, 300))]
             vector = sid.embed(rng.choice(clips_of(rng.choice(CHURN), 2)))[0]
             log.write(event="begin", op=op, names=names)
-            sid.store.import_speakers({n: [NewEmbedding(vector, clip_sha256=f"{j:064x}")] for j, n in enumerate(names)},
+            sid.store.voiceprints.import_speakers({n: [NewEmbedding(vector, clip_sha256=f"{j:064x}")] for j, n in enumerate(names)},
                                       model=sid.embedder.model_id)
             log.write(event="done", op=op, names=names)
             continue

@@ -56,7 +56,7 @@ def serve(args: argparse.Namespace) -> int:
                            header_seconds=args.header_seconds, max_streams=args.max_streams,
                            access_log=not args.no_access_log)
     with open_speakerid(args) as sid:
-        keys = sid.store.ever_had_keys()
+        keys = sid.store.policy.ever_had_keys()
         where = sid.store.location
     if config.open_to_network and not keys:
         raise UsageError(f"refusing to listen on {args.host} with no API keys configured; "
@@ -89,7 +89,7 @@ def keys_create(args: argparse.Namespace) -> int:
 @command("keys revoke", arg("id", metavar="ID"), help="revoke a key by id")
 def keys_revoke(args: argparse.Namespace) -> int:
     with open_speakerid(args) as sid:
-        sid.store.revoke_key(args.id)
+        sid.store.policy.revoke_key(args.id)
     emit(args, {"revoked": args.id}, f"revoked key {args.id}")
     return 0
 
@@ -97,7 +97,7 @@ def keys_revoke(args: argparse.Namespace) -> int:
 @command("keys list", help="list keys (never their secrets)")
 def keys_list(args: argparse.Namespace) -> int:
     with open_speakerid(args) as sid:
-        found = sid.store.keys()
+        found = sid.store.policy.keys()
     emit(args, {"keys": [k.to_dict() for k in found]},
          "\n".join(f"{k.id}  {k.role:<6} {k.name:<20} {'revoked ' + k.revoked if k.revoked else 'active'}"
                    for k in found) or "no API keys")
@@ -246,15 +246,16 @@ def audit(args: argparse.Namespace) -> int:
 @command("doctor", arg("--repair", action="store_true", help="rebuild what is derived from the database"),
          help="check the database and what is derived from it agree (exit 1 if not); --repair rebuilds")
 def doctor(args: argparse.Namespace) -> int:
-    from store import Store
+
+    from store import open_store
 
     from ..api import store_location
 
-    with Store.open(store_location(option(args, "home"), option(args, "store"))) as store:
-        report = store.check()
+    with open_store(store_location(option(args, "home"), option(args, "store"))) as store:
+        report = store.maintenance.check()
         repaired = False
         if args.repair and (report.notes or not report.consistent):
-            report, repaired = store.repair(), True
+            report, repaired = store.maintenance.repair(), True
     state = "consistent" if report.consistent else "INCONSISTENT"
     lines = [f"{report.location}: {state}{' (index rebuilt from the database)' if repaired else ''}",
              f"  database: schema {report.schema_version}, generation {report.generation}, {report.speakers} speakers, "
@@ -279,13 +280,14 @@ group("db", "the store's database")
 
 @command("db migrate", help="bring the store's schema up to date (also done on open); prints what was applied")
 def db_migrate(args: argparse.Namespace) -> int:
-    from store import Store
+
+    from store import open_store
 
     from ..api import store_location
 
-    with Store.open(store_location(option(args, "home"), option(args, "store"))) as store:
-        version = store.schema_version()
-        applied = store.migrations_applied
+    with open_store(store_location(option(args, "home"), option(args, "store"))) as store:
+        version = store.maintenance.schema_version()
+        applied = store.maintenance.migrations_applied
     emit(args, {"schema_version": version, "applied": applied, "location": store.location},
          f"{store.location}: schema version {version}" + (f" (applied now: {', '.join(map(str, applied))})"
                                                           if applied else " (up to date)"))
@@ -299,13 +301,13 @@ group("store", "move a voiceprint database")
          arg("destination", metavar="DST", help="an empty store: a new folder or an empty PostgreSQL database"),
          help="copy every speaker, vector, key, grant and audit entry between SQLite and PostgreSQL, checked")
 def store_copy(args: argparse.Namespace) -> int:
-    from store import Store, is_postgres_url
+    from store import is_postgres_url, open_store
     from store.copy import copy_store
 
     def where(location: str):
         return location if is_postgres_url(location) else Path(location).expanduser()
 
-    with Store.open(where(args.source)) as source, Store.open(where(args.destination)) as destination:
+    with open_store(where(args.source)) as source, open_store(where(args.destination)) as destination:
         report = copy_store(source, destination)
     emit(args, report.to_dict(), f"copied {report.source} -> {report.destination}: " + ", ".join(
         f"{n} {t}" for t, n in report.rows.items()) + " (row counts and sha256 of every table checked)")

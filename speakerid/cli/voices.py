@@ -44,7 +44,7 @@ def verify(args: argparse.Namespace) -> int:
 def speakers(args: argparse.Namespace) -> int:
     with open_speakerid(args) as sid:
         found = sid.speakers()
-        model = sid.store.model
+        model = sid.store.voiceprints.model
     text = "\n".join(f"{s.name:<24} {plural(s.clips, 'clip'):>10} {s.speech_seconds:>8.1f} s"
                      for s in found) or "no speakers enrolled"
     emit(args, {"speakers": [s.to_dict() for s in found], "model": model}, text)
@@ -54,7 +54,7 @@ def speakers(args: argparse.Namespace) -> int:
 @command("remove", arg("name", metavar="NAME"), help="erase a speaker's voiceprint")
 def remove(args: argparse.Namespace) -> int:
     with open_speakerid(args) as sid:
-        name = sid.store.display_name(args.name)
+        name = sid.store.voiceprints.display_name(args.name)
         sid.remove(name)
     emit(args, {"removed": name}, f"removed {name} (voiceprint erased)")
     return 0

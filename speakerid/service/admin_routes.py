@@ -77,7 +77,7 @@ def add(app: FastAPI, service: "Service") -> None:
             access.set_far(resource, body.far)
         else:
             access.set_threshold(resource, body.threshold)
-        return next(r for r in access.resources() if r["resource"] == sid.store.resource(resource).name)
+        return next(r for r in access.resources() if r["resource"] == sid.store.policy.resource(resource).name)
 
     @app.put("/v1/access/groups/{group}/members/{speaker}")
     def join(group: str, speaker: str, key=admin):

@@ -63,7 +63,7 @@ class Gate:
 
     @property
     def required(self) -> bool:
-        if not self._required and self.store.ever_had_keys():
+        if not self._required and self.store.policy.ever_had_keys():
             self._required = True  # once keys existed, for good
         return self._required
 

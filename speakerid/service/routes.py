@@ -27,11 +27,11 @@ def add(app: FastAPI, service: "Service") -> None:
 
     @app.get("/healthz")
     def healthz():
-        return {"status": "ok", "model": sid.embedder.model_id, "speakers": len(sid.store.speakers())}
+        return {"status": "ok", "model": sid.embedder.model_id, "speakers": len(sid.store.voiceprints.speakers())}
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def prometheus():
-        return service.metrics.render(len(sid.store.speakers()))
+        return service.metrics.render(len(sid.store.voiceprints.speakers()))
 
     @app.post("/v1/identify")
     async def identify(request: Request, top_k: int = 5, threshold: float | None = None, key=client):
@@ -69,15 +69,15 @@ def add(app: FastAPI, service: "Service") -> None:
 
     @app.get("/v1/speakers")
     def speakers(key=admin):
-        return {"speakers": [s.to_dict() for s in sid.store.speakers()], "model": sid.store.model}
+        return {"speakers": [s.to_dict() for s in sid.store.voiceprints.speakers()], "model": sid.store.voiceprints.model}
 
     @app.get("/v1/speakers/{speaker}")
     def speaker(speaker: str, key=admin):
-        return sid.store.speaker(speaker).to_dict()
+        return sid.store.voiceprints.speaker(speaker).to_dict()
 
     @app.delete("/v1/speakers/{speaker}")
     def delete(speaker: str, key=admin):
-        name = sid.store.display_name(speaker)
+        name = sid.store.voiceprints.display_name(speaker)
         sid.remove(name)
         return {"removed": name}
 

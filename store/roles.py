@@ -1,21 +1,24 @@
-"""The store interface every backend implements and the rest of speakerid programs against.
+"""What a store is to the rest of speakerid: a handle with five narrow roles.
 
-Backends: :mod:`store.sqlite_store` (the embedded default: one SQLite file plus a derived FAISS
-index file in a home folder) and :mod:`store.postgres_store` (one PostgreSQL database shared by
-many processes and machines). :meth:`Store.open` picks one from the location: a
-``postgresql://`` URL, else a folder.
+A new backend implements the roles one at a time, each small enough to read in one sitting:
 
-Invariants every backend keeps: each write is one transaction; a write that changes what
-identification sees moves :attr:`Store.generation`; a store is bound to the model of its first
-enrollment; removing a speaker erases their vectors (what that means on disk: each backend's
-docstring and SECURITY.md). Names follow :mod:`store.names`.
+- :class:`Voiceprints`: speakers, their clip embeddings, the model they are bound to, the
+  generation that moves with every write identification sees, and search;
+- :class:`AccessPolicy`: API keys, resources, grants and groups;
+- :class:`AuditLog`: lockout attempts, access decisions and the change log;
+- :class:`Settings`: small JSON values (the threshold, the calibration);
+- :class:`Maintenance`: schema version, the derived index, checking and repairing.
+
+:func:`store.open_store` picks a backend from a location; the handle (:class:`Store`) only opens,
+closes and holds the roles. Invariants every backend keeps: each write is one transaction; a write
+that changes what identification sees moves :attr:`Voiceprints.generation`; a store is bound to
+the model of its first enrollment; removing a speaker erases their vectors (what that means on
+disk: each backend's docstring and SECURITY.md). Names follow :mod:`store.names`.
 """
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -23,64 +26,19 @@ import numpy as np
 from .index import VectorIndex
 from .records import ApiKey, Changes, CheckReport, Counts, Decision, Event, Hit, NewEmbedding, Resource, Speaker
 
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
+class Voiceprints(ABC):
+    """Speakers and their clip embeddings: what identification is built from."""
 
-def is_postgres_url(location: object) -> bool:
-    return isinstance(location, str) and location.startswith(POSTGRES_SCHEMES)
-
-
-class Store(ABC):
-    """A voiceprint database. Thread-safe; many processes may share one.
-
-    >>> import tempfile, numpy as np
-    >>> with Store.open(tempfile.mkdtemp()) as store:
-    ...     _ = store.add_speaker("alice", [NewEmbedding(np.ones(4, dtype=np.float32) / 2)], model="demo")
-    ...     [s.name for s in store.speakers()], store.search(np.ones(4, dtype=np.float32) / 2, k=1)[0].speaker
-    (['alice'], 'alice')
-    """
-
-    backend: str
-    location: str
-    migrations_applied: list[int]  # schema versions applied when this store was opened
-
-    @classmethod
-    def open(cls, location: str | os.PathLike | None, *, model: str | None = None, dimension: int | None = None,
-             **options: Any) -> "Store":
-        """Open (creating if needed) the store at ``location``: a ``postgresql://`` URL or a folder.
-
-        With ``model``/``dimension``, refuse a store bound to another model.
-        """
-        if is_postgres_url(location):
-            from .postgres_store import PostgresStore
-
-            store: Store = PostgresStore.connect(str(location), **options)
-        else:
-            from .sqlite_store import SQLiteStore
-
-            store = SQLiteStore.connect(Path(os.fspath(location)).expanduser() if location else None, **options)
-        if model is not None:
-            try:
-                store.check_model(model, dimension)
-            except BaseException:
-                store.close()
-                raise
-        return store
-
-    @abstractmethod
-    def close(self) -> None:
-        """Release connections (and, on SQLite, fold the write-ahead log into the database)."""
-
-    def __enter__(self) -> "Store":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # -- the model a store is bound to -------------------------------------------------------
     @property
     @abstractmethod
-    def model(self) -> str | None: ...
+    def generation(self) -> int:
+        """Moves with every write that changes what identification sees."""
+
+    @property
+    @abstractmethod
+    def model(self) -> str | None:
+        """The model id every embedding was made with (``None`` before the first enrollment)."""
 
     @property
     @abstractmethod
@@ -90,15 +48,6 @@ class Store(ABC):
     def check_model(self, model: str, dimension: int | None) -> None:
         """Raise :class:`ModelMismatchError` if the store holds another model's embeddings."""
 
-    @abstractmethod
-    def schema_version(self) -> int: ...
-
-    @property
-    @abstractmethod
-    def generation(self) -> int:
-        """Moves with every write that changes what identification sees."""
-
-    # -- speakers ------------------------------------------------------------------------------
     @abstractmethod
     def add_speaker(self, name: str, embeddings: Sequence[NewEmbedding], *, model: str, mode: str = "new",
                     metadata: dict | None = None) -> Speaker:
@@ -145,35 +94,18 @@ class Store(ABC):
         """What the embeddings did after generation ``since`` (a cache catches up from it); ``None``
         when the store's change log does not reach back that far (read everything instead)."""
 
-    # -- search through the derived index ------------------------------------------------------
     @abstractmethod
-    def search(self, query: np.ndarray, k: int = 10) -> list[Hit]: ...
+    def search(self, query: np.ndarray, k: int = 10) -> list[Hit]:
+        """The ``k`` enrolled embeddings nearest ``query`` (through the derived index)."""
 
     @abstractmethod
     def search_many(self, queries: np.ndarray, k: int = 10) -> list[list[Hit]]: ...
 
-    @abstractmethod
-    def index(self) -> VectorIndex:
-        """The derived index, caught up with the database first."""
 
-    @abstractmethod
-    def rebuild_index(self) -> VectorIndex: ...
+class AccessPolicy(ABC):
+    """API keys (their secrets are hashed by the caller; the store never sees one), resources,
+    grants and groups."""
 
-    # -- settings and the change log ----------------------------------------------------------------
-    @abstractmethod
-    def setting(self, key: str, default: Any = None) -> Any: ...
-
-    @abstractmethod
-    def set_setting(self, key: str, value: Any) -> None:
-        """Store a JSON value (``None`` deletes the setting)."""
-
-    @abstractmethod
-    def log_event(self, kind: str, speaker: str | None = None, /, **detail: Any) -> None: ...
-
-    @abstractmethod
-    def events(self, since: str | None = None, kind: str | None = None) -> list[Event]: ...
-
-    # -- API keys (their secrets are hashed by the caller; the store never sees one) --------------
     @abstractmethod
     def add_key(self, key_id: str, secret_hash: str, role: str, name: str = "") -> ApiKey: ...
 
@@ -191,7 +123,6 @@ class Store(ABC):
     def ever_had_keys(self) -> bool:
         """Once a key was created, the service requires one for ever (revoked keys stay as rows)."""
 
-    # -- access policy ---------------------------------------------------------------------------
     @abstractmethod
     def grant(self, principal: str, resource: str) -> None:
         """Allow a speaker (``alice``) or a group (``@staff``) through ``resource``, creating it."""
@@ -223,7 +154,10 @@ class Store(ABC):
     @abstractmethod
     def allowed(self, speaker: str, resource: str) -> bool: ...
 
-    # -- lockout and the audit log -------------------------------------------------------------------
+
+class AuditLog(ABC):
+    """Lockout attempts, access decisions, and the change log of everything else."""
+
     @abstractmethod
     def begin_attempt(self, subject: str, *, attempts: int, window_seconds: float) -> tuple[int | None, str | None]:
         """Reserve an attempt for ``subject`` atomically: ``(attempt id, None)``, or ``(None, locked
@@ -242,7 +176,40 @@ class Store(ABC):
                   allow: bool | None = None, limit: int | None = None, offset: int = 0) -> list[Decision]:
         """Audit entries, oldest first, filtered and paged."""
 
-    # -- consistency ---------------------------------------------------------------------------
+    @abstractmethod
+    def log_event(self, kind: str, speaker: str | None = None, /, **detail: Any) -> None: ...
+
+    @abstractmethod
+    def events(self, since: str | None = None, kind: str | None = None) -> list[Event]: ...
+
+
+class Settings(ABC):
+    """Small JSON values kept with the store (the hand-set threshold, the last calibration)."""
+
+    @abstractmethod
+    def get(self, key: str, default: Any = None) -> Any: ...
+
+    @abstractmethod
+    def set(self, key: str, value: Any) -> None:
+        """Store a JSON value (``None`` deletes the setting)."""
+
+
+class Maintenance(ABC):
+    """The schema, the derived index, and whether everything agrees."""
+
+    migrations_applied: list[int]  # schema versions applied when this store was opened
+
+    @abstractmethod
+    def schema_version(self) -> int: ...
+
+    @abstractmethod
+    def index(self) -> VectorIndex:
+        """The derived index, caught up with the database first."""
+
+    @abstractmethod
+    def rebuild_index(self) -> VectorIndex:
+        """Throw every copy of the index away and build it again from the database."""
+
     @abstractmethod
     def check(self) -> CheckReport:
         """Compare what is derived with the database, without repairing anything."""
@@ -250,3 +217,33 @@ class Store(ABC):
     @abstractmethod
     def repair(self) -> CheckReport:
         """Rebuild what is derived; the report after."""
+
+
+class Store(ABC):
+    """A voiceprint database, opened by :func:`store.open_store`. Thread-safe; many processes may share one.
+
+    >>> import tempfile, numpy as np
+    >>> from store import NewEmbedding, open_store
+    >>> with open_store(tempfile.mkdtemp()) as store:
+    ...     _ = store.voiceprints.add_speaker("alice", [NewEmbedding(np.ones(4, dtype=np.float32) / 2)], model="demo")
+    ...     [s.name for s in store.voiceprints.speakers()], store.voiceprints.search(np.ones(4, dtype=np.float32) / 2, k=1)[0].speaker
+    (['alice'], 'alice')
+    """
+
+    backend: str
+    location: str
+    voiceprints: Voiceprints
+    policy: AccessPolicy
+    audit: AuditLog
+    settings: Settings
+    maintenance: Maintenance
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections (and, on SQLite, fold the write-ahead log into the database)."""
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
