@@ -25,11 +25,12 @@ import soundfile as sf
 import torch
 
 from speakerid import SpeakerID
-from speakerid.audio import load_audio
-from speakerid.embedder import Embedder, load_speechbrain
-from speakerid.evaluate import EvalConfig, default_lists, evaluate
-from speakerid.models import resolve
-from speakerid.vad import extract_speech
+from speakerid.voice.audio import load_audio
+from speakerid.voice.embedder import load_embedder
+from speakerid.voice.speechbrain_engine import load_speechbrain
+from speakerid.apps.evaluate import EvalConfig, default_lists, evaluate
+from speakerid.voice.models import resolve
+from speakerid.voice.vad import extract_speech
 
 HERE = Path(__file__).resolve().parent
 
@@ -75,7 +76,7 @@ def main() -> None:
     reference = report("plain SpeechBrain (decode + embed)", len(clips), t)
     del plain
 
-    embedder = Embedder.load()
+    embedder = load_embedder()
     embedder.embed([np.zeros(16000, dtype=np.float32)])
     with Timer() as t:
         for path in clips:

@@ -23,11 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from conftest import MODEL_DIR, clip_path, iden_split  # noqa: E402
 
-from speakerid.audio import load_audio  # noqa: E402
-from speakerid.calibration import DEFAULT_FAR, calibrate  # noqa: E402
-from speakerid.embedder import Embedder  # noqa: E402
-from speakerid.scoring import DEFAULT_MARGIN, Candidate, centroids, decide  # noqa: E402
-from speakerid.vad import extract_speech  # noqa: E402
+from speakerid.voice.audio import load_audio  # noqa: E402
+from speakerid.decide.calibration import DEFAULT_FAR, calibrate  # noqa: E402
+from speakerid.voice.embedder import Embedder, load_embedder  # noqa: E402
+from speakerid.decide.scoring import DEFAULT_MARGIN, Candidate, centroids, decide  # noqa: E402
+from speakerid.voice.vad import extract_speech  # noqa: E402
 
 FIXED = 0.45
 
@@ -143,7 +143,7 @@ def normalisation(vectors, partitions: int, cohort: np.ndarray, enrol_kind: str,
     """Open-set equal error rate (a known probe must rank its speaker first and score high; a
     stranger's best score must stay low) with raw cosine, S-norm against the enrolled profiles,
     and AS-norm (top 200) against an external cohort, over random 10/6 partitions."""
-    from speakerid.metrics import eer
+    from speakerid.decide.metrics import eer
 
     split = iden_split()
     speakers = sorted({r.split("/")[0] for _, r in split})
@@ -183,7 +183,7 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=40)
     parser.add_argument("--far", type=float, default=DEFAULT_FAR)
     args = parser.parse_args()
-    embedder = Embedder.load(str(MODEL_DIR))
+    embedder = load_embedder(str(MODEL_DIR))
     print(f"CPU: {cpu_model()}; precision {embedder.precision}; target false-accept rate {args.far:.1%}")
     vectors = embed_everything(embedder)
     print("\nopen set, out of sample (accept-correct / unknown-rejected; enrolled and unknown probes counted "

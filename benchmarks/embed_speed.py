@@ -33,10 +33,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speakerid.audio import load_audio
-from speakerid.embedder import Embedder, load_speechbrain
-from speakerid.onnx_model import default_precision
-from speakerid.models import resolve
+from speakerid.voice.audio import load_audio
+from speakerid.voice.embedder import make_embedder
+from speakerid.voice.speechbrain_engine import load_speechbrain
+from speakerid.voice.onnx_model import default_precision
+from speakerid.voice.models import resolve
 
 HERE = Path(__file__).resolve().parent
 GFLOP_PER_AUDIO_SECOND = 3.76  # ECAPA-TDNN (this model) at 100 frames a second
@@ -156,9 +157,9 @@ def main() -> None:
 
     folder = resolve()
     plain = load_speechbrain(folder.path)
-    ours = {"fp32": Embedder(folder, precision="fp32")}
+    ours = {"fp32": make_embedder(folder, precision="fp32")}
     if default_precision(folder) == "int8":
-        ours["int8"] = Embedder(folder, precision="int8")
+        ours["int8"] = make_embedder(folder, precision="int8")
     contestants = {
         "plain fp32": lambda c: plain_embed(plain, c),
         "plain fp32, subnormals flushed": lambda c: plain_embed(plain, c, flush=True),

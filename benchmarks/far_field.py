@@ -26,7 +26,7 @@ import conversations as C  # noqa: E402
 from calibration import cpu_model  # noqa: E402
 
 from speakerid import SpeakerID  # noqa: E402
-from speakerid.scoring import centroid  # noqa: E402
+from speakerid.decide.scoring import centroid  # noqa: E402
 
 SPLIT = 18.0
 CONDITIONS = {  # name: far_field's arguments (level -41 dBFS in all)

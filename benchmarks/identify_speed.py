@@ -26,8 +26,8 @@ import torch
 
 from embed_speed import cpu
 from speakerid import SpeakerID
-from speakerid.embedder import load_speechbrain
-from speakerid.models import resolve
+from speakerid.voice.speechbrain_engine import load_speechbrain
+from speakerid.voice.models import resolve
 from store import NewEmbedding
 
 HERE = Path(__file__).resolve().parent

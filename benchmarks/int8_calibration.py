@@ -3,9 +3,9 @@
     python benchmarks/int8_calibration.py [--root ../shared/data/mini-voxceleb1] [--write]
 
 Activations: the largest absolute and the mean input per channel of every int8 product (for
-smoothing and bias correction, speakerid/ecapa_int8.py), over the enrollment clips
+smoothing and bias correction, speakerid/voice/ecapa_int8.py), over the enrollment clips
 (split 1 of iden_split.txt) as recorded and through a telephone band (8 kHz and back: peaks from
-wideband speech alone broke telephone audio). ``--write`` stores them in speakerid/data/ (what the
+wideband speech alone broke telephone audio). ``--write`` stores them in speakerid/voice/data/ (what the
 product ships; the int8 model is built from them). Accuracy, out of sample on the split-3 clips,
 as recorded, through the telephone band, under white noise (10 dB) and under babble (5 dB: three
 other clips at once; neither noise was used for the activations): cosine of int8 to plain SpeechBrain
@@ -23,13 +23,13 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from speakerid import ecapa_graph, ecapa_int8, onnx_model
-from speakerid.audio import resample
-from speakerid.embedder import load_speechbrain
-from speakerid.models import resolve
+from speakerid.voice import ecapa_graph, ecapa_int8, onnx_model
+from speakerid.voice.audio import resample
+from speakerid.voice.speechbrain_engine import load_speechbrain
+from speakerid.voice.models import resolve
 
 HERE = Path(__file__).resolve().parent
-ACTIVATIONS = HERE.parent / "speakerid" / "data" / "ecapa-voxceleb-int8-activations.npz"
+ACTIVATIONS = HERE.parent / "speakerid" / "voice" / "data" / "ecapa-voxceleb-int8-activations.npz"
 
 
 def main() -> None:

@@ -29,12 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from conftest import MODEL_DIR, SHARED  # noqa: E402
 
-import speakerid.audio as audio_module  # noqa: E402
-from speakerid.audio import load_audio  # noqa: E402
-from speakerid.calibration import calibrate  # noqa: E402
-from speakerid.embedder import Embedder  # noqa: E402
-from speakerid.scoring import Candidate, centroids, decide  # noqa: E402
-from speakerid.vad import extract_speech  # noqa: E402
+import speakerid.voice.audio as audio_module  # noqa: E402
+from speakerid.voice.audio import load_audio  # noqa: E402
+from speakerid.decide.calibration import calibrate  # noqa: E402
+from speakerid.voice.embedder import Embedder, load_embedder  # noqa: E402
+from speakerid.decide.scoring import Candidate, centroids, decide  # noqa: E402
+from speakerid.voice.vad import extract_speech  # noqa: E402
 
 PRODUCT = audio_module.resample
 
@@ -127,7 +127,7 @@ def main() -> None:
 
     model, flags = cpu()
     print(f"CPU: {model} [{' '.join(flags)}]")
-    embedder = Embedder.load(str(MODEL_DIR))
+    embedder = load_embedder(str(MODEL_DIR))
     print(f"engine: ONNX Runtime {embedder.precision}" if embedder.onnx_file else "engine: SpeechBrain")
     print("SciPy (the product) against torchaudio, same audio both sides:")
     print("| data | rate | clips | min cosine | mean cosine | identify decisions equal | trial decisions equal "

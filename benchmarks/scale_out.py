@@ -102,8 +102,8 @@ def identify_and_enroll(location: str, count: int, anchor: np.ndarray) -> dict:
 
 
 def evaluation() -> list[tuple[str, float, float, float]]:
-    from speakerid.distributed import start as start_ray
-    from speakerid.evaluate import EvalConfig, default_lists, evaluate
+    from speakerid.apps.distributed import start as start_ray
+    from speakerid.apps.evaluate import EvalConfig, default_lists, evaluate
 
     split, trials = default_lists(DATA)
     rows = []
@@ -131,10 +131,10 @@ def main() -> None:
     parser.add_argument("--skip-stores", action="store_true", help="only the evaluation part")
     args = parser.parse_args()
     print(f"CPU: {cpu_model()} ({os.cpu_count()} cores)")
-    from speakerid.audio import load_audio
-    from speakerid.embedder import Embedder
+    from speakerid.voice.audio import load_audio
+    from speakerid.voice.embedder import load_embedder
 
-    anchor = Embedder.load(str(MODEL_DIR)).embed([load_audio(CLIP).samples])[0]
+    anchor = load_embedder(str(MODEL_DIR)).embed([load_audio(CLIP).samples])[0]
     url = os.environ.get("SPEAKERID_TEST_POSTGRES")
     print(f"\n{'speakers':>9} {'backend':<11} {'first identify':>15} {'p50':>9} {'p95':>9} {'enroll/s':>9} "
           f"{'identify after enroll':>22} {'new process':>12}")

@@ -1,4 +1,4 @@
-"""Compare scoring options on mini-voxceleb1, the measurement behind speakerid/scoring.py.
+"""Compare scoring options on mini-voxceleb1, the measurement behind speakerid/decide/scoring.py.
 
     python benchmarks/scoring.py [--root ../shared/data/mini-voxceleb1]
 
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from speakerid.audio import load_audio
-from speakerid.embedder import Embedder
-from speakerid.metrics import eer, min_dcf
-from speakerid.vad import default_detector
+from speakerid.voice.audio import load_audio
+from speakerid.voice.embedder import Embedder, load_embedder
+from speakerid.decide.metrics import eer, min_dcf
+from speakerid.voice.vad import default_detector
 
 HERE = Path(__file__).resolve().parent
 
@@ -54,7 +54,7 @@ def main() -> None:
     split = [(int(a), b) for a, b in (l.split() for l in (args.root / "iden_split.txt").read_text().splitlines() if l)]
     trials = [l.split() for l in (args.root / "veri_test.txt").read_text().splitlines() if l]
     labels = np.array([int(t[0]) for t in trials], dtype=bool)
-    embedder = Embedder.load()
+    embedder = load_embedder()
     emb = embed_all(args.root, [r for _, r in split], embedder)
 
     print(f"model {embedder.model_id}; {len(trials)} trials, {len(split)} clips\n")

@@ -31,8 +31,8 @@ from calibration import cpu_model  # noqa: E402
 from conftest import clip_path, iden_split  # noqa: E402
 
 from speakerid import SpeakerID  # noqa: E402
-from speakerid.audio import load_audio  # noqa: E402
-from speakerid.vad import extract_speech  # noqa: E402
+from speakerid.voice.audio import load_audio  # noqa: E402
+from speakerid.voice.vad import extract_speech  # noqa: E402
 
 PIECE = 1600  # 0.1 s
 

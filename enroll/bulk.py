@@ -16,8 +16,8 @@ from pathlib import Path
 
 
 from speakerid import SpeakerID, SpeakerIDError, UsageError
-from speakerid.enrollment import Clip, Enrollment, Limits, Skipped
-from speakerid.progress import progress
+from speakerid.flows.enrollment import Clip, Enrollment, Limits, Skipped
+from speakerid.base.progress import progress
 
 
 @dataclass
@@ -83,10 +83,10 @@ def enroll_manifest(sid: SpeakerID, manifest: Path, *, limits: Limits, skip_bad:
 
 def _enroll_on_ray(sid: SpeakerID, todo: dict[str, list[Path]], report: BulkReport, *, limits: Limits,
                    skip_bad: bool, address: str | None, workers: int) -> None:
-    from speakerid.distributed import Work, read_on_ray
+    from speakerid.apps.distributed import Work, read_on_ray
 
     embedder = sid.embedder
-    job = Enrollment(sid.store, sid.reader, sid.profiles, same_voice=lambda: sid.threshold, limits=limits,
+    job = Enrollment(sid.store.voiceprints, sid.reader, sid.decider, limits=limits,
                      skip_bad=skip_bad)
     names: dict[str, str] = {}  # the manifest's name -> the name as enrolled
     items = []

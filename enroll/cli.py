@@ -8,7 +8,7 @@ from pathlib import Path
 
 from speakerid.cli.common import (ArgumentParser, UsageError, common_options, emit, finite, main_of, open_speakerid,
                                   plural, warn)
-from speakerid.enrollment import MIN_CLIP_SPEECH, MIN_TOTAL_SPEECH
+from speakerid.flows.enrollment import MIN_CLIP_SPEECH, MIN_TOTAL_SPEECH
 
 
 def parse_meta(pairs: list[str]) -> dict[str, str]:
@@ -75,8 +75,8 @@ def enroll(args: argparse.Namespace) -> int:
 
 
 def enroll_many(args: argparse.Namespace) -> int:
-    from speakerid import validate
-    from speakerid.enrollment import Limits
+    from speakerid.base import validate
+    from speakerid.flows.enrollment import Limits
 
     from .bulk import enroll_manifest
 

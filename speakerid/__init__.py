@@ -1,20 +1,25 @@
-"""speakerid: who is speaking, or "unknown". See README.md.
+"""speakerid: who is speaking, or "unknown". See README.md, and docs/architecture.md for the layers.
 
->>> from speakerid import SpeakerID
->>> SpeakerID.open("~/voices").identify("clip.wav")   # doctest: +SKIP
+The public names live here; ``SpeakerID.open(home).identify(clip)`` is the way in (example:
+:mod:`speakerid.api`).
+
+>>> from speakerid import SpeakerID, SpeakerIDError
+>>> issubclass(SpeakerID.open.__self__, SpeakerID), issubclass(SpeakerIDError, Exception)
+(True, True)
 """
 
 from store import ConflictError, InvalidValueError, NotFoundError, SpeakerIDError, StoreError
 
-from .api import Identification, Options, SpeakerID, Verification
-from .audio import Audio, load_audio
-from .enrollment import EnrollResult
-from .errors import (AudioError, AudioTooLongError, EnrollmentError, InsufficientSpeechError, ModelError,
+from speakerid.api import Identification, Options, SpeakerID, Verification
+from speakerid.apps.access import AccessControl
+from speakerid.voice.audio import Audio, load_audio
+from speakerid.flows.enrollment import EnrollResult
+from speakerid.base.errors import (AudioError, AudioTooLongError, EnrollmentError, InsufficientSpeechError, ModelError,
                      ModelIntegrityError, UsageError)
 
 __version__ = "0.2.0"
 __all__ = [
-    "Audio", "AudioError", "AudioTooLongError", "ConflictError", "EnrollResult", "EnrollmentError", "Identification",
+    "AccessControl", "Audio", "AudioError", "AudioTooLongError", "ConflictError", "EnrollResult", "EnrollmentError", "Identification",
     "InsufficientSpeechError", "InvalidValueError", "ModelError", "ModelIntegrityError", "NotFoundError", "Options",
     "SpeakerID", "SpeakerIDError", "StoreError", "UsageError", "Verification", "load_audio",
 ]

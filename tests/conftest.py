@@ -149,15 +149,15 @@ def model_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def embedder(model_dir):
-    from speakerid.embedder import Embedder
+    from speakerid.voice.embedder import load_embedder
 
-    return Embedder.load(str(model_dir))
+    return load_embedder(str(model_dir))
 
 
 @pytest.fixture(scope="session")
 def plain_speechbrain(model_dir):
     """SpeechBrain's own EncoderClassifier on the same folder, untouched by anything of ours."""
-    from speakerid.embedder import load_speechbrain
+    from speakerid.voice.speechbrain_engine import load_speechbrain
 
     return load_speechbrain(model_dir)
 
@@ -173,8 +173,8 @@ def plain_embedding(classifier, samples: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="session")
 def clip_embeddings(embedder) -> dict[str, np.ndarray]:
     """Every mini-voxceleb1 clip embedded once per session, as the product does (whole clip)."""
-    from speakerid.audio import load_audio
-    from speakerid.vad import extract_speech
+    from speakerid.voice.audio import load_audio
+    from speakerid.voice.vad import extract_speech
 
     out = {}
     for _, rel in iden_split():

@@ -33,8 +33,8 @@ def trimmed(path: Path, part: int = 0, parts: int = 1) -> tuple[np.ndarray, list
     """The speech of a clip (first to last detected speech), or one of ``parts`` equal pieces of it,
     with its turns in seconds from its start: the speech detected in the clean clip, pauses under
     :data:`PAUSE` bridged."""
-    from speakerid.audio import load_audio
-    from speakerid.vad import extract_speech
+    from speakerid.voice.audio import load_audio
+    from speakerid.voice.vad import extract_speech
 
     audio = load_audio(path)
     regions = extract_speech(audio, min_speech=None).regions
@@ -111,7 +111,7 @@ def real_recording() -> tuple[np.ndarray, int, list[tuple[float, float, str]]]:
     """The shared real recording, its rate, and its reference turns ``(start, end, speaker)``."""
     import soundfile as sf
 
-    from speakerid.timeline_eval import read_rttm
+    from speakerid.apps.timeline_eval import read_rttm
 
     audio, rate = sf.read(REAL / "sample.wav", dtype="float32")
     return audio, rate, read_rttm(REAL / "sample.rttm")["sample"]

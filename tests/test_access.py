@@ -7,7 +7,7 @@ import json
 import pytest
 
 from speakerid import SpeakerID
-from speakerid.access import AccessControl
+from speakerid.apps.access import AccessControl
 from store import UnknownResourceError
 
 from conftest import clips_of, needs_data, run_cli

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speakerid.audio import SAMPLE_RATE, load_audio, resample
-from speakerid.errors import AudioError, InsufficientSpeechError
-from speakerid.vad import extract_speech
+from speakerid.voice.audio import SAMPLE_RATE, load_audio, resample
+from speakerid.base.errors import AudioError, InsufficientSpeechError
+from speakerid.voice.vad import extract_speech
 
 from bad_audio import UNREADABLE, is_root, make_bad_inputs
 from conftest import SHARED, clip_path, iden_split, needs_data
@@ -129,7 +129,7 @@ def test_speech_regions_match_silero_streaming_model(threshold):
     import torch
     from silero_vad import get_speech_timestamps, load_silero_vad
 
-    from speakerid.vad import SpeechDetector
+    from speakerid.voice.vad import SpeechDetector
 
     detector, streaming = SpeechDetector(threshold=threshold), load_silero_vad()
     clips = [clip_path(rel) for _, rel in iden_split()][::12] + [CONVERSATION]
@@ -179,8 +179,8 @@ def test_speech_detection_is_safe_from_many_threads():
     all get the same regions, and the detector never imports torch."""
     script = f"""
 import sys, threading
-from speakerid.audio import load_audio
-from speakerid.vad import default_detector
+from speakerid.voice.audio import load_audio
+from speakerid.voice.vad import default_detector
 audio = load_audio({str(clip_path(iden_split()[0][1]))!r})
 found = []
 def detect():

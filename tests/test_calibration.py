@@ -10,11 +10,11 @@ import pytest
 import soundfile as sf
 
 from speakerid import AudioError, EnrollmentError, SpeakerID, SpeakerIDError
-from speakerid.access import AccessControl
+from speakerid.apps.access import AccessControl
 from speakerid.api import Options
-from speakerid.calibration import (BACKGROUND_FROM, DEFAULT_FAR, FLOOR_UNTIL, MIN_SPEAKERS, Calibration, calibrate,
+from speakerid.decide.calibration import (BACKGROUND_FROM, DEFAULT_FAR, FLOOR_UNTIL, MIN_SPEAKERS, Calibration, calibrate,
                                    per_comparison, tail_quantile)
-from speakerid.scoring import DEFAULT_THRESHOLD
+from speakerid.decide.scoring import DEFAULT_THRESHOLD
 
 from conftest import DATA, clips_of, iden_split, needs_data, run_cli
 
@@ -75,7 +75,7 @@ def test_a_service_answers_with_the_standing_measurement_while_the_next_is_taken
 
     from threadpoolctl import threadpool_info
 
-    import speakerid.api
+    import speakerid.decide.decider
     from store import NewEmbedding
 
     conditions = []  # (thread, niceness, BLAS threads) of every measurement
@@ -85,7 +85,7 @@ def test_a_service_answers_with_the_standing_measurement_while_the_next_is_taken
         conditions.append((threading.current_thread().name, nice, max(p["num_threads"] for p in threadpool_info())))
         return calibrate(*args, **kwargs)
 
-    monkeypatch.setattr(speakerid.api, "calibrate", watched)
+    monkeypatch.setattr(speakerid.decide.decider, "calibrate", watched)
     rng = np.random.default_rng(6)
     new = lambda n: [NewEmbedding(v / np.linalg.norm(v)) for v in rng.standard_normal((n, 192)).astype(np.float32)]  # noqa: E731
     with SpeakerID.open(tmp_path / "home", options=Options(background_calibration=True)) as sid:

@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 
 from speakerid import SpeakerID
-from speakerid.keys import create_key
+from speakerid.apps.keys import create_key
 
 from conftest import CHROMIUM, clips_of, needs_browser, needs_data, serving
 
@@ -29,7 +29,7 @@ except ImportError:  # the browser tests skip below; the classify test needs no 
 
 def microphone_file(folder: Path, speaker: str) -> Path:
     """What the fake microphone plays: a speaker's enrollment clips, as a 48 kHz WAV (it loops)."""
-    from speakerid.audio import resample
+    from speakerid.voice.audio import resample
 
     speech = np.concatenate([sf.read(c, dtype="float32")[0] for c in clips_of(speaker, 1)])
     path = folder / f"{speaker}-mic.wav"

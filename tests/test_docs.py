@@ -81,7 +81,7 @@ def test_every_command_line_shown_parses(where, line):
 
 
 def test_the_stated_defaults_are_the_codes():
-    from speakerid.access import DEFAULT_LOCKOUT_ATTEMPTS, DEFAULT_LOCKOUT_SECONDS
+    from speakerid.apps.access import DEFAULT_LOCKOUT_ATTEMPTS, DEFAULT_LOCKOUT_SECONDS
     from speakerid.service.config import ServiceConfig
 
     defaults = ServiceConfig()
@@ -125,7 +125,7 @@ def test_the_live_audio_guides_block_runs_as_written(tmp_path, capsys):
     """docs/streaming.md's live-audio block with ``microphone()`` made real: a clip of alice's in
     0.1 s chunks of int16 samples; the door it names exists."""
     from speakerid import SpeakerID
-    from speakerid.access import AccessControl
+    from speakerid.apps.access import AccessControl
 
     block = re.search(r"```python\n(stream = sid.stream\(.*?)```", (ROOT / "docs" / "streaming.md").read_text(),
                       flags=re.S).group(1)

@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 
-from speakerid.onnx_model import INT8_FLAGS, cpu_flags
+from speakerid.voice.onnx_model import INT8_FLAGS, cpu_flags
 from store import INDEX_NAME, NewEmbedding, open_store
 
 from conftest import run_cli

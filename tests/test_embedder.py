@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from speakerid.audio import load_audio
-from speakerid.embedder import Embedder
-from speakerid.errors import ModelError
-from speakerid.metrics import eer
-from speakerid.models import DEFAULT_MODEL
+from speakerid.voice.audio import load_audio
+from speakerid.voice.embedder import load_embedder, make_embedder
+from speakerid.base.errors import ModelError
+from speakerid.decide.metrics import eer
+from speakerid.voice.models import DEFAULT_MODEL
 
 from conftest import DATA, clip_path, clips_of, iden_split, needs_data, plain_embedding
 from tiny_models import make_tiny_model
@@ -22,7 +22,7 @@ from tiny_models import make_tiny_model
 def test_matches_plain_speechbrain_on_the_same_samples(embedder, plain_speechbrain, model_dir):
     """fp32 (the ONNX graph of the same arithmetic) equals plain SpeechBrain up to float rounding;
     the default (int8 where the CPU has VNNI/AMX) stays within cosine 0.999 of it."""
-    fp32 = Embedder(embedder.model, precision="fp32")
+    fp32 = make_embedder(embedder.model, precision="fp32")
     for rel in [r for _, r in iden_split()][::20]:
         samples = load_audio(clip_path(rel)).samples
         plain = plain_embedding(plain_speechbrain, samples)
@@ -41,7 +41,7 @@ def test_identity_and_shape(embedder):
 
 
 def test_loaded_once_per_process(embedder, model_dir):
-    assert Embedder.load(str(model_dir)) is embedder
+    assert load_embedder(str(model_dir)) is embedder
 
 
 def test_same_audio_same_embedding_bit_for_bit(embedder):
@@ -65,7 +65,7 @@ def test_verification_eer_on_mini_voxceleb1(clip_embeddings):
 @pytest.mark.parametrize("arch", ["ecapa", "xvector"])
 def test_tiny_random_models_load_through_the_same_path(tmp_path, arch):
     dim = make_tiny_model(tmp_path / arch, arch)
-    emb = Embedder.load(str(tmp_path / arch))
+    emb = load_embedder(str(tmp_path / arch))
     assert emb.dimension == dim and emb.model_id.startswith(f"{arch}@")
     out = emb.embed([np.random.default_rng(0).standard_normal(16000).astype(np.float32)])
     assert out.shape == (1, dim) and np.isfinite(out).all()
@@ -75,23 +75,23 @@ def test_broken_model_folder_is_a_model_error(tmp_path):
     (tmp_path / "hyperparams.yaml").write_text("embedding_model: !new:no.such.Module\n")
     (tmp_path / "embedding_model.ckpt").write_bytes(b"junk")
     with pytest.raises(ModelError, match=str(tmp_path)):
-        Embedder.load(str(tmp_path))
+        load_embedder(str(tmp_path))
 
 
 def test_cuda_request_without_cuda_is_refused(model_dir):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(ModelError, match="no CUDA device"):
-        Embedder.load(str(model_dir), device="cuda")
+        load_embedder(str(model_dir), device="cuda")
 
 
 @needs_data
 def test_int8_keeps_the_accuracy_bar_at_16_and_8_khz(embedder):
     """int8 against fp32: cosine >= 0.999 on every split-3 clip (not used to measure the int8
     activations), as recorded and through a telephone band (8 kHz and back)."""
-    from speakerid.audio import resample
+    from speakerid.voice.audio import resample
 
-    int8, fp32 = Embedder(embedder.model, precision="int8"), Embedder(embedder.model, precision="fp32")
+    int8, fp32 = make_embedder(embedder.model, precision="int8"), make_embedder(embedder.model, precision="fp32")
     assert int8.precision == "int8" and fp32.precision == "fp32"
     worst = 1.0
     for rel in [r for s, r in iden_split() if s == 3]:
@@ -106,11 +106,11 @@ def test_int8_keeps_the_accuracy_bar_at_16_and_8_khz(embedder):
 def test_int8_leaves_decisions_and_eer_unchanged(embedder):
     """Over mini-voxceleb1's 1,000 verification trials int8's EER is fp32's (to 0.1 point) and every
     split-3 clip's nearest enrolled speaker (split-1 profiles) is the same."""
-    from speakerid.vad import extract_speech
+    from speakerid.voice.vad import extract_speech
 
     rates, nearest = {}, {}
     for precision in ("int8", "fp32"):
-        model = Embedder(embedder.model, precision=precision)
+        model = make_embedder(embedder.model, precision=precision)
         vectors = {rel: model.embed([extract_speech(load_audio(clip_path(rel))).samples])[0] for _, rel in iden_split()}
         scores, labels = [], []
         for line in (DATA / "veri_test.txt").read_text().splitlines():
@@ -128,7 +128,7 @@ def test_int8_leaves_decisions_and_eer_unchanged(embedder):
 
 def test_precision_is_checked(embedder):
     with pytest.raises(ModelError, match="precision must be auto, fp32 or int8, not 'int4'"):
-        Embedder(embedder.model, precision="int4")
+        make_embedder(embedder.model, precision="int4")
 
 
 def test_onnx_files_are_built_once_private_and_rebuilt_when_stale(tmp_path, embedder, monkeypatch):
@@ -148,14 +148,14 @@ def test_onnx_files_are_built_once_private_and_rebuilt_when_stale(tmp_path, embe
 
 def test_other_architectures_run_through_speechbrain(tmp_path):
     make_tiny_model(tmp_path / "xvector", "xvector")
-    emb = Embedder.load(str(tmp_path / "xvector"))
+    emb = load_embedder(str(tmp_path / "xvector"))
     assert emb.precision == "fp32" and hasattr(emb, "_classifier")
-    from speakerid.paths import cache_dir
+    from speakerid.base.paths import cache_dir
 
     # remembered, so later starts go straight to SpeechBrain instead of trying to convert again
     assert (cache_dir() / "onnx" / emb.model_id.replace("/", "--") / "not-convertible.json").is_file()
     with pytest.raises(ModelError, match="int8"):
-        Embedder(emb.model, precision="int8")
+        make_embedder(emb.model, precision="int8")
 
 
 @needs_data
@@ -164,7 +164,7 @@ def test_flushing_subnormal_weights_changes_no_output_bit(model_dir):
     without that one change gives the same embeddings, bit for bit, on real speech."""
     import torch
 
-    from speakerid.embedder import flush_denormals, load_speechbrain
+    from speakerid.voice.speechbrain_engine import flush_denormals, load_speechbrain
 
     plain, flushed = load_speechbrain(model_dir), load_speechbrain(model_dir)
     subnormal = sum(int(((t.abs() < torch.finfo(t.dtype).tiny) & (t != 0)).sum())
@@ -187,7 +187,7 @@ def test_products_compute_speechbrains_tdnn_block(in_channels, out_channels, ker
     and scaling the outputs, or the input as it arrives, scales exactly what it should."""
     from speechbrain.lobes.models.ECAPA_TDNN import TDNNBlock
 
-    from speakerid.ecapa_graph import Product
+    from speakerid.voice.ecapa_graph import Product
 
     torch.manual_seed(0)
     block = TDNNBlock(in_channels, out_channels, kernel, dilation).eval()
@@ -222,9 +222,9 @@ def test_folding_the_input_scales_changes_no_output(model_dir):
     """int8 smoothing scales each product's input; the Res2Net and pooling products' scales are
     then folded into what produces their inputs (one pass fewer each). On real speech the graph
     computes the same before and after the fold, and no folded product scales its input any more."""
-    from speakerid import ecapa_int8, onnx_model
-    from speakerid.models import resolve
-    from speakerid.onnx_model import frames
+    from speakerid.voice import ecapa_int8, onnx_model
+    from speakerid.voice.models import resolve
+    from speakerid.voice.onnx_model import frames
 
     model = resolve(str(model_dir), download=False)
     graph, _ = onnx_model.prepared_graph(model, "fp32")
@@ -248,7 +248,7 @@ def test_int8_file_holds_the_weights_bias_correction_assumed(embedder):
     import onnx
     from onnx import numpy_helper
 
-    from speakerid import ecapa_int8, onnx_model
+    from speakerid.voice import ecapa_int8, onnx_model
 
     graph, weights = onnx_model.prepared_graph(embedder.model, "int8")
     stored = {t.name: numpy_helper.to_array(t)

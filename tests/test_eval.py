@@ -8,9 +8,9 @@ import httpx
 import pytest
 
 from speakerid import SpeakerID
-from speakerid.evaluate import macro_prf
-from speakerid.keys import create_key
-from speakerid.voxceleb import ListFormatError, read_iden_split, read_trials
+from speakerid.apps.evaluate import macro_prf
+from speakerid.apps.keys import create_key
+from speakerid.apps.voxceleb import ListFormatError, read_iden_split, read_trials
 
 from conftest import DATA, LISTS, needs_data, run_cli, serving
 

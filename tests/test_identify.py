@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from speakerid import InsufficientSpeechError, SpeakerID
-from speakerid.audio import load_audio
-from speakerid.metrics import eer
-from speakerid.scoring import DEFAULT_THRESHOLD, Candidate, decide, sums_by_row
+from speakerid.voice.audio import load_audio
+from speakerid.decide.metrics import eer
+from speakerid.decide.scoring import DEFAULT_THRESHOLD, Candidate, decide, sums_by_row
 from store import ModelMismatchError, SpeakerNotFoundError, open_store
 
 from conftest import DATA, clip_path, clips_of, iden_split, needs_data, plain_embedding, run_cli
@@ -200,7 +200,7 @@ def test_chosen_scoring_is_no_worse_than_plain_speechbrain(clip_embeddings, plai
 @pytest.mark.parametrize("exclude", [None, "s003"])
 def test_rank_is_the_full_sort_cut_to_top_k(tmp_path, exclude):
     """rank() picks the top k by partial sort; it must equal sorting every profile (ties by name)."""
-    from speakerid.scoring import Profiles
+    from speakerid.decide.scoring import Profiles
     from store import NewEmbedding
 
     rng = np.random.default_rng(3)
@@ -208,7 +208,7 @@ def test_rank_is_the_full_sort_cut_to_top_k(tmp_path, exclude):
     vectors[7] = vectors[3]  # an exact tie: same profile under two names
     store = open_store(tmp_path / "home")
     store.voiceprints.import_speakers({f"s{i:03d}": [NewEmbedding(v)] for i, v in enumerate(vectors)}, model="m")
-    profiles = Profiles(store)
+    profiles = Profiles(store.voiceprints)
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     for query in [unit[3], *rng.standard_normal((20, 8)).astype(np.float32)]:
         scores = unit @ query
@@ -224,7 +224,7 @@ def test_rank_above_50000_speakers_shortlists_by_index_then_scores_profiles(tmp_
     """Above EXACT_UP_TO speakers the index shortlists candidates and their profiles are scored:
     for voices near an enrolled one the ranking equals scoring every profile, and only the
     shortlisted speakers' clips are read (never every vector)."""
-    from speakerid.scoring import EXACT_UP_TO, Profiles
+    from speakerid.decide.scoring import EXACT_UP_TO, Profiles
     from store import NewEmbedding
 
     rng = np.random.default_rng(4)
@@ -233,7 +233,7 @@ def test_rank_above_50000_speakers_shortlists_by_index_then_scores_profiles(tmp_
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     with open_store(tmp_path / "home") as store:
         store.voiceprints.import_speakers({f"s{i:06d}": [NewEmbedding(v)] for i, v in enumerate(vectors)}, model="m")
-        profiles = Profiles(store)
+        profiles = Profiles(store.voiceprints)
         assert len(profiles) == n > EXACT_UP_TO
         read = store.voiceprints.vectors
         asked = []
@@ -254,7 +254,7 @@ def test_profiles_catch_up_from_the_change_log_to_what_a_full_read_gives(store_u
     """After enrollments, removals, replacements and appends, a process's speaker profiles are
     brought up to date from the store's change log (no full read of the vectors), and equal, bit
     for bit, the profiles a new process computes from every vector."""
-    from speakerid.scoring import Profiles
+    from speakerid.decide.scoring import Profiles
     from store import NewEmbedding
 
     rng = np.random.default_rng(8)
@@ -262,7 +262,7 @@ def test_profiles_catch_up_from_the_change_log_to_what_a_full_read_gives(store_u
     with open_store(store_url, model="m", dimension=16) as store:
         for i in range(30):
             store.voiceprints.add_speaker(f"s{i:02d}", new(2), model="m")
-        profiles = Profiles(store)
+        profiles = Profiles(store.voiceprints)
         profiles.matrix()
         full_reads = []
         read = store.voiceprints.vectors
@@ -276,7 +276,7 @@ def test_profiles_catch_up_from_the_change_log_to_what_a_full_read_gives(store_u
         generation, vectors, owners = profiles.snapshot()
         assert full_reads == [] and len(names) == 31 and "s03" not in names
         store.voiceprints.vectors = read
-        fresh = Profiles(store)
+        fresh = Profiles(store.voiceprints)
         assert (names, generation, owners) == (fresh.matrix()[0], *fresh.snapshot()[::2])
         assert np.array_equal(matrix, fresh.matrix()[1]) and np.array_equal(vectors, fresh.snapshot()[1])
 

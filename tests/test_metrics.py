@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from speakerid.metrics import det_curve, eer, min_dcf
+from speakerid.decide.metrics import det_curve, eer, min_dcf
 
 
 def test_perfect_separation_has_zero_eer_and_cost():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from speakerid import models
-from speakerid.errors import ModelError, ModelIntegrityError
+from speakerid.base.errors import ModelError, ModelIntegrityError
 
 from conftest import run_cli
 

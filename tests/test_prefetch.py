@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from speakerid.prefetch import prefetched
+from speakerid.base.prefetch import prefetched
 
 
 def test_results_come_back_in_order_from_another_thread():

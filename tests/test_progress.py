@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-import speakerid.progress as progress_module
-from speakerid.progress import progress
+import speakerid.base.progress as progress_module
+from speakerid.base.progress import progress
 
 
 def test_without_a_terminal_progress_is_a_line_now_and_then(monkeypatch, capsys):

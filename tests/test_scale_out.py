@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from speakerid import SpeakerID
-from speakerid.access import AccessControl
-from speakerid.keys import create_key
+from speakerid.apps.access import AccessControl
+from speakerid.apps.keys import create_key
 from store import NewEmbedding, StoreError, open_store
 
 from conftest import DATA, clips_of, needs_data, needs_postgres, postgres_schema, run_cli, serving

@@ -19,8 +19,8 @@ import pytest
 import soundfile as sf
 
 from speakerid import InvalidValueError, SpeakerID, SpeakerIDError, UsageError
-from speakerid.access import AccessControl
-from speakerid.keys import create_key
+from speakerid.apps.access import AccessControl
+from speakerid.apps.keys import create_key
 from store import DB_NAME, INDEX_NAME, DuplicateClipError, InvalidNameError, NewEmbedding, StoreError, open_store
 
 from conftest import DATA, SHARED, clips_of, needs_data, run_cli, serving, store_digest
@@ -430,7 +430,7 @@ def test_a_read_only_home_still_answers(home, tmp_path, cli_env):
 def test_two_model_folders_differing_only_in_their_yaml_have_different_ids(model_dir, tmp_path):
     import shutil
 
-    from speakerid.models import resolve
+    from speakerid.voice.models import resolve
 
     a, b = tmp_path / "model", tmp_path / "other" / "model"
     for folder in (a, b):

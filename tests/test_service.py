@@ -16,8 +16,8 @@ import pytest
 import soundfile as sf
 
 from speakerid import SpeakerID
-from speakerid.access import AccessControl
-from speakerid.keys import create_key
+from speakerid.apps.access import AccessControl
+from speakerid.apps.keys import create_key
 
 from conftest import ROOT, clips_of, free_port, needs_curl, needs_data, run_cli, serving
 

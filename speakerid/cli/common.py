@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-from ..errors import SpeakerIDError, UsageError, one_line
+from speakerid.base.errors import SpeakerIDError, UsageError, one_line
 
 Handler = Callable[[argparse.Namespace], "int | None"]
 UNKNOWN = 3  # exit status of a decision that names no one: identify "unknown", verify rejected, access denied
@@ -187,7 +187,7 @@ def _printable_names() -> None:
 
 def open_speakerid(args: argparse.Namespace):
     """The :class:`SpeakerID` the common options describe."""
-    from ..api import SpeakerID
+    from speakerid.api import SpeakerID
 
     device = option(args, "device")
     return SpeakerID.open(option(args, "home"), store=option(args, "store"), model=option(args, "model"),

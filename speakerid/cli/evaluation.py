@@ -7,9 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import UsageError
-from ..paths import last_evaluation
-from .common import arg, command, finite, group, option, output_file
+from speakerid.base.errors import UsageError
+from speakerid.base.paths import last_evaluation
+from speakerid.cli.common import arg, command, finite, group, option, output_file
 
 group("eval", "evaluate on a standard benchmark")
 
@@ -39,8 +39,8 @@ group("eval", "evaluate on a standard benchmark")
                      "relative to DIR/wav (or DIR itself).",
          json_flag=False)
 def eval_voxceleb(args: argparse.Namespace) -> int:
-    from .. import validate
-    from ..evaluate import EvalConfig, default_lists, evaluate, format_table, plot_det
+    from speakerid.base import validate
+    from speakerid.apps.evaluate import EvalConfig, default_lists, evaluate, format_table, plot_det
 
     split, trials = default_lists(args.root)
     if args.open_set is not None and not 0 < args.open_set < 1:
@@ -79,9 +79,9 @@ def eval_voxceleb(args: argparse.Namespace) -> int:
          arg("--min-turn", type=finite, default=0.5, metavar="S", help="as for speakerid timeline"),
          help="identification error rate of timelines against reference RTTM (pyannote.metrics)")
 def eval_timeline(args: argparse.Namespace) -> int:
-    from .. import validate
-    from ..timeline_eval import evaluate_timelines
-    from .common import emit, open_speakerid
+    from speakerid.base import validate
+    from speakerid.apps.timeline_eval import evaluate_timelines
+    from speakerid.cli.common import emit, open_speakerid
 
     with open_speakerid(args) as sid:
         result = evaluate_timelines(sid, args.rttm, args.recordings, collar=validate.seconds("--collar", args.collar,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import UsageError
-from .common import UNKNOWN, arg, command, emit, finite, open_speakerid, option, output_file, plural
+from speakerid.base.errors import UsageError
+from speakerid.cli.common import UNKNOWN, arg, command, emit, finite, open_speakerid, option, output_file, plural
 
 
 @command("identify",
@@ -92,7 +92,7 @@ def calibrate(args: argparse.Namespace) -> int:
         if args.far is not None and not args.trials:
             sid.set_far(args.far)
         if args.trials:
-            from ..trials import calibrate_on_trials
+            from speakerid.apps.trials import calibrate_on_trials
 
             result = calibrate_on_trials(sid, args.trials, args.root, far=args.far)
             if args.apply:
@@ -113,8 +113,8 @@ def calibrate(args: argparse.Namespace) -> int:
 def timeline(args: argparse.Namespace) -> int:
     import os
 
-    from ..audio import describe
-    from ..progress import progress
+    from speakerid.voice.audio import describe
+    from speakerid.base.progress import progress
 
     total = None
     if os.path.isfile(args.recording):
@@ -158,7 +158,7 @@ def listen(args: argparse.Namespace) -> int:
         raise UsageError("--claim goes with --resource")
     with open_speakerid(args) as sid:
         if args.resource:
-            from ..access import AccessControl
+            from speakerid.apps.access import AccessControl
 
             live = AccessControl(sid).stream(args.resource, args.claim, sample_rate=args.rate, caller="cli")
         else:

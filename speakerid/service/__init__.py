@@ -9,7 +9,7 @@ from __future__ import annotations
 
 def __getattr__(name: str):
     if name == "create_app":
-        from .app import create_app
+        from speakerid.service.app import create_app
 
         return create_app
     raise AttributeError(name)

@@ -10,16 +10,16 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import UsageError
-from ..paths import last_evaluation
-from ..quality import consistency, level_problem, minimum_consistency, speech_level_dbfs
-from ..enrollment import MIN_CLIP_SPEECH, MIN_TOTAL_SPEECH
-from ..vad import DEFAULT_MIN_SPEECH
-from .auth import caller
-from .uploads import read_audio
+from speakerid.base.errors import UsageError
+from speakerid.base.paths import last_evaluation
+from speakerid.flows.quality import consistency, level_problem, minimum_consistency, speech_level_dbfs
+from speakerid.flows.enrollment import MIN_CLIP_SPEECH, MIN_TOTAL_SPEECH
+from speakerid.voice.vad import DEFAULT_MIN_SPEECH
+from speakerid.service.auth import caller
+from speakerid.service.uploads import read_audio
 
 if TYPE_CHECKING:
-    from .app import Service
+    from speakerid.service.app import Service
 
 
 class Grant(BaseModel):

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 
-from ..access import AccessControl
-from ..api import Options, SpeakerID
-from . import errors
-from .auth import Gate
-from .config import ServiceConfig
-from .metrics import Metrics
+from speakerid.apps.access import AccessControl
+from speakerid.api import Options, SpeakerID
+from speakerid.service import errors
+from speakerid.service.auth import Gate
+from speakerid.service.config import ServiceConfig
+from speakerid.service.metrics import Metrics
 
 
 ACCESS_LOG = logging.getLogger("speakerid.access_log")
@@ -111,7 +111,7 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
                         getattr(request.state, "key_id", None) or "-")
         return response
 
-    from . import admin_routes, classify, console, routes, stream
+    from speakerid.service import admin_routes, classify, console, routes, stream
 
     routes.add(app, service)
     admin_routes.add(app, service)

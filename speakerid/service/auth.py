@@ -14,8 +14,8 @@ from fastapi import Depends, HTTPException, Request
 
 from store import ApiKey, Store
 
-from ..keys import authenticate
-from .config import ServiceConfig
+from speakerid.apps.keys import authenticate
+from speakerid.service.config import ServiceConfig
 
 BAD_KEY_BURST = 10  # wrong keys a client address may send ...
 BAD_KEY_RATE = 10 / 60  # ... and then one every 6 s

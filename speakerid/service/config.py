@@ -10,7 +10,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 
-from .. import validate
+from speakerid.base import validate
 
 ENV = "SPEAKERID_SERVICE"
 

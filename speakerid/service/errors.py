@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 
 from store import ConflictError, InvalidValueError, NotFoundError, ReadOnlyStoreError, SpeakerIDError
 
-from ..errors import AudioTooLongError, ModelError
+from speakerid.base.errors import AudioTooLongError, ModelError
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ import functools
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from .config import ServiceConfig
-from .errors import error_response
+from speakerid.service.config import ServiceConfig
+from speakerid.service.errors import error_response
 
 
 def timeout_response(seconds: float) -> bytes:

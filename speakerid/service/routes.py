@@ -8,13 +8,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
-from .. import validate
-from ..errors import UsageError
-from .auth import caller
-from .uploads import read_audio
+from speakerid.base import validate
+from speakerid.base.errors import UsageError
+from speakerid.service.auth import caller
+from speakerid.service.uploads import read_audio
 
 if TYPE_CHECKING:
-    from .app import Service
+    from speakerid.service.app import Service
 
 
 def add(app: FastAPI, service: "Service") -> None:

@@ -3,7 +3,7 @@
 Protocol: a JSON start message ``{"type": "start", "sample_rate": 16000, "mode": "identify" |
 "verify" | "access", "claim": ..., "resource": ..., "key": ...}`` (the key may come in the
 ``Authorization`` header instead, never in the URL); then binary frames of 16-bit little-endian
-mono PCM; events come back as JSON (:class:`speakerid.streaming.Event`); ``{"type": "end"}`` asks
+mono PCM; events come back as JSON (:class:`speakerid.flows.streaming.Event`); ``{"type": "end"}`` asks
 for the final decision, after which the server closes.
 
 Closing codes: 1000 done; 1003 a malformed message; 1008 a refused key or request, or idle too
@@ -25,10 +25,10 @@ from starlette.concurrency import run_in_threadpool
 
 from store import SpeakerIDError
 
-from .auth import presented_key
+from speakerid.service.auth import presented_key
 
 if TYPE_CHECKING:
-    from .app import Service
+    from speakerid.service.app import Service
 
 log = logging.getLogger(__name__)
 

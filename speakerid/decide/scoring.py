@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from store import Changes, Store
+from store import Changes, Voiceprints
 
 DEFAULT_THRESHOLD = 0.45
 DEFAULT_MARGIN = 0.05
@@ -97,8 +97,8 @@ class Profiles:
     into 10^5 speakers no longer makes the next question read every vector). Counting, one
     speaker's profile and ranking above :data:`EXACT_UP_TO` speakers read only what they need."""
 
-    def __init__(self, store: Store):
-        self.store = store
+    def __init__(self, voiceprints: Voiceprints):
+        self.voiceprints = voiceprints
         self._lock = threading.Lock()
         self._generation = -1
         self._names: list[str] = []
@@ -109,12 +109,12 @@ class Profiles:
         self._owners: list[str] = []
 
     def _refresh(self) -> None:
-        generation = self.store.voiceprints.generation
+        generation = self.voiceprints.generation
         if generation == self._generation:
             return
-        delta = self.store.voiceprints.changes(self._generation) if len(self._ids) else None
+        delta = self.voiceprints.changes(self._generation) if len(self._ids) else None
         if delta is None:
-            self._ids, self._vectors, self._owners = self.store.voiceprints.vectors()
+            self._ids, self._vectors, self._owners = self.voiceprints.vectors()
             self._names, self._matrix = centroids(self._vectors, self._owners)
         else:
             self._catch_up(delta)
@@ -158,7 +158,7 @@ class Profiles:
 
     def vector(self, name: str) -> np.ndarray | None:
         """``name``'s profile, from their clips alone (a claim is checked without reading everyone's)."""
-        _, vectors, _ = self.store.voiceprints.vectors(name)
+        _, vectors, _ = self.voiceprints.vectors(name)
         return centroid(vectors) if len(vectors) else None
 
     def rank(self, query: np.ndarray, top_k: int = 5, exclude: str | None = None) -> list[Candidate]:
@@ -171,8 +171,8 @@ class Profiles:
                 self._refresh()
                 names, matrix = self._names, self._matrix
             else:
-                hits = self.store.voiceprints.search(query, k=max(SHORTLIST, 8 * top_k))
-                _, vectors, owners = self.store.voiceprints.vectors(sorted({h.speaker for h in hits}))
+                hits = self.voiceprints.search(query, k=max(SHORTLIST, 8 * top_k))
+                _, vectors, owners = self.voiceprints.vectors(sorted({h.speaker for h in hits}))
                 names, matrix = centroids(vectors, owners)
         if not names:
             return []
@@ -185,11 +185,11 @@ class Profiles:
 
     def _speakers(self) -> int:
         """How many profiles there are: known after a read, else counted (once per generation)."""
-        generation = self.store.voiceprints.generation
+        generation = self.voiceprints.generation
         if generation == self._generation:
             return len(self._names)
         if generation != self._counted[0]:
-            counts = self.store.voiceprints.counts()
+            counts = self.voiceprints.counts()
             self._counted = (counts.generation, counts.speakers)
         return self._counted[1]
 

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .digest import sha256_file
-from .errors import ModelError, ModelIntegrityError, one_line
-from .paths import cache_dir
+from speakerid.base.digest import sha256_file
+from speakerid.base.errors import ModelError, ModelIntegrityError, one_line
+from speakerid.base.paths import cache_dir
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,11 @@
 """SpeechBrain's ECAPA-TDNN (with its Fbank features) restated as matrix products, for ONNX Runtime.
 
-Used once per model and machine, by :mod:`speakerid.onnx_model`, to write the ONNX files the
+Used once per model and machine, by :mod:`speakerid.voice.onnx_model`, to write the ONNX files the
 embedder runs; nothing here runs when a clip is embedded. In fp32 the graph computes what
 ``EncoderClassifier.encode_batch`` computes, up to float rounding (tests/test_embedder.py):
 
 - features: the short-time Fourier transform as one product with a windowed DFT basis (frames cut
-  in numpy, :func:`speakerid.onnx_model.frames`); its squares times the model's own mel matrix
+  in numpy, :func:`speakerid.voice.onnx_model.frames`); its squares times the model's own mel matrix
   stacked twice (power spectrum and filter bank in one product); dB with ``top_db`` and the
   sentence mean removed (SpeechBrain's constant dB offset cancels in that mean);
 - every convolution is one product, frames-major (``(N, T, C)``), with SpeechBrain's mirrored
@@ -17,7 +17,7 @@ embedder runs; nothing here runs when a clip is embedded. In fp32 the graph comp
   per clip, not once per frame, and the batch norm before it (its scale's magnitude in the
   product before, its sign and shift in the per-clip statistics) costs no pass over the frames.
 
-int8: :mod:`speakerid.ecapa_int8` prepares this graph's products for int8 weights and activations.
+int8: :mod:`speakerid.voice.ecapa_int8` prepares this graph's products for int8 weights and activations.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import math
 import torch
 from torch import nn
 
-from .onnx_ops import mirrored, on_uint8_grid, sliced
+from speakerid.voice.onnx_ops import mirrored, on_uint8_grid, sliced
 
 
 MAX_ATTENTION_BOUND = 40.0  # exp(+-40), and its products with squared deviations, are normal fp32 numbers

@@ -8,7 +8,7 @@ item's positions: the sequence frames-major, its taps side by side, times the we
 ``(taps * channels, outputs)``. A kernel that is a whole number of strides over one channel (an
 STFT basis) is cut into stride-sized hops first, so its taps are hops, not single samples.
 
-Used once per source file, by :func:`speakerid.onnx_model.restated_file`; the rewritten file is cached.
+Used once per source file, by :func:`speakerid.voice.onnx_model.restated_file`; the rewritten file is cached.
 """
 
 from __future__ import annotations

@@ -8,11 +8,15 @@ are names. A reference speaker nobody enrolled counts as answered right when the
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from collections import defaultdict
 from pathlib import Path
 
-from .api import SpeakerID
-from .errors import UsageError
+from speakerid.base.errors import UsageError
+
+if TYPE_CHECKING:  # the facade hands itself in; apps sit below it
+    from speakerid.api import SpeakerID
 
 UNKNOWN = "<unknown>"
 

@@ -21,7 +21,7 @@ from typing import Union
 import numpy as np
 import soundfile as sf
 
-from .errors import AudioError, AudioTooLongError, one_line
+from speakerid.base.errors import AudioError, AudioTooLongError, one_line
 
 SAMPLE_RATE = 16_000
 MIN_INPUT_RATE = 8_000  # telephone audio; below it there is no speech band left to use

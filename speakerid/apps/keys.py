@@ -13,7 +13,7 @@ import secrets
 
 from store import ApiKey, Store
 
-from .errors import UsageError
+from speakerid.base.errors import UsageError
 
 ROLES = ("admin", "client")
 MAX_LABEL = 100

@@ -44,7 +44,7 @@ speech not in this repository (200 read-speech speakers enrolled from one ~6 s c
 enrolled; in-the-wild interviews across sessions): this rule at 5 % gave accept-correct /
 unknown-rejected 0.95 / 0.96 and 0.95 / 0.98, at 1 % 0.93 / 0.98 on both; the fixed 0.45 named 8.8 %
 of the read-speech strangers and refused 35 % of the interviewees. Doors use a stricter
-per-resource target (speakerid.access).
+per-resource target (speakerid.apps.access).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .scoring import DEFAULT_THRESHOLD, centroids, sums_by_row
+from speakerid.decide.scoring import DEFAULT_THRESHOLD, centroids, sums_by_row
 
 DEFAULT_FAR = 0.05  # open-set: the share of never-enrolled voices named as someone (see above)
 MIN_SPEAKERS = 5

@@ -2,7 +2,7 @@
 
 Protocol, not policy: every split-1 clip enrolls its speaker as the list gives it (no enrollment
 gates), every split-3 clip is identified, every trial is scored; the scoring is the one
-:mod:`speakerid.scoring` uses (cosine to a speaker's centroid; a single clip is its own
+:mod:`speakerid.decide.scoring` uses (cosine to a speaker's centroid; a single clip is its own
 centroid), so the thresholds reported here calibrate the product. Clips without detected speech
 are embedded anyway, counted, and reported.
 """
@@ -17,16 +17,16 @@ import numpy as np
 
 from store.embedding_cache import EmbeddingCache
 
-from .audio import DEFAULT_MAX_SECONDS
-from .embedder import Embedder
-from .errors import AudioError, SpeakerIDError
-from .metrics import det_curve, eer, min_dcf
-from .progress import progress
-from .prefetch import prefetched
-from .calibration import DEFAULT_FAR, calibrate
-from .scoring import DEFAULT_THRESHOLD, Candidate, centroid, centroids, decide
-from .voice import VoiceReader
-from .voxceleb import Trial, read_iden_split, read_trials, speaker_of, wav_root
+from speakerid.voice.audio import DEFAULT_MAX_SECONDS
+from speakerid.voice.embedder import Embedder, load_embedder
+from speakerid.base.errors import AudioError, SpeakerIDError
+from speakerid.decide.metrics import det_curve, eer, min_dcf
+from speakerid.base.progress import progress
+from speakerid.base.prefetch import prefetched
+from speakerid.decide.calibration import DEFAULT_FAR, calibrate
+from speakerid.decide.scoring import DEFAULT_THRESHOLD, Candidate, centroid, centroids, decide
+from speakerid.voice.reader import VoiceReader
+from speakerid.apps.voxceleb import Trial, read_iden_split, read_trials, speaker_of, wav_root
 
 SHOW_MISSING = 5
 
@@ -79,7 +79,7 @@ def evaluate(config: EvalConfig) -> tuple[dict, dict[str, tuple[np.ndarray, np.n
     absent = set(missing)
     present = [rel for rel in needed if rel not in absent]
 
-    embedder = Embedder.load(config.model, device=config.device)
+    embedder = load_embedder(config.model, device=config.device)
     vectors, stats = _embed_all(embedder, wav, present, config)
     result: dict = {"model": embedder.model_id, "root": str(wav), "clips": len(present), "missing_clips": len(missing),
                     "missing_examples": missing[:SHOW_MISSING], **stats}
@@ -146,7 +146,7 @@ def _read(embedder: Embedder, wav: Path, rels: list[str], config: EvalConfig):
     while the model embeds, or on Ray actors with ``config.ray``. Speech is measured, never refused
     (the protocol embeds every clip)."""
     if config.ray is not None:
-        from .distributed import Work, read_on_ray
+        from speakerid.apps.distributed import Work, read_on_ray
 
         work = Work(model=str(embedder.model.path), device=config.device, precision=embedder.precision,
                     max_seconds=DEFAULT_MAX_SECONDS, enrollment=None)

@@ -15,20 +15,21 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from store import NewEmbedding, SpeakerExistsError, Store, speaker_name
+from store import NewEmbedding, SpeakerExistsError, Voiceprints, speaker_name
 
-from .audio import AudioInput, describe, is_sample_pair
-from .digest import sha256_clip
-from .errors import EnrollmentError, InsufficientSpeechError, SpeakerIDError, UsageError
-from .progress import progress
-from .prefetch import prefetched
-from .quality import MIN_CONSISTENCY, consistency, level_problem, minimum_consistency, odd_one_out
-from .scoring import Profiles, centroid
-from .voice import VoiceReader
+from speakerid.voice.audio import AudioInput, describe, is_sample_pair
+from speakerid.base.digest import sha256_clip
+from speakerid.base.errors import EnrollmentError, InsufficientSpeechError, SpeakerIDError, UsageError
+from speakerid.base.progress import progress
+from speakerid.base.prefetch import prefetched
+from speakerid.flows.quality import MIN_CONSISTENCY, consistency, level_problem, minimum_consistency, odd_one_out
+from speakerid.decide.decider import Decider
+from speakerid.decide.scoring import centroid
+from speakerid.voice.reader import VoiceReader
 
 log = logging.getLogger(__name__)
 
@@ -125,10 +126,10 @@ def read_clip(reader: VoiceReader, limits: Limits, source: AudioInput, label: st
 class Enrollment:
     """One enrollment of one speaker; :meth:`run` does it. See :meth:`speakerid.SpeakerID.enroll`."""
 
-    def __init__(self, store: Store, reader: VoiceReader, profiles: Profiles, *, same_voice: Callable[[], float],
+    def __init__(self, voiceprints: Voiceprints, reader: VoiceReader, decider: Decider, *,
                  limits: Limits | None = None, skip_bad: bool = False, strict: bool = False):
-        self.store, self.reader, self.profiles = store, reader, profiles
-        self.same_voice = same_voice  # the score from which two voices count as one person
+        self.voiceprints, self.reader, self.decider = voiceprints, reader, decider
+        self.profiles = decider.profiles
         self.limits = limits or Limits()
         self.skip_bad, self.strict = skip_bad, strict
         self.skipped: list[Skipped] = []
@@ -153,12 +154,12 @@ class Enrollment:
         name = speaker_name(name)
         if mode not in MODES:
             raise UsageError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-        exists = name in self.store.voiceprints
+        exists = name in self.voiceprints
         if exists and mode == "new":
-            raise SpeakerExistsError(name, self.store.voiceprints.display_name(name))
+            raise SpeakerExistsError(name, self.voiceprints.display_name(name))
         embedder = self.reader.embedder
-        self.store.voiceprints.check_model(embedder.model_id, embedder.dimension)
-        return (self.store.voiceprints.display_name(name) if exists else name), mode
+        self.voiceprints.check_model(embedder.model_id, embedder.dimension)
+        return (self.voiceprints.display_name(name) if exists else name), mode
 
     def decode(self, item: tuple[AudioInput, str | None]) -> tuple:
         """Everything before the model for one clip (thread-safe); see :func:`read_clip`."""
@@ -181,7 +182,7 @@ class Enrollment:
         prepared = [r for r in read if isinstance(r, Clip)]
         prepared = self._drop_repeats(prepared)
         prepared = self._drop_other_voices(prepared)
-        existing = self.store.voiceprints.speaker(name) if mode == "append" and name in self.store.voiceprints else None
+        existing = self.voiceprints.speaker(name) if mode == "append" and name in self.voiceprints else None
         if existing is not None:
             prepared = self._fit_existing(name, prepared)
         if not prepared:
@@ -195,7 +196,7 @@ class Enrollment:
         vectors = np.stack([c.vector for c in prepared])
         warnings = self._duplicate_voice(name, vectors)
         model = self.reader.embedder.model_id
-        speaker = self.store.voiceprints.add_speaker(
+        speaker = self.voiceprints.add_speaker(
             name, [NewEmbedding(c.vector, clip_sha256=c.sha256, speech_seconds=c.speech_seconds) for c in prepared],
             model=model, mode=mode, metadata=metadata)
         return EnrollResult(speaker=speaker.name, clips=len(prepared), speech_seconds=new_speech, model=model,
@@ -253,7 +254,7 @@ class Enrollment:
 
     def _fit_existing(self, name: str, clips: list[Clip]) -> list[Clip]:
         """Appended clips must sound like the voiceprint they extend, and must not be enrolled already."""
-        enrolled = self.store.voiceprints.clip_digests(name)
+        enrolled = self.voiceprints.clip_digests(name)
         profile = self.profiles.vector(name)
         kept = []
         for clip in clips:
@@ -270,7 +271,7 @@ class Enrollment:
 
     def _duplicate_voice(self, name: str, vectors: np.ndarray) -> list[str]:
         found = self.profiles.rank(centroid(vectors), top_k=1, exclude=name)
-        bar = self.same_voice()
+        bar = self.decider.threshold  # from this score on, two voices count as one person
         if not found or found[0].score < bar:
             return []
         message = (f"the voice of {name} matches the enrolled speaker {found[0].speaker} "

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .audio import Audio
-from .vad import Speech
+from speakerid.voice.audio import Audio
+from speakerid.voice.vad import Speech
 
 MAX_CLIPPED_FRACTION = 0.001
 MIN_SPEECH_DBFS = -50.0

@@ -1,26 +1,30 @@
 """Calibrating on labelled trials of the user's own audio (``speakerid calibrate --trials``).
 
 The trial list is in the VoxCeleb format (``1|0 <enrol clip> <test clip>``). Non-target trials play
-the part the store's impostor comparisons play in :mod:`speakerid.calibration`: the threshold is
+the part the store's impostor comparisons play in :mod:`speakerid.decide.calibration`: the threshold is
 the non-target score exceeded with the per-comparison probability that gives the false-accept
 target among the store's speakers; target trials give the expected miss rate.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pathlib import Path
 
 import numpy as np
 
-from .api import SpeakerID
-from .calibration import MIN_COMPARISONS, per_comparison, tail_quantile
-from .errors import AudioError, UsageError
-from .prefetch import prefetched
-from .voxceleb import read_trials, wav_root
+from speakerid.decide.calibration import MIN_COMPARISONS, per_comparison, tail_quantile
+from speakerid.base.errors import AudioError, UsageError
+from speakerid.base.prefetch import prefetched
+from speakerid.apps.voxceleb import read_trials, wav_root
+
+if TYPE_CHECKING:  # the facade hands itself in; apps sit below it
+    from speakerid.api import SpeakerID
 
 
 def calibrate_on_trials(sid: SpeakerID, trials_file: Path, root: Path, *, far: float | None = None) -> dict:
-    from . import validate
+    from speakerid.base import validate
 
     far = sid.far if far is None else validate.far(far)
     trials = read_trials(trials_file)

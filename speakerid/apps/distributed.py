@@ -15,9 +15,9 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .enrollment import Limits, read_clip
-from .errors import SpeakerIDError, UsageError
-from .voice import VoiceReader
+from speakerid.flows.enrollment import Limits, read_clip
+from speakerid.base.errors import SpeakerIDError, UsageError
+from speakerid.voice.reader import VoiceReader
 
 BATCH = 4  # clips per call: small, so work spreads evenly and a slow clip does not hold many back
 
@@ -37,11 +37,11 @@ class ClipReader:
     """A Ray Data actor: one model, clips in, vectors (or the reason a clip was refused) out."""
 
     def __init__(self, work: Work):
-        from .embedder import Embedder
+        from speakerid.voice.embedder import load_embedder
 
         self.work = work
         # one core per worker: Ray gives each actor one CPU
-        self.reader = VoiceReader(Embedder.load(work.model, device=work.device, precision=work.precision, threads=1),
+        self.reader = VoiceReader(load_embedder(work.model, device=work.device, precision=work.precision, threads=1),
                                   max_seconds=work.max_seconds)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
@@ -93,7 +93,7 @@ def read_on_ray(items: Sequence[tuple[str, str]], work: Work, *, workers: int, a
     ``key``, ``vector`` (float32), ``error`` ("" when read), ``seconds``, ``speech_seconds``, ``sha256``."""
     import ray
 
-    from .progress import progress as progress_bar
+    from speakerid.base.progress import progress as progress_bar
 
     start(address)
     context = ray.data.DataContext.get_current()

@@ -12,22 +12,22 @@ score; never audio).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import uuid
 from dataclasses import replace
 from datetime import datetime, timezone
 
 from store import Decision, Resource, SpeakerIDError, name_key, resource_name, speaker_name
 
-from . import validate
-from .api import SpeakerID
-from .streaming import Event
-from .audio import AudioInput
+from speakerid.base import validate
+from speakerid.decide.decider import DEFAULT_ACCESS_FAR
+from speakerid.flows.streaming import Event
+from speakerid.voice.audio import AudioInput
 
-# A door's default: at most 0.1 % false accepts per comparison, converted to a cosine on the
-# store's own population (speakerid.calibration). Where the population is too small to measure,
-# the prior 0.55: on mini-voxceleb1 the highest non-target score is 0.383, the lowest target 0.599.
-DEFAULT_ACCESS_FAR = 0.001
-DEFAULT_ACCESS_THRESHOLD = 0.55
+if TYPE_CHECKING:  # the facade hands itself in; apps sit below it
+    from speakerid.api import SpeakerID
+
 DEFAULT_LOCKOUT_ATTEMPTS = 5
 DEFAULT_LOCKOUT_SECONDS = 300.0
 MAX_LOCKOUT_ATTEMPTS = 1000
@@ -75,14 +75,8 @@ class AccessControl:
                 "allowed": resource.allowed}
 
     def threshold_of(self, resource: Resource, *, claim: bool = True) -> float:
-        """The cosine a voice must reach at ``resource``: its own threshold, else its false-accept
-        target (per comparison for a claim; over every enrolled speaker when identifying) converted
-        on the store's population."""
-        if resource.threshold is not None:
-            return resource.threshold
-        comparisons = 1 if claim else max(len(self.sid.profiles), 1)
-        return self.sid.threshold_for(resource.far or DEFAULT_ACCESS_FAR, comparisons=comparisons,
-                                      prior=DEFAULT_ACCESS_THRESHOLD)
+        """The cosine a voice must reach at ``resource`` (the decider's rule: :meth:`Decider.door_threshold`)."""
+        return self.sid.decider.door_threshold(resource, claim=claim)
 
     @property
     def lockout(self) -> tuple[int, float]:
@@ -123,7 +117,7 @@ class AccessControl:
     def stream(self, resource: str, claim: str | None = None, *, sample_rate: int = 16_000, key_id: str | None = None,
                caller: str | None = None) -> "AccessStream":
         """A door deciding while the visitor speaks: the stream's final decision, with the
-        resource's rules, lockout and one audit row (see :mod:`speakerid.streaming`)."""
+        resource's rules, lockout and one audit row (see :mod:`speakerid.flows.streaming`)."""
         return AccessStream(self, resource, claim, sample_rate=sample_rate, key_id=key_id, caller=caller)
 
     def _begin(self, resource: str, claim: str | None, key_id: str | None, caller: str | None,
@@ -196,7 +190,7 @@ class AccessStream:
         if self.attempt is None:  # locked out: the answer is already given (and audited)
             self.decision: Decision | None = self.draft
             self.event = Event(0.0, 0.0, None, "deny", None, True, self.draft.reason)
-        elif self.draft.claim is not None and self.draft.claim not in access.store:
+        elif self.draft.claim is not None and self.draft.claim not in access.store.voiceprints:
             self.decision = None
             self._settle(replace(self.draft, reason="claimed speaker is not enrolled"), None)
         else:

@@ -4,7 +4,7 @@ Audio arrives in pieces; every :data:`UPDATE` seconds the stream looks again:
 
 - **speech** is found in the new audio (with a little context), so ``speech_seconds`` grows only
   with speech;
-- each new 1.5 s stretch of speech is embedded (the timeline's windows, :mod:`speakerid.timeline`),
+- each new 1.5 s stretch of speech is embedded (the timeline's windows, :mod:`speakerid.flows.timeline`),
   and the evidence for the current voice is the mean of its windows' embeddings;
 - from :data:`MIN_SPEECH` seconds of speech on, each update reports a running best guess;
 - a **final** decision comes early when the evidence is enough: at least :data:`FINAL_SPEECH`
@@ -23,11 +23,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, Audio, Resampler
-from .errors import InsufficientSpeechError, UsageError
-from .scoring import centroid
-from .timeline import WINDOW, WINDOW_THRESHOLD
-from .vad import DEFAULT_MIN_SPEECH, SpeechDetector
+from speakerid.voice.audio import SAMPLE_RATE, Audio, Resampler
+from speakerid.base import validate
+from speakerid.base.errors import InsufficientSpeechError, UsageError
+from speakerid.decide.scoring import centroid
+from speakerid.decide.decider import Decider
+from speakerid.flows.timeline import WINDOW, WINDOW_THRESHOLD
+from speakerid.voice.engine import Embedder
+from speakerid.voice.vad import DEFAULT_MIN_SPEECH, SpeechDetector
 
 UPDATE = 0.5  # seconds of audio between looks
 MIN_SPEECH = DEFAULT_MIN_SPEECH  # speech before the first guess (as identify needs)
@@ -61,20 +64,18 @@ class Event:
 class Stream:
     """Feed audio with :meth:`feed`, get events; :meth:`close` gives the final decision."""
 
-    def __init__(self, sid, *, sample_rate: int = SAMPLE_RATE, mode: str = "identify", claim: str | None = None,
-                 threshold: float | None = None):
-        from . import validate
-
+    def __init__(self, embedder: Embedder, decider: Decider, *, sample_rate: int = SAMPLE_RATE, mode: str = "identify",
+                 claim: str | None = None, threshold: float | None = None):
         if mode not in MODES:
             raise UsageError(f"mode must be one of {', '.join(MODES)} (access: AccessControl.stream), not {mode!r}")
         self.rate = validate.count("sample_rate", sample_rate, low=8000, high=192_000)
         if mode == "verify":
             if claim is None:
                 raise UsageError("verify mode needs a claim: the name to verify")
-            claim = sid.store.voiceprints.display_name(claim)
-        self.sid, self.mode, self.claim = sid, mode, claim
-        self.threshold = sid.threshold if threshold is None else validate.threshold(threshold)
-        self.embedder = sid.embedder
+            claim = decider.claimed(claim)
+        self.decider, self.mode, self.claim = decider, mode, claim
+        self.threshold = decider.threshold if threshold is None else validate.threshold(threshold)
+        self.embedder = embedder
         self.detector = SpeechDetector()
         self.received = 0  # samples at self.rate
         self.audio = np.zeros(0, dtype=np.float32)  # 16 kHz, the last KEEP seconds
@@ -176,7 +177,7 @@ class Stream:
         earlier = centroid(np.stack(self.windows[:-(CHANGE_WINDOWS - 1)]))
         if float(newest @ earlier) >= CHANGE_SCORE:
             return False
-        before, after = self.sid.profiles.rank(earlier, top_k=1), self.sid.profiles.rank(newest, top_k=1)
+        before, after = self.decider.profiles.rank(earlier, top_k=1), self.decider.profiles.rank(newest, top_k=1)
         return not before or before[0].speaker != after[0].speaker or after[0].score < WINDOW_THRESHOLD
 
     def _change_event(self) -> Event:
@@ -196,12 +197,11 @@ class Stream:
             return None, "unknown", None, "no speech yet", False
         evidence = centroid(np.stack(self.windows))
         if self.mode == "verify":
-            profile = self.sid.profiles.vector(self.claim)
-            score = float(evidence @ profile)
+            score = float(evidence @ self.decider.profile(self.claim))
             accepted = score >= self.threshold
             return (self.claim if accepted else None, "accepted" if accepted else "rejected", score,
                     "match" if accepted else f"score {score:.3f} is under the threshold {self.threshold:g}", accepted)
-        found = self.sid.decide(evidence, threshold=self.threshold, top_k=2)
+        found = self.decider.identify(evidence, threshold=self.threshold, top_k=2)
         return found.speaker, found.speaker or "unknown", found.score if found.candidates else None, found.reason, \
             found.speaker is not None
 

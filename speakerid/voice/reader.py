@@ -3,7 +3,7 @@
 Queries, enrollment, evaluation, timelines and streams all read voices through a
 :class:`VoiceReader`, so an option such as ``speech_only`` means the same for every one of them.
 :meth:`VoiceReader.decode` does everything before the model and is thread-safe, so bulk work can
-decode the next clips on a thread while the model embeds this one (:mod:`speakerid.prefetch`).
+decode the next clips on a thread while the model embeds this one (:mod:`speakerid.base.prefetch`).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .audio import DEFAULT_MAX_SECONDS, Audio, AudioInput, load_audio
-from .embedder import Embedder
-from .vad import Speech, extract_speech
+from speakerid.voice.audio import DEFAULT_MAX_SECONDS, Audio, AudioInput, load_audio
+from speakerid.voice.engine import Embedder
+from speakerid.voice.vad import Speech, extract_speech
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class VoiceReader:
     """Reads clips into voiceprint vectors with one set of options.
 
     ``speech_only``: embed only the detected speech (default: the whole clip, which measured
-    better; see :mod:`speakerid.vad`). ``max_seconds``: longer inputs are refused.
+    better; see :mod:`speakerid.voice.vad`). ``max_seconds``: longer inputs are refused.
     """
 
     def __init__(self, embedder: Embedder, *, max_seconds: float = DEFAULT_MAX_SECONDS, speech_only: bool = False):

@@ -8,7 +8,7 @@ veri_test.txt the ECAPA model gives EER 0.21 % on whole clips, 0.63 % on speech-
 silero-vad ships its model inside the wheel, so this never touches the network. Its ONNX
 sequence model is run here with ONNX Runtime directly: importing the silero_vad package imports
 torch (~1 s of every command's start), which nothing else on the identify path needs. Its
-convolutions are restated as matrix products once per machine (:func:`speakerid.onnx_model.restated_file`):
+convolutions are restated as matrix products once per machine (:func:`speakerid.voice.onnx_model.restated_file`):
 the same probabilities (within 1e-6), 2.5x faster on an AMD EPYC Zen 4.
 """
 
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, Audio
-from .errors import AudioError, InsufficientSpeechError, ModelError
+from speakerid.voice.audio import SAMPLE_RATE, Audio
+from speakerid.base.errors import AudioError, InsufficientSpeechError, ModelError
 
 # Seconds of speech needed to identify or verify. Where accuracy collapses with probe length
 # (benchmarks/calibration.py, 16 speakers enrolled): top-1 at 16 kHz 0.89 / 0.93 / 1.00 with 0.4 /
@@ -131,7 +131,7 @@ def _silero_file() -> Path:
 
 
 def _silero_session():
-    from .onnx_model import restated_file, session
+    from speakerid.voice.onnx_model import restated_file, session
 
     return session(restated_file(_silero_file()), threads=1)
 

@@ -1,7 +1,7 @@
 """Who spoke when, by name: enrolled speakers found through a multi-speaker recording.
 
 1. **Speech**: silero-vad on the recording raised to a normal level first (far-field meeting audio
-   at -41 dBFS otherwise goes unheard, see :func:`speakerid.vad.audible`), at the timeline's
+   at -41 dBFS otherwise goes unheard, see :func:`speakerid.voice.vad.audible`), at the timeline's
    threshold :data:`VAD_THRESHOLD`.
 2. **Windows**: 1.5 s windows every 0.25 s over the speech, each embedded on its own.
 3. **Enrolled voices**: each window is scored against every profile; a Viterbi pass over the
@@ -25,10 +25,10 @@ from typing import Callable
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, Audio, AudioInput, stream_audio
-from .errors import AudioError
-from .scoring import centroid
-from .vad import SpeechDetector
+from speakerid.voice.audio import SAMPLE_RATE, Audio, AudioInput, stream_audio
+from speakerid.base.errors import AudioError
+from speakerid.decide.scoring import centroid
+from speakerid.voice.vad import SpeechDetector
 
 WINDOW = 1.5  # seconds embedded at a time
 HOP = 0.5

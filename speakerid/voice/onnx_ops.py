@@ -1,6 +1,6 @@
 """Torch functions that export as the ONNX nodes we choose, where the exporter's own choice is slow.
 
-Used only by :mod:`speakerid.ecapa_graph` while it writes the ONNX files; in torch they compute
+Used only by :mod:`speakerid.voice.ecapa_graph` while it writes the ONNX files; in torch they compute
 the same values as the nodes they export as, so the graph can be checked against SpeechBrain.
 """
 

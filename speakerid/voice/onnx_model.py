@@ -6,12 +6,12 @@ SpeechBrain, so a new process embeds a clip after ~0.5 s of imports instead of ~
 
 The files live in the cache (``<cache>/onnx/<model id>/<precision>.onnx``, private to the user),
 written atomically on first use from the model's own SpeechBrain checkpoint
-(:mod:`speakerid.ecapa_graph`; that one conversion imports torch and SpeechBrain). Precisions:
+(:mod:`speakerid.voice.ecapa_graph`; that one conversion imports torch and SpeechBrain). Precisions:
 
 - ``fp32``: the same arithmetic as SpeechBrain up to float rounding (cosine 1.000000);
 - ``int8``: the large per-frame products with int8 weights (per output channel) and activations
   quantised per call; only for models with activations measured on speech (the published ECAPA
-  model: ``speakerid/data``), and chosen by default only on CPUs with VNNI or AMX-INT8 (the
+  model: ``speakerid/voice/data``), and chosen by default only on CPUs with VNNI or AMX-INT8 (the
   CPU kinds it was measured faster on). Cosine to fp32 >= 0.999 on real speech, same decisions.
 """
 
@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .digest import sha256_file
-from .errors import ModelError, one_line
-from .models import DEFAULT_MODEL, ModelFolder
-from .paths import cache_dir
+from speakerid.base.digest import sha256_file
+from speakerid.base.errors import ModelError, one_line
+from speakerid.voice.models import DEFAULT_MODEL, ModelFolder
+from speakerid.base.paths import cache_dir
 
 if TYPE_CHECKING:  # the graph needs torch, imported only when a file is built
-    from .ecapa_graph import EcapaGraph
+    from speakerid.voice.ecapa_graph import EcapaGraph
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def onnx_file(model: ModelFolder, precision: str) -> Path:
 
 
 def restated_file(source: Path) -> Path:
-    """``source`` with its 1-D convolutions restated as products (:mod:`speakerid.onnx_convolutions`;
+    """``source`` with its 1-D convolutions restated as products (:mod:`speakerid.voice.onnx_convolutions`;
     silero-vad's model: 9.6 -> 3.8 ms per 5 s on an AMD EPYC Zen 4), built once into the cache and
     named by the source's digest. ``source`` itself when the rewrite does not apply or the cache
     cannot be written."""
@@ -132,7 +132,7 @@ def restated_file(source: Path) -> Path:
     with _build_lock:
         if path.is_file():
             return path
-        from .onnx_convolutions import restate
+        from speakerid.voice.onnx_convolutions import restate
 
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -164,8 +164,8 @@ def _write_private(path: Path, data: bytes) -> None:
 def prepared_graph(model: ModelFolder, precision: str) -> tuple[EcapaGraph, set[str]]:
     """The graph ``precision``'s file is exported from (torch + SpeechBrain, this once), and the
     names of the weights :func:`quantise` turns to int8 (empty for fp32)."""
-    from . import ecapa_graph, ecapa_int8
-    from .embedder import flush_denormals, load_speechbrain
+    from speakerid.voice import ecapa_graph, ecapa_int8
+    from speakerid.voice.speechbrain_engine import flush_denormals, load_speechbrain
 
     classifier = load_speechbrain(model.path)
     classifier.eval()
@@ -180,7 +180,7 @@ def prepared_graph(model: ModelFolder, precision: str) -> tuple[EcapaGraph, set[
 
 def _build(model: ModelFolder, precision: str, path: Path) -> None:
     """Convert the checkpoint and write ``path``."""
-    from . import ecapa_graph
+    from speakerid.voice import ecapa_graph
 
     graph, weights = prepared_graph(model, precision)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:

@@ -1,18 +1,18 @@
-"""Preparing :class:`speakerid.ecapa_graph.EcapaGraph` for int8 products, from activations measured
+"""Preparing :class:`speakerid.voice.ecapa_graph.EcapaGraph` for int8 products, from activations measured
 on real speech (as recorded and through a telephone band: benchmarks/int8_calibration.py, stored in
-``speakerid/data``). Used once per model and machine by :mod:`speakerid.onnx_model`. Every step is
+``speakerid/voice/data``). Used once per model and machine by :mod:`speakerid.voice.onnx_model`. Every step is
 exact in real arithmetic; each only changes what int8 rounding does:
 
 - smoothing (:func:`smooth`): dividing a product's input channels by ``c`` and multiplying the
   weights' rows by ``c`` moves the activations' outliers into the weights, where per-column weight
   scales absorb them ("SmoothQuant", Xiao et al. 2023);
-- one product quantised twice (:meth:`speakerid.ecapa_graph.Product.quantise_twice`);
+- one product quantised twice (:meth:`speakerid.voice.ecapa_graph.Product.quantise_twice`);
 - bias correction (:func:`correct_bias`): rounding the weights to int8 shifts every output by
   ``x @ (w - rounded(w))``, whose mean over speech goes into the bias ("Data-Free Quantization",
   Nagel et al. 2019). Measured on the 30 split-3 clips (not used for the means), min cosine to
   fp32: telephone band 0.99919 -> 0.99929, babble 5 dB 0.99728 -> 0.99790 (AMD EPYC Zen 4;
   benchmarks/README.md);
-- folding (:meth:`speakerid.ecapa_graph.EcapaGraph.fold_input_scales`): the Res2Net and pooling
+- folding (:meth:`speakerid.voice.ecapa_graph.EcapaGraph.fold_input_scales`): the Res2Net and pooling
   products' input scales move into whatever makes their inputs, a pass over each input fewer.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .ecapa_graph import EcapaGraph, Product
+from speakerid.voice.ecapa_graph import EcapaGraph, Product
 
 
 @dataclass
@@ -108,7 +108,7 @@ def correct_bias(graph: EcapaGraph, means: dict[str, torch.Tensor]) -> None:
 
 def prepare(graph: EcapaGraph, activations: Activations, alpha: float) -> set[str]:
     """Smooth ``graph``'s int8 products, quantise one of them twice and correct their biases; the
-    names of the weights to quantise (:func:`speakerid.onnx_model.quantise`)."""
+    names of the weights to quantise (:func:`speakerid.voice.onnx_model.quantise`)."""
     smooth(graph, activations.peak, alpha)
     correct_bias(graph, activations.mean)
     products: dict[str, Product] = graph.products()
