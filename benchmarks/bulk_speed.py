@@ -25,11 +25,11 @@ import soundfile as sf
 import torch
 
 from speakerid import SpeakerID
+from speakerid.apps.evaluate import EvalConfig, default_lists, evaluate
 from speakerid.voice.audio import load_audio
 from speakerid.voice.embedder import load_embedder
-from speakerid.voice.speechbrain_engine import load_speechbrain
-from speakerid.apps.evaluate import EvalConfig, default_lists, evaluate
 from speakerid.voice.models import resolve
+from speakerid.voice.speechbrain_engine import load_speechbrain
 from speakerid.voice.vad import extract_speech
 
 HERE = Path(__file__).resolve().parent
@@ -64,7 +64,9 @@ def main() -> None:
             enrol.setdefault(who(rel), []).append(args.root / "wav" / rel)
     clips = [p for paths in enrol.values() for p in paths]
     seconds = sum(sf.info(p).duration for p in clips)
-    print(f"{len(clips)} enrollment clips of {len(enrol)} speakers, {seconds:.0f} s of audio; torch threads {torch.get_num_threads()}")
+    print(
+        f"{len(clips)} enrollment clips of {len(enrol)} speakers, {seconds:.0f} s of audio; torch threads {torch.get_num_threads()}"
+    )
 
     plain = load_speechbrain(resolve().path)
     with torch.inference_mode():

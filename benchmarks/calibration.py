@@ -21,13 +21,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from conftest import MODEL_DIR, clip_path, iden_split  # noqa: E402
-
-from speakerid.voice.audio import load_audio  # noqa: E402
 from speakerid.decide.calibration import DEFAULT_FAR, calibrate  # noqa: E402
-from speakerid.voice.embedder import Embedder, load_embedder  # noqa: E402
 from speakerid.decide.scoring import DEFAULT_MARGIN, Candidate, centroids, decide  # noqa: E402
+from speakerid.voice.audio import load_audio  # noqa: E402
+from speakerid.voice.embedder import Embedder, load_embedder  # noqa: E402
 from speakerid.voice.vad import extract_speech  # noqa: E402
+
+from conftest import MODEL_DIR, clip_path, iden_split  # noqa: E402
 
 FIXED = 0.45
 
@@ -63,8 +63,16 @@ def embed_everything(embedder: Embedder) -> dict[str, dict[str, np.ndarray]]:
     return vectors
 
 
-def open_set(vectors, partitions: int, enrolled_count: int, enrol_kind: str, probe_kind: str, far: float,
-             seed: int = 0, one_clip: bool = False) -> dict:
+def open_set(
+    vectors,
+    partitions: int,
+    enrolled_count: int,
+    enrol_kind: str,
+    probe_kind: str,
+    far: float,
+    seed: int = 0,
+    one_clip: bool = False,
+) -> dict:
     split = iden_split()
     speakers = sorted({r.split("/")[0] for _, r in split})
     rng = np.random.default_rng(seed)
@@ -84,8 +92,11 @@ def open_set(vectors, partitions: int, enrolled_count: int, enrol_kind: str, pro
         names, profiles = centroids(matrix, owners)
         calibrated = calibrate(matrix, owners, far).threshold
         thresholds.append(calibrated)
-        probes = [(r, r.split("/")[0] in enrolled) for s, r in split
-                  if (s != 1 and r.split("/")[0] in enrolled) or r.split("/")[0] in held]
+        probes = [
+            (r, r.split("/")[0] in enrolled)
+            for s, r in split
+            if (s != 1 and r.split("/")[0] in enrolled) or r.split("/")[0] in held
+        ]
         for rel, known in probes:
             if probe_kind not in vectors[rel]:
                 continue
@@ -101,8 +112,10 @@ def open_set(vectors, partitions: int, enrolled_count: int, enrol_kind: str, pro
                     c[2] += answer is None
                     c[3] += 1
     rates = {k: (c[0] / max(c[1], 1), c[2] / max(c[3], 1), c[1], c[3]) for k, c in counts.items()}
-    return {"rates": rates, "thresholds": (float(np.min(thresholds)), float(np.median(thresholds)),
-                                           float(np.max(thresholds)))}
+    return {
+        "rates": rates,
+        "thresholds": (float(np.min(thresholds)), float(np.median(thresholds)), float(np.max(thresholds))),
+    }
 
 
 def probe_length_curve(vectors) -> list[tuple[str, float, float, int]]:
@@ -112,8 +125,24 @@ def probe_length_curve(vectors) -> list[tuple[str, float, float, int]]:
     enrol = [(r.split("/")[0], r) for s, r in split if s == 1]
     names, profiles = centroids(np.stack([vectors[r]["whole"] for _, r in enrol]), [s for s, _ in enrol])
     out = []
-    for kind in ("cut0.4", "cut0.5", "cut0.75", "cut1", "cut1.5", "cut2", "cut3", "whole",
-                 "cut0.4-8k", "cut0.5-8k", "cut0.75-8k", "cut1-8k", "cut1.5-8k", "cut2-8k", "cut3-8k", "8k"):
+    for kind in (
+        "cut0.4",
+        "cut0.5",
+        "cut0.75",
+        "cut1",
+        "cut1.5",
+        "cut2",
+        "cut3",
+        "whole",
+        "cut0.4-8k",
+        "cut0.5-8k",
+        "cut0.75-8k",
+        "cut1-8k",
+        "cut1.5-8k",
+        "cut2-8k",
+        "cut3-8k",
+        "8k",
+    ):
         probes = [r for s, r in split if s != 1 and kind in vectors[r]]
         top1 = wrong = 0
         for rel in probes:
@@ -130,10 +159,12 @@ def snorm_scores(profiles: np.ndarray, probe: np.ndarray, cohort: np.ndarray, to
     z-normalised by the profile's and by the probe's scores against ``cohort`` (AS-norm: only
     the ``top`` best cohort scores of each side)."""
     raw = profiles @ probe
+
     def stats(scores):
         if top:
             scores = np.sort(scores, axis=-1)[..., -top:]
         return scores.mean(axis=-1), scores.std(axis=-1) + 1e-6
+
     mu_e, sd_e = stats(profiles @ cohort.T)
     mu_t, sd_t = stats(cohort @ probe)
     return 0.5 * ((raw - mu_e) / sd_e + (raw - mu_t) / sd_t)
@@ -148,8 +179,9 @@ def normalisation(vectors, partitions: int, cohort: np.ndarray, enrol_kind: str,
     split = iden_split()
     speakers = sorted({r.split("/")[0] for _, r in split})
     rng = np.random.default_rng(1)
-    pooled: dict[str, tuple[list, list]] = {k: ([], []) for k in ("cosine", "S-norm, enrolled cohort",
-                                                                  "AS-norm, external cohort")}
+    pooled: dict[str, tuple[list, list]] = {
+        k: ([], []) for k in ("cosine", "S-norm, enrolled cohort", "AS-norm, external cohort")
+    }
     for _ in range(partitions):
         order = rng.permutation(speakers)
         enrolled = set(order[:10])
@@ -161,9 +193,11 @@ def normalisation(vectors, partitions: int, cohort: np.ndarray, enrol_kind: str,
             if (known and s == 1) or probe_kind not in vectors[rel]:
                 continue
             probe = vectors[rel][probe_kind]
-            for label, scores in (("cosine", profiles @ probe),
-                                  ("S-norm, enrolled cohort", snorm_scores(profiles, probe, profiles, None)),
-                                  ("AS-norm, external cohort", snorm_scores(profiles, probe, cohort, 200))):
+            for label, scores in (
+                ("cosine", profiles @ probe),
+                ("S-norm, enrolled cohort", snorm_scores(profiles, probe, profiles, None)),
+                ("AS-norm, external cohort", snorm_scores(profiles, probe, cohort, 200)),
+            ):
                 best = int(np.argmax(scores))
                 pooled[label][0].append(scores[best] if (not known or names[best] == spk) else -np.inf)
                 pooled[label][1].append(known)
@@ -186,8 +220,10 @@ def main() -> None:
     embedder = load_embedder(str(MODEL_DIR))
     print(f"CPU: {cpu_model()}; precision {embedder.precision}; target false-accept rate {args.far:.1%}")
     vectors = embed_everything(embedder)
-    print("\nopen set, out of sample (accept-correct / unknown-rejected; enrolled and unknown probes counted "
-          "over all partitions):")
+    print(
+        "\nopen set, out of sample (accept-correct / unknown-rejected; enrolled and unknown probes counted "
+        "over all partitions):"
+    )
     print(f"{'condition':<44} {'fixed 0.45':>17} {'calibrated':>17}  threshold min/median/max")
     conditions = [
         ("whole clips, 12 enrolled / 4 held out", 12, "whole", "whole", False),
@@ -204,8 +240,10 @@ def main() -> None:
         result = open_set(vectors, args.partitions, n, enrol_kind, probe_kind, args.far, one_clip=one)
         f, c = result["rates"]["fixed"], result["rates"]["calibrated"]
         lo, mid, hi = result["thresholds"]
-        print(f"{label:<44} {f[0]:>7.3f} / {f[1]:.3f} {c[0]:>7.3f} / {c[1]:.3f}  {lo:.3f} / {mid:.3f} / {hi:.3f}"
-              f"   ({f[2]} known, {f[3]} unknown probes)")
+        print(
+            f"{label:<44} {f[0]:>7.3f} / {f[1]:.3f} {c[0]:>7.3f} / {c[1]:.3f}  {lo:.3f} / {mid:.3f} / {hi:.3f}"
+            f"   ({f[2]} known, {f[3]} unknown probes)"
+        )
     print("\nscore normalisation, open-set equal error rate over 10/6 partitions (lower is better):")
     cohort = external_cohort()
     for enrol_kind, probe_kind in (("whole", "whole"), ("whole", "cut1"), ("8k", "8k"), ("8k", "cut1-8k")):

@@ -35,9 +35,9 @@ import torch
 
 from speakerid.voice.audio import load_audio
 from speakerid.voice.embedder import make_embedder
-from speakerid.voice.speechbrain_engine import load_speechbrain
-from speakerid.voice.onnx_model import default_precision
 from speakerid.voice.models import resolve
+from speakerid.voice.onnx_model import default_precision
+from speakerid.voice.speechbrain_engine import load_speechbrain
 
 HERE = Path(__file__).resolve().parent
 GFLOP_PER_AUDIO_SECOND = 3.76  # ECAPA-TDNN (this model) at 100 frames a second
@@ -124,8 +124,10 @@ def race(contestants: dict, clips: list[np.ndarray], repeat: int) -> dict[str, T
                 start = time.perf_counter()
                 vectors[name].append(contestants[name](clip))
                 times[name][r, i] = time.perf_counter() - start
-    return {name: Timing(np.stack(vectors[name]), times[name].sum(1).tolist(), float(times[name].min(0).sum()))
-            for name in names}
+    return {
+        name: Timing(np.stack(vectors[name]), times[name].sum(1).tolist(), float(times[name].min(0).sum()))
+        for name in names
+    }
 
 
 def top1_decisions(vectors: dict[str, np.ndarray], split: list[tuple[int, str]]) -> list[str]:
@@ -141,16 +143,26 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=HERE.parent.parent / "shared" / "data" / "mini-voxceleb1")
     parser.add_argument("--min", type=float, default=3.0, help="shortest clip, seconds")
     parser.add_argument("--max", type=float, default=10.0, help="longest clip, seconds")
-    parser.add_argument("--repeat", type=int, default=2, help="timed passes; the fastest pass counts, and each clip at its fastest")
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="timed passes; the fastest pass counts, and each clip at its fastest"
+    )
     args = parser.parse_args()
     model, flags = cpu()
     peaks = all_peaks()
-    print(f"CPU: {model}; flags: {' '.join(flags) or '-'}; torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print("matrix-multiply peak this run: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items())
-          + "; floor rtf " + ", ".join(f"{k} {GFLOP_PER_AUDIO_SECOND / v:.4f}" for k, v in peaks.items()))
+    print(
+        f"CPU: {model}; flags: {' '.join(flags) or '-'}; torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
+    print(
+        "matrix-multiply peak this run: "
+        + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items())
+        + "; floor rtf "
+        + ", ".join(f"{k} {GFLOP_PER_AUDIO_SECOND / v:.4f}" for k, v in peaks.items())
+    )
 
-    split = [(int(a), b) for a, b in (line.split() for line in (args.root / "iden_split.txt").read_text().splitlines()
-                                       if line)]
+    split = [
+        (int(a), b)
+        for a, b in (line.split() for line in (args.root / "iden_split.txt").read_text().splitlines() if line)
+    ]
     audio = {r: load_audio(args.root / "wav" / r).samples for _, r in split}
     clips = [x for x in audio.values() if args.min <= len(x) / 16000 <= args.max]
     seconds = sum(len(c) for c in clips) / 16000
@@ -168,11 +180,15 @@ def main() -> None:
     }
     results = race(contestants, clips, args.repeat)
     after = all_peaks()  # the machine's speed can change within a run (a busy neighbour): say so
-    print("matrix-multiply peak after the race: " + ", ".join(
-        f"{k} {v:.0f} GFLOP/s ({v / peaks[k] - 1:+.0%})" for k, v in after.items()))
+    print(
+        "matrix-multiply peak after the race: "
+        + ", ".join(f"{k} {v:.0f} GFLOP/s ({v / peaks[k] - 1:+.0%})" for k, v in after.items())
+    )
     reference = results["plain fp32"].vectors
-    print(f"\n{len(clips)} clips of {args.min:g}-{args.max:g} s, {seconds:.0f} s of audio; timing order rotated per clip; "
-          f"{args.repeat} passes")
+    print(
+        f"\n{len(clips)} clips of {args.min:g}-{args.max:g} s, {seconds:.0f} s of audio; timing order rotated per clip; "
+        f"{args.repeat} passes"
+    )
     print(f"{'':34} {'rtf':>8} {'floor':>7} {'per clip':>9}  passes   min cosine to plain fp32")
     for name, timing in results.items():
         floor = GFLOP_PER_AUDIO_SECOND / peaks[next((k for k in ("bf16", "int8") if k in name), "fp32")]
@@ -188,8 +204,10 @@ def main() -> None:
     plain_all = {r: plain_embed(plain, x) for r, x in audio.items()}
     for precision, embedder in ours.items():
         mine = {r: embedder.embed([x])[0] for r, x in audio.items()}
-        print(f"speakerid {precision}: same top-1 decisions as plain fp32 on split 3: "
-              f"{top1_decisions(mine, split) == top1_decisions(plain_all, split)}")
+        print(
+            f"speakerid {precision}: same top-1 decisions as plain fp32 on split 3: "
+            f"{top1_decisions(mine, split) == top1_decisions(plain_all, split)}"
+        )
 
 
 if __name__ == "__main__":

@@ -22,11 +22,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import conversations as C  # noqa: E402
 from calibration import cpu_model  # noqa: E402
 
 from speakerid import SpeakerID  # noqa: E402
 from speakerid.decide.scoring import centroid  # noqa: E402
+
+import conversations as C  # noqa: E402
 
 SPLIT = 18.0
 CONDITIONS = {  # name: far_field's arguments (level -41 dBFS in all)
@@ -54,17 +55,22 @@ def main() -> None:
             sid.enroll(person, [(C.turns_of(enrolled_from, rate, reference, person, SPLIT), rate)], min_speech=3)
         hyp = C.as_annotation(sid.timeline((heard, rate)).segments, "sample")
         sid.close()
-        return tuple(IdentificationErrorRate(collar=0.0, skip_overlap=False)(ref, hyp, uem=Timeline([Segment(*span)]))
-                     for span in ((0, 30), (SPLIT, 30)))
+        return tuple(
+            IdentificationErrorRate(collar=0.0, skip_overlap=False)(ref, hyp, uem=Timeline([Segment(*span)]))
+            for span in ((0, 30), (SPLIT, 30))
+        )
 
     embedder = SpeakerID.open(Path(tempfile.mkdtemp()) / "home").embedder
 
     def separation(heard: np.ndarray) -> tuple[float, float]:
         width, hop = int(1.5 * rate), int(0.5 * rate)
-        turns = [(w, heard[int(a * rate):int(b * rate)]) for a, b, w in reference if b - a >= 1.5]
-        vectors = np.stack([centroid(embedder.embed_equal(np.stack([x[i:i + width] for i in
-                                                                     range(0, len(x) - width + 1, hop)])))
-                            for _, x in turns])
+        turns = [(w, heard[int(a * rate) : int(b * rate)]) for a, b, w in reference if b - a >= 1.5]
+        vectors = np.stack(
+            [
+                centroid(embedder.embed_equal(np.stack([x[i : i + width] for i in range(0, len(x) - width + 1, hop)])))
+                for _, x in turns
+            ]
+        )
         scores = vectors @ vectors.T
         pairs = [(i, j) for i in range(len(turns)) for j in range(i + 1, len(turns))]
         same = [scores[i, j] for i, j in pairs if turns[i][0] == turns[j][0]]
@@ -78,9 +84,13 @@ def main() -> None:
         there = timeline_ier(heard, heard)
         clean = timeline_ier(audio, heard)
         same, other = separation(heard)
-        print(f"{name:<44} {there[0]:7.1%} / {there[1]:5.1%} {clean[0]:7.1%} / {clean[1]:5.1%}   {same:.3f} / {other:.3f}")
-    print("\nDRR of the rooms: " + ", ".join(f"direct {d:g}: {C.direct_to_reverberant(d, 0.5, rate):.1f} dB"
-                                           for d in (24.0, 3.0)))
+        print(
+            f"{name:<44} {there[0]:7.1%} / {there[1]:5.1%} {clean[0]:7.1%} / {clean[1]:5.1%}   {same:.3f} / {other:.3f}"
+        )
+    print(
+        "\nDRR of the rooms: "
+        + ", ".join(f"direct {d:g}: {C.direct_to_reverberant(d, 0.5, rate):.1f} dB" for d in (24.0, 3.0))
+    )
 
 
 if __name__ == "__main__":

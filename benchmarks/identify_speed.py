@@ -24,11 +24,12 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from embed_speed import cpu
 from speakerid import SpeakerID
-from speakerid.voice.speechbrain_engine import load_speechbrain
 from speakerid.voice.models import resolve
+from speakerid.voice.speechbrain_engine import load_speechbrain
 from store import NewEmbedding
+
+from embed_speed import cpu
 
 HERE = Path(__file__).resolve().parent
 
@@ -56,7 +57,9 @@ def main() -> None:
             synthetic[f"synthetic-{i:06d}"] = [NewEmbedding(x / np.linalg.norm(x)) for x in v]
         start = time.perf_counter()
         sid.store.voiceprints.import_speakers(synthetic, model=sid.embedder.model_id)
-        print(f"{len(sid.speakers())} speakers enrolled ({args.speakers - 16} imported in {time.perf_counter() - start:.1f} s)")
+        print(
+            f"{len(sid.speakers())} speakers enrolled ({args.speakers - 16} imported in {time.perf_counter() - start:.1f} s)"
+        )
 
         rel = next(r for s, r in split if s == 3 and who(r) == "id90001")
         samples, rate = sf.read(args.root / "wav" / rel, dtype="float32")
@@ -69,15 +72,19 @@ def main() -> None:
             result = sid.identify(clip)
             times.append(time.perf_counter() - t)
         ms = np.array(times) * 1e3
-        print(f"warm identify, {args.seconds:g} s clip: p50 {np.percentile(ms, 50):.1f} ms, p95 {np.percentile(ms, 95):.1f} ms "
-              f"-> {result.speaker} ({result.score:.3f})")
+        print(
+            f"warm identify, {args.seconds:g} s clip: p50 {np.percentile(ms, 50):.1f} ms, p95 {np.percentile(ms, 95):.1f} ms "
+            f"-> {result.speaker} ({result.score:.3f})"
+        )
         piece = samples[: int(args.seconds * rate)]
         sid.embedder.embed([piece])
         t = time.perf_counter()
         for _ in range(10):
             sid.embedder.embed([piece])
-        print(f"  of which embedding alone (speakerid embedder, {sid.embedder.precision}): "
-              f"{(time.perf_counter() - t) / 10 * 1e3:.1f} ms")
+        print(
+            f"  of which embedding alone (speakerid embedder, {sid.embedder.precision}): "
+            f"{(time.perf_counter() - t) / 10 * 1e3:.1f} ms"
+        )
 
         # Plain: what wiring SpeechBrain and numpy together by hand gives, on the same profiles:
         # decode, encode_batch, cosine against every profile, best one (no speech detection).
@@ -98,16 +105,22 @@ def main() -> None:
                 if i:  # the first call warms up
                     plain_times.append(time.perf_counter() - t)
         plain_p50 = np.percentile(np.array(plain_times) * 1e3, 50)
-        print(f"plain SpeechBrain (decode, encode_batch, numpy cosine): p50 {plain_p50:.1f} ms -> {best}; "
-              f"ratio {plain_p50 / np.percentile(ms, 50):.2f}x")
+        print(
+            f"plain SpeechBrain (decode, encode_batch, numpy cosine): p50 {plain_p50:.1f} ms -> {best}; "
+            f"ratio {plain_p50 / np.percentile(ms, 50):.2f}x"
+        )
         sid.close()
 
         env = {**os.environ, "SPEAKERID_HOME": str(home)}
         colds = []
         for _ in range(3):
             t = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "speakerid.cli", "identify", str(clip), "--json"], env=env, check=True,
-                           capture_output=True)
+            subprocess.run(
+                [sys.executable, "-m", "speakerid.cli", "identify", str(clip), "--json"],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
             colds.append(time.perf_counter() - t)
         print(f"cold start (new process: imports + model load + identify): best of 3 {min(colds):.2f} s")
 

@@ -33,7 +33,7 @@ def speaker_like(n: int, queries: int, rng) -> tuple[np.ndarray, np.ndarray]:
     own = base[rng.integers(0, n, queries)]
     noise = rng.standard_normal((queries, DIM)).astype(np.float32)
     noise /= np.linalg.norm(noise, axis=1, keepdims=True)
-    q = 0.7 * own + np.sqrt(1 - 0.7 ** 2) * noise
+    q = 0.7 * own + np.sqrt(1 - 0.7**2) * noise
     return base, q / np.linalg.norm(q, axis=1, keepdims=True)
 
 
@@ -57,8 +57,10 @@ def main() -> None:
     args = parser.parse_args()
     faiss.omp_set_num_threads(1)
     rng = np.random.default_rng(0)
-    print(f"{'N':>9} {'index':<16} {'build s':>8} {'p50 ms':>8} {'p95 ms':>8} {'vs plain':>8} {'recall@1':>9} "
-          f"{'unknown':>8} {'max gap':>8} {'bytes/spk':>10}")
+    print(
+        f"{'N':>9} {'index':<16} {'build s':>8} {'p50 ms':>8} {'p95 ms':>8} {'vs plain':>8} {'recall@1':>9} "
+        f"{'unknown':>8} {'max gap':>8} {'bytes/spk':>10}"
+    )
     for n in args.sizes:
         vectors, queries = speaker_like(n, args.queries, rng)
         strangers = rng.standard_normal((args.queries // 5, DIM)).astype(np.float32)
@@ -69,8 +71,11 @@ def main() -> None:
         build = time.perf_counter() - start
         truth, _, plain50, p95 = timed_search(exact, queries)
         truth_strangers, best_strangers, _, _ = timed_search(exact, strangers)
-        print(f"{n:>9} {'plain flat':<16} {build:>8.2f} {plain50:>8.3f} {p95:>8.3f} {1.0:>7.2f}x {1.0:>9.3f} "
-              f"{1.0:>8.3f} {0.0:>8.3f} {size_of(exact) / n:>10.0f}", flush=True)
+        print(
+            f"{n:>9} {'plain flat':<16} {build:>8.2f} {plain50:>8.3f} {p95:>8.3f} {1.0:>7.2f}x {1.0:>9.3f} "
+            f"{1.0:>8.3f} {0.0:>8.3f} {size_of(exact) / n:>10.0f}",
+            flush=True,
+        )
         if n < 10_000:
             continue
         start = time.perf_counter()
@@ -80,10 +85,13 @@ def main() -> None:
             approx.candidates = candidates
             found, _, p50, p95 = timed_search(approx, queries)
             found_strangers, approx_strangers, _, _ = timed_search(approx, strangers)
-            print(f"{n:>9} {f'sketch top-{candidates}':<16} {build:>8.2f} {p50:>8.3f} {p95:>8.3f} "
-                  f"{plain50 / p50:>7.1f}x {np.mean(found == truth):>9.3f} "
-                  f"{np.mean(found_strangers == truth_strangers):>8.3f} {np.max(best_strangers - approx_strangers):>8.3f} "
-                  f"{size_of(approx) / n:>10.0f}", flush=True)
+            print(
+                f"{n:>9} {f'sketch top-{candidates}':<16} {build:>8.2f} {p50:>8.3f} {p95:>8.3f} "
+                f"{plain50 / p50:>7.1f}x {np.mean(found == truth):>9.3f} "
+                f"{np.mean(found_strangers == truth_strangers):>8.3f} {np.max(best_strangers - approx_strangers):>8.3f} "
+                f"{size_of(approx) / n:>10.0f}",
+                flush=True,
+            )
 
 
 def size_of(index: VectorIndex) -> int:

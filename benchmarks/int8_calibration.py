@@ -25,8 +25,8 @@ import torch
 
 from speakerid.voice import ecapa_graph, ecapa_int8, onnx_model
 from speakerid.voice.audio import resample
-from speakerid.voice.speechbrain_engine import load_speechbrain
 from speakerid.voice.models import resolve
+from speakerid.voice.speechbrain_engine import load_speechbrain
 
 HERE = Path(__file__).resolve().parent
 ACTIVATIONS = HERE.parent / "speakerid" / "voice" / "data" / "ecapa-voxceleb-int8-activations.npz"
@@ -35,7 +35,9 @@ ACTIVATIONS = HERE.parent / "speakerid" / "voice" / "data" / "ecapa-voxceleb-int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=HERE.parent.parent / "shared" / "data" / "mini-voxceleb1")
-    parser.add_argument("--write", action="store_true", help=f"store the activations in {ACTIVATIONS.relative_to(HERE.parent)}")
+    parser.add_argument(
+        "--write", action="store_true", help=f"store the activations in {ACTIVATIONS.relative_to(HERE.parent)}"
+    )
     parser.add_argument("--alpha", type=float, nargs="+", default=[0.5, 0.7])
     args = parser.parse_args()
     split = [(int(a), b) for a, b in (l.split() for l in (args.root / "iden_split.txt").read_text().splitlines() if l)]
@@ -47,9 +49,13 @@ def main() -> None:
     classifier = load_speechbrain(folder.path)
     classifier.eval()
     graph = ecapa_graph.EcapaGraph(classifier).eval()
-    activations = ecapa_int8.measure(graph, [torch.from_numpy(onnx_model.frames(band(read(r))))[None]
-                                             for r in enroll for band in (lambda x: x, phone)])
-    print(f"activations of {len(activations.peak)} products from {len(enroll)} enrollment clips, wideband and telephone band")
+    activations = ecapa_int8.measure(
+        graph,
+        [torch.from_numpy(onnx_model.frames(band(read(r))))[None] for r in enroll for band in (lambda x: x, phone)],
+    )
+    print(
+        f"activations of {len(activations.peak)} products from {len(enroll)} enrollment clips, wideband and telephone band"
+    )
     if args.write:
         ACTIVATIONS.parent.mkdir(exist_ok=True)
         activations.save(ACTIVATIONS)
@@ -67,14 +73,18 @@ def main() -> None:
     def noise(x: np.ndarray, snr_db: float, babble: bool = False) -> np.ndarray:
         """White noise, or three other test clips talking at once, at ``snr_db`` below the speech."""
         if babble:
-            others = [read(r)[:len(x)] for r in rng.choice(test, 3)]
+            others = [read(r)[: len(x)] for r in rng.choice(test, 3)]
             n = sum(np.pad(o, (0, len(x) - len(o))) for o in others)
         else:
             n = rng.standard_normal(len(x)).astype(np.float32)
-        return (x + n * np.sqrt(np.mean(x ** 2) / np.mean(n ** 2)) * 10 ** (-snr_db / 20)).astype(np.float32)
+        return (x + n * np.sqrt(np.mean(x**2) / np.mean(n**2)) * 10 ** (-snr_db / 20)).astype(np.float32)
 
-    conditions = {"wideband": lambda x: x, "telephone band": phone,  # not in the activations: noise and babble
-                  "white noise 10 dB": lambda x: noise(x, 10), "babble 5 dB": lambda x: noise(x, 5, babble=True)}
+    conditions = {
+        "wideband": lambda x: x,
+        "telephone band": phone,  # not in the activations: noise and babble
+        "white noise 10 dB": lambda x: noise(x, 10),
+        "babble 5 dB": lambda x: noise(x, 5, babble=True),
+    }
     audio = {(r, c): band(read(r)) for r in test for c, band in conditions.items()}
     reference = {key: plain(x) for key, x in audio.items()}
     enrolled = {r: plain(read(r)) for r in enroll}
@@ -89,15 +99,17 @@ def main() -> None:
             ecapa_graph.export(g, Path(tmp) / "fp32.onnx")
             onnx_model.quantise(Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx", weights)
             run = onnx_model.session(Path(tmp) / "int8.onnx", threads=torch.get_num_threads())
-            cosines, same = {c: [] for c in conditions}, {c: 0 for c in conditions}
+            cosines, same = {c: [] for c in conditions}, dict.fromkeys(conditions, 0)
             for (r, c), ref in reference.items():
                 v = run.run(None, {"frames": onnx_model.frames(audio[r, c])[None]})[0][0]
                 v = v / np.linalg.norm(v)
                 cosines[c].append(float(v @ ref))
                 same[c] += int(np.argmax(profiles @ v)) == expected[r, c]
         for c in conditions:
-            print(f"alpha {alpha}, {c}: int8 vs plain fp32 over {len(test)} split-3 clips: cosine min "
-                  f"{min(cosines[c]):.5f} mean {np.mean(cosines[c]):.5f}; same nearest speaker as plain {same[c]}/{len(test)}")
+            print(
+                f"alpha {alpha}, {c}: int8 vs plain fp32 over {len(test)} split-3 clips: cosine min "
+                f"{min(cosines[c]):.5f} mean {np.mean(cosines[c]):.5f}; same nearest speaker as plain {same[c]}/{len(test)}"
+            )
 
 
 if __name__ == "__main__":

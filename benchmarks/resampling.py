@@ -27,14 +27,14 @@ from scipy.signal import resample_poly
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from conftest import MODEL_DIR, SHARED  # noqa: E402
-
 import speakerid.voice.audio as audio_module  # noqa: E402
-from speakerid.voice.audio import load_audio  # noqa: E402
 from speakerid.decide.calibration import calibrate  # noqa: E402
-from speakerid.voice.embedder import Embedder, load_embedder  # noqa: E402
 from speakerid.decide.scoring import Candidate, centroids, decide  # noqa: E402
+from speakerid.voice.audio import load_audio  # noqa: E402
+from speakerid.voice.embedder import Embedder, load_embedder  # noqa: E402
 from speakerid.voice.vad import extract_speech  # noqa: E402
+
+from conftest import MODEL_DIR, SHARED  # noqa: E402
 
 PRODUCT = audio_module.resample
 
@@ -120,8 +120,9 @@ def eer(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", nargs="+", type=Path,
-                        default=[SHARED / "data" / "mini-voxceleb1", SHARED / "data" / "wild-dev"])
+    parser.add_argument(
+        "--data", nargs="+", type=Path, default=[SHARED / "data" / "mini-voxceleb1", SHARED / "data" / "wild-dev"]
+    )
     args = parser.parse_args()
     from embed_speed import cpu
 
@@ -130,8 +131,10 @@ def main() -> None:
     embedder = load_embedder(str(MODEL_DIR))
     print(f"engine: ONNX Runtime {embedder.precision}" if embedder.onnx_file else "engine: SpeechBrain")
     print("SciPy (the product) against torchaudio, same audio both sides:")
-    print("| data | rate | clips | min cosine | mean cosine | identify decisions equal | trial decisions equal "
-          "| EER torchaudio / SciPy / soxr | resample ms/clip torchaudio / SciPy |")
+    print(
+        "| data | rate | clips | min cosine | mean cosine | identify decisions equal | trial decisions equal "
+        "| EER torchaudio / SciPy / soxr | resample ms/clip torchaudio / SciPy |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for root in args.data:
         rates = [None] if "wild" in root.name else [8_000, 44_100, 48_000]
@@ -150,8 +153,10 @@ def main() -> None:
             eer_other, _ = eer(labels, trials(root, clips, other)[1])
             same_trials = int(np.sum((s_before >= cut) == (s_after >= cut)))
             label = "as recorded" if rate is None else f"{rate / 1000:g} kHz"
-            print(f"| {root.name} | {label} | {len(clips)} | {cos.min():.6f} | {cos.mean():.6f} | {same_id}/{n_id} "
-                  f"| {same_trials}/{len(s_before)} | {100 * eer_before:.2f} / {100 * eer_after:.2f} / {100 * eer_other:.2f} % | {1000 * t_before / len(clips):.1f} / {1000 * t_after / len(clips):.1f} |")
+            print(
+                f"| {root.name} | {label} | {len(clips)} | {cos.min():.6f} | {cos.mean():.6f} | {same_id}/{n_id} "
+                f"| {same_trials}/{len(s_before)} | {100 * eer_before:.2f} / {100 * eer_after:.2f} / {100 * eer_other:.2f} % | {1000 * t_before / len(clips):.1f} / {1000 * t_after / len(clips):.1f} |"
+            )
 
     cross_band(embedder, args.data[0])
 
@@ -166,8 +171,10 @@ def cross_band(embedder: Embedder, root: Path) -> None:
     print("\nTelephone-band probes against wideband enrollment (mini-voxceleb1):")
     print("| probe | resampler | top-1 | named at 0.45 | mean / min target cosine |")
     print("|---|---|---:|---:|---:|")
-    probes = {"8 kHz, low-passed": read_clips(root, 8_000),
-              "8 kHz, decimated": [(s, r, (p[0][::2], p[1] // 2)) for s, r, p in wide]}
+    probes = {
+        "8 kHz, low-passed": read_clips(root, 8_000),
+        "8 kHz, decimated": [(s, r, (p[0][::2], p[1] // 2)) for s, r, p in wide],
+    }
     for label, clips in probes.items():
         for name, fn in (("torchaudio", torchaudio_resample), ("SciPy", PRODUCT), ("soxr", soxr_resample)):
             got, _ = embed_all(embedder, clips, fn)
@@ -177,8 +184,10 @@ def cross_band(embedder: Embedder, root: Path) -> None:
             best = scores.argmax(1)
             target = scores[np.arange(len(rows)), truth]
             named = np.mean((best == truth) & (scores.max(1) >= 0.45))
-            print(f"| {label} | {name} | {np.mean(best == truth):.3f} | {named:.3f} | "
-                  f"{target.mean():.3f} / {target.min():.3f} |")
+            print(
+                f"| {label} | {name} | {np.mean(best == truth):.3f} | {named:.3f} | "
+                f"{target.mean():.3f} / {target.min():.3f} |"
+            )
 
 
 if __name__ == "__main__":

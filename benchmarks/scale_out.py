@@ -31,10 +31,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from calibration import cpu_model  # noqa: E402
-from conftest import DATA, MODEL_DIR, clip_path, clips_of, iden_split, postgres_schema  # noqa: E402
 
 from speakerid import SpeakerID  # noqa: E402
 from store import NewEmbedding, open_store  # noqa: E402
+
+from conftest import DATA, MODEL_DIR, clip_path, clips_of, iden_split, postgres_schema  # noqa: E402
 
 CLIP = clips_of("id90001", 3)[0]
 
@@ -44,8 +45,10 @@ def populate(location: str, count: int, anchor: np.ndarray, rng) -> None:
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     with open_store(location) as store:
         for start in range(0, count, 20_000):
-            store.voiceprints.import_speakers({f"p{i:07d}": [NewEmbedding(vectors[i])] for i in range(start, min(count, start + 20_000))},
-                                  model="speechbrain/spkrec-ecapa-voxceleb")
+            store.voiceprints.import_speakers(
+                {f"p{i:07d}": [NewEmbedding(vectors[i])] for i in range(start, min(count, start + 20_000))},
+                model="speechbrain/spkrec-ecapa-voxceleb",
+            )
 
 
 def identify_and_enroll(location: str, count: int, anchor: np.ndarray) -> dict:
@@ -67,13 +70,15 @@ def identify_and_enroll(location: str, count: int, anchor: np.ndarray) -> dict:
         clips = rng.standard_normal((100, 5, anchor.shape[0])).astype(np.float32)
         t = time.perf_counter()
         for i, vectors in enumerate(clips):
-            sid.store.voiceprints.add_speaker(f"new{i}", [NewEmbedding(v / np.linalg.norm(v)) for v in vectors],
-                                  model=sid.embedder.model_id)
+            sid.store.voiceprints.add_speaker(
+                f"new{i}", [NewEmbedding(v / np.linalg.norm(v)) for v in vectors], model=sid.embedder.model_id
+            )
         out["enroll_per_s"] = len(clips) / (time.perf_counter() - t)
         after = []
         for i, vectors in enumerate(rng.standard_normal((20, 5, anchor.shape[0])).astype(np.float32)):
-            sid.store.voiceprints.add_speaker(f"mixed{i}", [NewEmbedding(v / np.linalg.norm(v)) for v in vectors],
-                                  model=sid.embedder.model_id)
+            sid.store.voiceprints.add_speaker(
+                f"mixed{i}", [NewEmbedding(v / np.linalg.norm(v)) for v in vectors], model=sid.embedder.model_id
+            )
             t = time.perf_counter()
             sid.identify(CLIP)
             after.append(time.perf_counter() - t)
@@ -84,8 +89,11 @@ def identify_and_enroll(location: str, count: int, anchor: np.ndarray) -> dict:
             waits = []
             for step in range(25):  # 0.1 % more clips a step: 2.5 % in all, past the 1 % line twice
                 vectors = rng.standard_normal((max(1, count // 1000), anchor.shape[0])).astype(np.float32)
-                sid.store.voiceprints.add_speaker(f"{'bt'[background]}{step}", [NewEmbedding(v / np.linalg.norm(v)) for v in vectors],
-                                      model=sid.embedder.model_id)
+                sid.store.voiceprints.add_speaker(
+                    f"{'bt'[background]}{step}",
+                    [NewEmbedding(v / np.linalg.norm(v)) for v in vectors],
+                    model=sid.embedder.model_id,
+                )
                 t = time.perf_counter()
                 sid.identify(CLIP)
                 waits.append(time.perf_counter() - t)
@@ -94,8 +102,22 @@ def identify_and_enroll(location: str, count: int, anchor: np.ndarray) -> dict:
     colds = []
     for _ in range(3):
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "speakerid.cli", "identify", str(CLIP), "--store", location,
-                        "--model", str(MODEL_DIR), "--json"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "speakerid.cli",
+                "identify",
+                str(CLIP),
+                "--store",
+                location,
+                "--model",
+                str(MODEL_DIR),
+                "--json",
+            ],
+            check=True,
+            capture_output=True,
+        )
         colds.append(time.perf_counter() - t)
     out["cold"] = min(colds)
     return out
@@ -116,8 +138,9 @@ def evaluation() -> list[tuple[str, float, float, float]]:
     start_ray(None)
     boot = time.perf_counter() - t
     for workers in (1, 2):
-        config = EvalConfig(root=DATA, split=split, trials=trials, model=str(MODEL_DIR), progress=False, ray="",
-                            ray_workers=workers)
+        config = EvalConfig(
+            root=DATA, split=split, trials=trials, model=str(MODEL_DIR), progress=False, ray="", ray_workers=workers
+        )
         t = time.perf_counter()
         evaluate(config)
         rows.append((f"Ray, {workers} worker{'s' if workers > 1 else ''}", time.perf_counter() - t, boot, seconds))
@@ -136,31 +159,43 @@ def main() -> None:
 
     anchor = load_embedder(str(MODEL_DIR)).embed([load_audio(CLIP).samples])[0]
     url = os.environ.get("SPEAKERID_TEST_POSTGRES")
-    print(f"\n{'speakers':>9} {'backend':<11} {'first identify':>15} {'p50':>9} {'p95':>9} {'enroll/s':>9} "
-          f"{'identify after enroll':>22} {'new process':>12}")
+    print(
+        f"\n{'speakers':>9} {'backend':<11} {'first identify':>15} {'p50':>9} {'p95':>9} {'enroll/s':>9} "
+        f"{'identify after enroll':>22} {'new process':>12}"
+    )
     import tempfile
 
     growth = []
     for count in [] if args.skip_stores else args.sizes:
         with tempfile.TemporaryDirectory() as folder:
             r = identify_and_enroll(str(Path(folder) / "home"), count, anchor)
-        print(f"{count:>9} {'SQLite':<11} {r['first'] * 1000:>12.0f} ms {r['p50'] * 1000:>6.1f} ms {r['p95'] * 1000:>6.1f} ms "
-              f"{r['enroll_per_s']:>9.1f} {r['after_enroll'] * 1000:>19.1f} ms {r['cold']:>10.2f} s")
+        print(
+            f"{count:>9} {'SQLite':<11} {r['first'] * 1000:>12.0f} ms {r['p50'] * 1000:>6.1f} ms {r['p95'] * 1000:>6.1f} ms "
+            f"{r['enroll_per_s']:>9.1f} {r['after_enroll'] * 1000:>19.1f} ms {r['cold']:>10.2f} s"
+        )
         growth.append((count, "SQLite", r))
         if url:
             with postgres_schema() as location:
                 r = identify_and_enroll(location, count, anchor)
-            print(f"{count:>9} {'PostgreSQL':<11} {r['first'] * 1000:>12.0f} ms {r['p50'] * 1000:>6.1f} ms "
-                  f"{r['p95'] * 1000:>6.1f} ms {r['enroll_per_s']:>9.1f} {r['after_enroll'] * 1000:>19.1f} ms "
-                  f"{r['cold']:>10.2f} s")
+            print(
+                f"{count:>9} {'PostgreSQL':<11} {r['first'] * 1000:>12.0f} ms {r['p50'] * 1000:>6.1f} ms "
+                f"{r['p95'] * 1000:>6.1f} ms {r['enroll_per_s']:>9.1f} {r['after_enroll'] * 1000:>19.1f} ms "
+                f"{r['cold']:>10.2f} s"
+            )
             growth.append((count, "PostgreSQL", r))
     if growth:
-        print("\nidentify while the population grows by 2.5 % (25 enrollments, an identification after each), "
-              "p50 / slowest, as the calibration is")
+        print(
+            "\nidentify while the population grows by 2.5 % (25 enrollments, an identification after each), "
+            "p50 / slowest, as the calibration is"
+        )
         for count, backend, r in growth:
-            print(f"{count:>9} {backend:<11} " + "   ".join(
-                f"{mode}: {r[mode][0] * 1000:6.1f} / {r[mode][1] * 1000:7.1f} ms"
-                for mode in ("measured in the request", "measured in a thread")))
+            print(
+                f"{count:>9} {backend:<11} "
+                + "   ".join(
+                    f"{mode}: {r[mode][0] * 1000:6.1f} / {r[mode][1] * 1000:7.1f} ms"
+                    for mode in ("measured in the request", "measured in a thread")
+                )
+            )
     if args.skip_ray:
         return
     print("\nevaluation of mini-voxceleb1 (146 clips), embedding and scoring:")
@@ -168,8 +203,10 @@ def main() -> None:
     base = rows[0][1]
     for label, took, boot, seconds in rows:
         extra = f" (+ Ray start-up {boot:.1f} s, once)" if boot else ""
-        print(f"  {label:<16} {took:6.1f} s  {146 / took:5.1f} clips/s  {seconds / took:6.1f} audio s/s  "
-              f"{base / took:4.2f}x one process{extra}")
+        print(
+            f"  {label:<16} {took:6.1f} s  {146 / took:5.1f} clips/s  {seconds / took:6.1f} audio s/s  "
+            f"{base / took:4.2f}x one process{extra}"
+        )
 
 
 if __name__ == "__main__":

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from speakerid.decide.metrics import eer, min_dcf
 from speakerid.voice.audio import load_audio
 from speakerid.voice.embedder import Embedder, load_embedder
-from speakerid.decide.metrics import eer, min_dcf
 from speakerid.voice.vad import default_detector
 
 HERE = Path(__file__).resolve().parent
@@ -32,7 +32,7 @@ def embed_all(root: Path, rels: list[str], embedder: Embedder) -> dict[str, dict
         audio = load_audio(root / "wav" / rel)
         regions = default_detector().segments(audio)
         speech = np.concatenate([audio.samples[a:b] for a, b in regions])
-        trimmed = audio.samples[regions[0][0]: regions[-1][1]]
+        trimmed = audio.samples[regions[0][0] : regions[-1][1]]
         for way, samples in (("whole", audio.samples), ("speech only", speech), ("trimmed", trimmed)):
             out[way][rel] = embedder.embed([samples])[0]
     return out
@@ -81,8 +81,10 @@ def main() -> None:
         table = np.array([[score(vecs[r], enrolled[s], how) for s in speakers] for r in tests])
         truth = np.array([[who(r) == s for s in speakers] for r in tests])
         top1 = np.mean([speakers[i] == who(r) for i, r in zip(table.argmax(axis=1), tests)])
-        print(f"  {how:<11} top-1 {top1:.3f}  lowest target {table[truth].min():.3f}  "
-              f"highest non-target {table[~truth].max():.3f}  gap {table[truth].min() - table[~truth].max():.3f}")
+        print(
+            f"  {how:<11} top-1 {top1:.3f}  lowest target {table[truth].min():.3f}  "
+            f"highest non-target {table[~truth].max():.3f}  gap {table[truth].min() - table[~truth].max():.3f}"
+        )
 
     cohort = np.stack([vecs[r] for k, r in split if k == 2])
     plain = np.array([vecs[a] @ vecs[b] for _, a, b in trials])
@@ -90,7 +92,9 @@ def main() -> None:
     print(f"  plain cosine  EER {eer(plain, labels)[0]:.4%}  minDCF(0.01) {min_dcf(plain, labels, 0.01)[0]:.4f}")
     for top_n in (10, len(cohort)):
         normed = [as_norm(s, vecs[a], vecs[b], cohort, top_n) for s, (_, a, b) in zip(plain, trials)]
-        print(f"  AS-norm N={top_n:<3} EER {eer(normed, labels)[0]:.4%}  minDCF(0.01) {min_dcf(normed, labels, 0.01)[0]:.4f}")
+        print(
+            f"  AS-norm N={top_n:<3} EER {eer(normed, labels)[0]:.4%}  minDCF(0.01) {min_dcf(normed, labels, 0.01)[0]:.4f}"
+        )
 
 
 if __name__ == "__main__":

@@ -22,9 +22,9 @@ import sqlite_utils
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from embed_speed import cpu  # noqa: E402
-
 from store import NewEmbedding, open_store  # noqa: E402
+
+from embed_speed import cpu  # noqa: E402
 
 
 def through_the_store(folder: Path, vectors: np.ndarray) -> float:
@@ -41,12 +41,16 @@ def through_the_stores_sql(folder: Path, vectors: np.ndarray) -> float:
         db = store._db
         start = time.perf_counter()
         with db.write() as tx:
-            tx.many("INSERT INTO speakers (name, name_key, created, updated, metadata) VALUES (?, ?, 't', 't', '{}')",
-                    [(f"p{i:07d}", f"p{i:07d}") for i in range(len(vectors))])
-            ids = dict((n, i) for i, n in tx.all("SELECT id, name FROM speakers"))
-            tx.many("INSERT INTO embeddings (speaker_id, vector, dimension, model, clip_sha256, speech_seconds, created) "
-                    "VALUES (?, ?, ?, 'm', NULL, NULL, 't')",
-                    [(ids[f"p{i:07d}"], v.tobytes(), len(v)) for i, v in enumerate(vectors)])
+            tx.many(
+                "INSERT INTO speakers (name, name_key, created, updated, metadata) VALUES (?, ?, 't', 't', '{}')",
+                [(f"p{i:07d}", f"p{i:07d}") for i in range(len(vectors))],
+            )
+            ids = {n: i for i, n in tx.all("SELECT id, name FROM speakers")}
+            tx.many(
+                "INSERT INTO embeddings (speaker_id, vector, dimension, model, clip_sha256, speech_seconds, created) "
+                "VALUES (?, ?, ?, 'm', NULL, NULL, 't')",
+                [(ids[f"p{i:07d}"], v.tobytes(), len(v)) for i, v in enumerate(vectors)],
+            )
         return time.perf_counter() - start
 
 
@@ -56,12 +60,29 @@ def through_sqlite_utils(folder: Path, vectors: np.ndarray) -> float:
     db = sqlite_utils.Database(folder / "speakerid.db")
     start = time.perf_counter()
     with db.conn:
-        db["speakers"].insert_all(({"name": f"p{i:07d}", "name_key": f"p{i:07d}", "created": "t", "updated": "t",
-                                    "metadata": "{}"} for i in range(len(vectors))), batch_size=10_000)
+        db["speakers"].insert_all(
+            (
+                {"name": f"p{i:07d}", "name_key": f"p{i:07d}", "created": "t", "updated": "t", "metadata": "{}"}
+                for i in range(len(vectors))
+            ),
+            batch_size=10_000,
+        )
         ids = {name: i for i, name in db.execute("SELECT id, name FROM speakers").fetchall()}
-        db["embeddings"].insert_all(({"speaker_id": ids[f"p{i:07d}"], "vector": v.tobytes(), "dimension": len(v),
-                                      "model": "m", "clip_sha256": None, "speech_seconds": None, "created": "t"}
-                                     for i, v in enumerate(vectors)), batch_size=10_000)
+        db["embeddings"].insert_all(
+            (
+                {
+                    "speaker_id": ids[f"p{i:07d}"],
+                    "vector": v.tobytes(),
+                    "dimension": len(v),
+                    "model": "m",
+                    "clip_sha256": None,
+                    "speech_seconds": None,
+                    "created": "t",
+                }
+                for i, v in enumerate(vectors)
+            ),
+            batch_size=10_000,
+        )
     return time.perf_counter() - start
 
 
@@ -92,9 +113,11 @@ def main() -> None:
         theirs = through_sqlite_utils(Path(b), vectors)
         read_ours, read_theirs = read_back(Path(a))
     per = 100_000 / args.speakers
-    print(f"rows of {args.speakers:,} speakers of one embedding, one transaction (seconds per 10^5): "
-          f"the store's SQL {ours * per:.2f}, sqlite-utils insert_all {theirs * per:.2f}; "
-          f"the product's whole import (change log, generation, index file) {whole * per:.2f}")
+    print(
+        f"rows of {args.speakers:,} speakers of one embedding, one transaction (seconds per 10^5): "
+        f"the store's SQL {ours * per:.2f}, sqlite-utils insert_all {theirs * per:.2f}; "
+        f"the product's whole import (change log, generation, index file) {whole * per:.2f}"
+    )
     print(f"read every embedding: store {read_ours * per:.2f} s, sqlite-utils rows_where {read_theirs * per:.2f} s")
 
 

@@ -28,11 +28,12 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from calibration import cpu_model  # noqa: E402
-from conftest import clip_path, iden_split  # noqa: E402
 
 from speakerid import SpeakerID  # noqa: E402
 from speakerid.voice.audio import load_audio  # noqa: E402
 from speakerid.voice.vad import extract_speech  # noqa: E402
+
+from conftest import clip_path, iden_split  # noqa: E402
 
 PIECE = 1600  # 0.1 s
 
@@ -62,7 +63,7 @@ def main() -> None:
         spent = 0.0
         for i in range(0, len(samples), PIECE):
             start = time.perf_counter()
-            events = live.feed(samples[i:i + PIECE])
+            events = live.feed(samples[i : i + PIECE])
             took = time.perf_counter() - start
             spent += took
             for e in events:
@@ -83,14 +84,20 @@ def main() -> None:
             undecided += event.speaker is None and truth is not None
         wrong_clip += sid.identify(clip_path(rel)).speaker != truth
     rtf = costs / total_audio
-    print(f"\n{len(probes)} clips streamed ({sum(1 for r in probes if r.split('/')[0] in enrolled)} of enrolled "
-          f"speakers, the rest strangers), threshold {sid.threshold:.3f}")
+    print(
+        f"\n{len(probes)} clips streamed ({sum(1 for r in probes if r.split('/')[0] in enrolled)} of enrolled "
+        f"speakers, the rest strangers), threshold {sid.threshold:.3f}"
+    )
     for known, label in ((True, "enrolled speakers (named)"), (False, "strangers (unknown)")):
         got = latencies[known]
-        print(f"time from start of speech to the first correct final decision, {label}: p50 "
-              f"{np.percentile(got, 50):.2f} s, p95 {np.percentile(got, 95):.2f} s ({len(got)} correct)")
-    print(f"wrong first final decisions: {wrong_stream}/{len(probes)} ({undecided} of them 'unknown' for an enrolled "
-          f"speaker); whole-clip identify wrong: {wrong_clip}/{len(probes)}")
+        print(
+            f"time from start of speech to the first correct final decision, {label}: p50 "
+            f"{np.percentile(got, 50):.2f} s, p95 {np.percentile(got, 95):.2f} s ({len(got)} correct)"
+        )
+    print(
+        f"wrong first final decisions: {wrong_stream}/{len(probes)} ({undecided} of them 'unknown' for an enrolled "
+        f"speaker); whole-clip identify wrong: {wrong_clip}/{len(probes)}"
+    )
     streams = int(2 / rtf)
     print(f"compute per second of streamed audio: {rtf:.3f} s -> about {streams} real-time streams on 2 cores")
 
@@ -101,7 +108,7 @@ def main() -> None:
         for i in range(0, len(samples), PIECE):
             due = begin + (i + PIECE) / 16000
             time.sleep(max(0.0, due - time.perf_counter()))
-            live.feed(samples[i:i + PIECE])
+            live.feed(samples[i : i + PIECE])
             lags.append(time.perf_counter() - (begin + (i + PIECE) / 16000))
         live.close()
 
@@ -112,8 +119,10 @@ def main() -> None:
             t.start()
         for t in threads:
             t.join()
-        print(f"{count} streams at once, real-time pace: lag behind the audio p50 {np.percentile(lags, 50) * 1000:.0f} ms, "
-              f"p95 {np.percentile(lags, 95) * 1000:.0f} ms, max {max(lags) * 1000:.0f} ms")
+        print(
+            f"{count} streams at once, real-time pace: lag behind the audio p50 {np.percentile(lags, 50) * 1000:.0f} ms, "
+            f"p95 {np.percentile(lags, 95) * 1000:.0f} ms, max {max(lags) * 1000:.0f} ms"
+        )
 
 
 if __name__ == "__main__":

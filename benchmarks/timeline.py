@@ -20,12 +20,12 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import conversations as C  # noqa: E402
 from calibration import cpu_model  # noqa: E402
-from conftest import clips_of  # noqa: E402
 
 from speakerid import SpeakerID  # noqa: E402
 
+import conversations as C  # noqa: E402
+from conftest import clips_of  # noqa: E402
 
 
 def main() -> None:
@@ -46,8 +46,9 @@ def main() -> None:
         result = sid.timeline((audio, 16000))
         rtf = (time.perf_counter() - start) / (len(audio) / 16000)
         stranger = C.STRANGERS.get(name)
-        ref = C.as_annotation([C.Turn("STRANGER" if t.speaker == stranger else t.speaker, t.start, t.end)
-                               for t in reference], name)
+        ref = C.as_annotation(
+            [C.Turn("STRANGER" if t.speaker == stranger else t.speaker, t.start, t.end) for t in reference], name
+        )
         hyp = C.as_annotation([C.Turn(s.speaker or "STRANGER", s.start, s.end) for s in result.segments], name)
         uem = Timeline([Segment(0, len(audio) / 16000)])
         rates = [totals[c](ref, hyp, uem=uem) for c in (0.0, 0.25)]
@@ -75,8 +76,10 @@ def main() -> None:
     result = real.timeline(long)
     took = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\n10 minutes of the real recording: {took:.1f} s, RTF {took / 600:.3f}, {len(result.segments)} turns; "
-          f"peak memory {before:.0f} -> {after:.0f} MB")
+    print(
+        f"\n10 minutes of the real recording: {took:.1f} s, RTF {took / 600:.3f}, {len(result.segments)} turns; "
+        f"peak memory {before:.0f} -> {after:.0f} MB"
+    )
 
 
 if __name__ == "__main__":

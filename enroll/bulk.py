@@ -14,10 +14,9 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from speakerid import SpeakerID, SpeakerIDError, UsageError
-from speakerid.flows.enrollment import Clip, Enrollment, Limits, Skipped
 from speakerid.base.progress import progress
+from speakerid.flows.enrollment import Clip, Enrollment, Limits, Skipped
 
 
 @dataclass
@@ -27,8 +26,12 @@ class BulkReport:
     already: list[str] = field(default_factory=list)  # in the store before this run
 
     def to_dict(self) -> dict:
-        return {"enrolled": self.enrolled, "refused": self.refused, "already_enrolled": self.already,
-                "counts": {"enrolled": len(self.enrolled), "refused": len(self.refused), "already": len(self.already)}}
+        return {
+            "enrolled": self.enrolled,
+            "refused": self.refused,
+            "already_enrolled": self.already,
+            "counts": {"enrolled": len(self.enrolled), "refused": len(self.refused), "already": len(self.already)},
+        }
 
 
 def read_manifest(path: Path) -> dict[str, list[Path]]:
@@ -53,8 +56,9 @@ def read_manifest(path: Path) -> dict[str, list[Path]]:
     return speakers
 
 
-def enroll_manifest(sid: SpeakerID, manifest: Path, *, limits: Limits, skip_bad: bool = False,
-                    ray: str | None = None, workers: int = 2) -> BulkReport:
+def enroll_manifest(
+    sid: SpeakerID, manifest: Path, *, limits: Limits, skip_bad: bool = False, ray: str | None = None, workers: int = 2
+) -> BulkReport:
     """Enroll every speaker of ``manifest`` not yet in the store; ``ray``: a cluster address, ``""``
     to start Ray here, ``None`` for this process alone."""
     report = BulkReport()
@@ -69,8 +73,13 @@ def enroll_manifest(sid: SpeakerID, manifest: Path, *, limits: Limits, skip_bad:
             for name, clips in todo.items():
                 bar.update(1)
                 try:
-                    result = sid.enroll(name, clips, skip_bad=skip_bad, min_speech=limits.min_speech,
-                                        min_clip_speech=limits.min_clip_speech)
+                    result = sid.enroll(
+                        name,
+                        clips,
+                        skip_bad=skip_bad,
+                        min_speech=limits.min_speech,
+                        min_clip_speech=limits.min_clip_speech,
+                    )
                 except SpeakerIDError as exc:
                     report.refused.append({"speaker": name, "reason": str(exc)})
                     continue
@@ -81,13 +90,20 @@ def enroll_manifest(sid: SpeakerID, manifest: Path, *, limits: Limits, skip_bad:
     return report
 
 
-def _enroll_on_ray(sid: SpeakerID, todo: dict[str, list[Path]], report: BulkReport, *, limits: Limits,
-                   skip_bad: bool, address: str | None, workers: int) -> None:
+def _enroll_on_ray(
+    sid: SpeakerID,
+    todo: dict[str, list[Path]],
+    report: BulkReport,
+    *,
+    limits: Limits,
+    skip_bad: bool,
+    address: str | None,
+    workers: int,
+) -> None:
     from speakerid.apps.distributed import Work, read_on_ray
 
     embedder = sid.embedder
-    job = Enrollment(sid.store.voiceprints, sid.reader, sid.decider, limits=limits,
-                     skip_bad=skip_bad)
+    job = Enrollment(sid.store.voiceprints, sid.reader, sid.decider, limits=limits, skip_bad=skip_bad)
     names: dict[str, str] = {}  # the manifest's name -> the name as enrolled
     items = []
     for name, clips in todo.items():
@@ -98,14 +114,26 @@ def _enroll_on_ray(sid: SpeakerID, todo: dict[str, list[Path]], report: BulkRepo
             continue
         items += [(f"{name}\0{i}", str(clip)) for i, clip in enumerate(clips)]
     waiting = {name: {} for name in names}
-    work = Work(model=str(embedder.model.path), device=sid.device, precision=embedder.precision,
-                max_seconds=sid.options.max_seconds, enrollment=limits)
+    work = Work(
+        model=str(embedder.model.path),
+        device=sid.device,
+        precision=embedder.precision,
+        max_seconds=sid.options.max_seconds,
+        enrollment=limits,
+    )
     for row in read_on_ray(items, work, workers=workers, address=address):
         name, index = row["key"].rsplit("\0", 1)
         clip = todo[name][int(index)]
-        waiting[name][int(index)] = (Skipped(str(clip), row["error"]) if row["error"] else
-                                     Clip(source=str(clip), vector=row["vector"], sha256=row["sha256"],
-                                          speech_seconds=float(row["speech_seconds"])))
+        waiting[name][int(index)] = (
+            Skipped(str(clip), row["error"])
+            if row["error"]
+            else Clip(
+                source=str(clip),
+                vector=row["vector"],
+                sha256=row["sha256"],
+                speech_seconds=float(row["speech_seconds"]),
+            )
+        )
         if len(waiting[name]) < len(todo[name]):
             continue
         arrived = waiting.pop(name)
@@ -122,5 +150,9 @@ def _enroll_on_ray(sid: SpeakerID, todo: dict[str, list[Path]], report: BulkRepo
 
 
 def _enrolled(result) -> dict:
-    return {"speaker": result.speaker, "clips": result.clips, "speech_seconds": round(result.speech_seconds, 2),
-            "skipped": [s.to_dict() for s in result.skipped]}
+    return {
+        "speaker": result.speaker,
+        "clips": result.clips,
+        "speech_seconds": round(result.speech_seconds, 2),
+        "skipped": [s.to_dict() for s in result.skipped],
+    }

@@ -6,8 +6,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from speakerid.cli.common import (ArgumentParser, UsageError, common_options, emit, finite, main_of, open_speakerid,
-                                  plural, warn)
+from speakerid.cli.common import (
+    ArgumentParser,
+    UsageError,
+    common_options,
+    emit,
+    finite,
+    main_of,
+    open_speakerid,
+    plural,
+    warn,
+)
 from speakerid.flows.enrollment import MIN_CLIP_SPEECH, MIN_TOTAL_SPEECH
 
 
@@ -23,32 +32,65 @@ def parse_meta(pairs: list[str]) -> dict[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
-        prog="enroll-speaker", parents=[common_options()],
+        prog="enroll-speaker",
+        parents=[common_options()],
         description="Enroll a speaker from one or more clips (files or folders of audio). All clips are decoded, "
-                    "checked and embedded before anything is written: one bad clip fails the command, names the "
-                    "file, and leaves the store untouched (or, with --skip-bad, is left out and reported).",
+        "checked and embedded before anything is written: one bad clip fails the command, names the "
+        "file, and leaves the store untouched (or, with --skip-bad, is left out and reported).",
     )
     parser.add_argument("name", metavar="NAME", nargs="?", help="the speaker's name (unique in the store)")
-    parser.add_argument("clips", metavar="CLIP", nargs="*", help="an audio file, or a folder: every audio file below it")
-    parser.add_argument("--manifest", type=Path, metavar="FILE.csv",
-                        help="enroll every speaker of a CSV (columns speaker, path) instead of NAME CLIP...; "
-                             "speakers already enrolled are skipped, so an interrupted run can simply be run again")
-    parser.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
-                        help="with --manifest: read and embed clips on Ray (this machine, or the cluster at ADDRESS)")
+    parser.add_argument(
+        "clips", metavar="CLIP", nargs="*", help="an audio file, or a folder: every audio file below it"
+    )
+    parser.add_argument(
+        "--manifest",
+        type=Path,
+        metavar="FILE.csv",
+        help="enroll every speaker of a CSV (columns speaker, path) instead of NAME CLIP...; "
+        "speakers already enrolled are skipped, so an interrupted run can simply be run again",
+    )
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="with --manifest: read and embed clips on Ray (this machine, or the cluster at ADDRESS)",
+    )
     parser.add_argument("--workers", type=int, default=2, metavar="N", help="Ray workers, one model each (default 2)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--replace", action="store_true", help="re-enroll NAME from scratch, dropping its old clips")
     mode.add_argument("--append", action="store_true", help="add the clips to NAME's existing voiceprint")
-    parser.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
-                        help="metadata to store with the speaker (repeatable)")
-    parser.add_argument("--strict", action="store_true",
-                        help="refuse (instead of warning) when the voice matches another enrolled speaker")
-    parser.add_argument("--skip-bad", action="store_true",
-                        help="leave out clips that fail a check (reported with the reason) instead of refusing all")
-    parser.add_argument("--min-speech", type=finite, default=MIN_TOTAL_SPEECH, metavar="SECONDS",
-                        help=f"net speech needed over all clips (default {MIN_TOTAL_SPEECH:g})")
-    parser.add_argument("--min-clip-speech", type=finite, default=MIN_CLIP_SPEECH, metavar="SECONDS",
-                        help=f"net speech needed in each clip (default {MIN_CLIP_SPEECH:g})")
+    parser.add_argument(
+        "--meta",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="metadata to store with the speaker (repeatable)",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse (instead of warning) when the voice matches another enrolled speaker",
+    )
+    parser.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="leave out clips that fail a check (reported with the reason) instead of refusing all",
+    )
+    parser.add_argument(
+        "--min-speech",
+        type=finite,
+        default=MIN_TOTAL_SPEECH,
+        metavar="SECONDS",
+        help=f"net speech needed over all clips (default {MIN_TOTAL_SPEECH:g})",
+    )
+    parser.add_argument(
+        "--min-clip-speech",
+        type=finite,
+        default=MIN_CLIP_SPEECH,
+        metavar="SECONDS",
+        help=f"net speech needed in each clip (default {MIN_CLIP_SPEECH:g})",
+    )
     parser.set_defaults(handler=enroll)
     return parser
 
@@ -61,16 +103,27 @@ def enroll(args: argparse.Namespace) -> int:
     if not args.name or not args.clips:
         raise UsageError("enroll-speaker: give NAME and at least one CLIP, or --manifest FILE.csv")
     with open_speakerid(args) as sid:
-        result = sid.enroll(args.name, args.clips, replace=args.replace, append=args.append,
-                            metadata=parse_meta(args.meta), strict=args.strict, skip_bad=args.skip_bad,
-                            min_speech=args.min_speech, min_clip_speech=args.min_clip_speech)
+        result = sid.enroll(
+            args.name,
+            args.clips,
+            replace=args.replace,
+            append=args.append,
+            metadata=parse_meta(args.meta),
+            strict=args.strict,
+            skip_bad=args.skip_bad,
+            min_speech=args.min_speech,
+            min_clip_speech=args.min_clip_speech,
+        )
     for message in result.warnings:
         warn(message)
     for skipped in result.skipped:
         warn(f"left out {skipped.clip}: {skipped.reason}")
-    emit(args, result.to_dict(),
-         f"enrolled {result.speaker}: {plural(result.clips, 'clip')}, {result.speech_seconds:.1f} s of speech "
-         f"({plural(result.total_clips, 'clip')} in total; model {result.model})")
+    emit(
+        args,
+        result.to_dict(),
+        f"enrolled {result.speaker}: {plural(result.clips, 'clip')}, {result.speech_seconds:.1f} s of speech "
+        f"({plural(result.total_clips, 'clip')} in total; model {result.model})",
+    )
     return 0
 
 
@@ -82,16 +135,23 @@ def enroll_many(args: argparse.Namespace) -> int:
 
     if args.name or args.clips or args.append or args.replace:
         raise UsageError("--manifest enrolls new speakers from the file: no NAME, CLIP, --append or --replace")
-    limits = Limits(min_speech=validate.seconds("--min-speech", args.min_speech),
-                    min_clip_speech=validate.seconds("--min-clip-speech", args.min_clip_speech))
+    limits = Limits(
+        min_speech=validate.seconds("--min-speech", args.min_speech),
+        min_clip_speech=validate.seconds("--min-clip-speech", args.min_clip_speech),
+    )
     workers = validate.count("--workers", args.workers, low=1, high=1024)
     with open_speakerid(args) as sid:
-        report = enroll_manifest(sid, args.manifest, limits=limits, skip_bad=args.skip_bad, ray=args.ray,
-                                 workers=workers)
+        report = enroll_manifest(
+            sid, args.manifest, limits=limits, skip_bad=args.skip_bad, ray=args.ray, workers=workers
+        )
     for refused in report.refused:
         warn(f"refused {refused['speaker']}: {refused['reason']}")
-    emit(args, report.to_dict(), f"enrolled {len(report.enrolled)} speakers, refused {len(report.refused)}, "
-                                 f"{len(report.already)} already enrolled")
+    emit(
+        args,
+        report.to_dict(),
+        f"enrolled {len(report.enrolled)} speakers, refused {len(report.refused)}, "
+        f"{len(report.already)} already enrolled",
+    )
     return 3 if report.refused else 0
 
 

@@ -8,18 +8,41 @@ The public names live here; ``SpeakerID.open(home).identify(clip)`` is the way i
 (True, True)
 """
 
-from store import ConflictError, InvalidValueError, NotFoundError, SpeakerIDError, StoreError
-
 from speakerid.api import Identification, Options, SpeakerID, Verification
 from speakerid.apps.access import AccessControl
-from speakerid.voice.audio import Audio, load_audio
+from speakerid.base.errors import (
+    AudioError,
+    AudioTooLongError,
+    EnrollmentError,
+    InsufficientSpeechError,
+    ModelError,
+    ModelIntegrityError,
+    UsageError,
+)
 from speakerid.flows.enrollment import EnrollResult
-from speakerid.base.errors import (AudioError, AudioTooLongError, EnrollmentError, InsufficientSpeechError, ModelError,
-                     ModelIntegrityError, UsageError)
+from speakerid.voice.audio import Audio, load_audio
+from store import ConflictError, InvalidValueError, NotFoundError, SpeakerIDError, StoreError
 
 __version__ = "0.2.0"
 __all__ = [
-    "AccessControl", "Audio", "AudioError", "AudioTooLongError", "ConflictError", "EnrollResult", "EnrollmentError", "Identification",
-    "InsufficientSpeechError", "InvalidValueError", "ModelError", "ModelIntegrityError", "NotFoundError", "Options",
-    "SpeakerID", "SpeakerIDError", "StoreError", "UsageError", "Verification", "load_audio",
+    "AccessControl",
+    "Audio",
+    "AudioError",
+    "AudioTooLongError",
+    "ConflictError",
+    "EnrollResult",
+    "EnrollmentError",
+    "Identification",
+    "InsufficientSpeechError",
+    "InvalidValueError",
+    "ModelError",
+    "ModelIntegrityError",
+    "NotFoundError",
+    "Options",
+    "SpeakerID",
+    "SpeakerIDError",
+    "StoreError",
+    "UsageError",
+    "Verification",
+    "load_audio",
 ]

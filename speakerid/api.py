@@ -82,13 +82,24 @@ class SpeakerID:
         self.model_spec = model
         self.device = device
         self.options = options or Options()
-        self.decider = Decider(store.voiceprints, store.settings, margin=self.options.margin,
-                               background=self.options.background_calibration)
+        self.decider = Decider(
+            store.voiceprints,
+            store.settings,
+            margin=self.options.margin,
+            background=self.options.background_calibration,
+        )
         self._reader: VoiceReader | None = None
 
     @classmethod
-    def open(cls, home: str | os.PathLike | None = None, *, store: str | os.PathLike | None = None,
-             model: str | None = None, device: str = "cpu", options: Options | None = None) -> SpeakerID:
+    def open(
+        cls,
+        home: str | os.PathLike | None = None,
+        *,
+        store: str | os.PathLike | None = None,
+        model: str | None = None,
+        device: str = "cpu",
+        options: Options | None = None,
+    ) -> SpeakerID:
         """Open the store in ``home`` or at ``store`` (a folder or ``postgresql://`` URL); see
         :func:`store_location` for the defaults."""
         return cls(open_store(store_location(home, store)), model=model, device=device, options=options)
@@ -114,8 +125,9 @@ class SpeakerID:
         if self._reader is None:
             embedder = load_embedder(self.model_spec, device=self.device)
             self.store.voiceprints.check_model(embedder.model_id, embedder.dimension)
-            self._reader = VoiceReader(embedder, max_seconds=self.options.max_seconds,
-                                       speech_only=self.options.speech_only)
+            self._reader = VoiceReader(
+                embedder, max_seconds=self.options.max_seconds, speech_only=self.options.speech_only
+            )
         return self._reader
 
     @property
@@ -153,15 +165,27 @@ class SpeakerID:
         need = self.options.min_speech if min_speech is None else validate.seconds("min_speech", min_speech)
         return self.reader.read(audio, name, min_speech=need)
 
-    def embed(self, audio: AudioInput, name: str | None = None, *,
-              min_speech: float | None = None) -> tuple[np.ndarray, Speech]:
+    def embed(
+        self, audio: AudioInput, name: str | None = None, *, min_speech: float | None = None
+    ) -> tuple[np.ndarray, Speech]:
         """``(embedding, speech)`` for one clip (see :meth:`read`)."""
         voice = self.read(audio, name, min_speech=min_speech)
         return voice.vector, voice.speech
 
-    def enroll(self, name: str, clips, *, replace: bool = False, append: bool = False, metadata: dict | None = None,
-               strict: bool = False, skip_bad: bool = False, min_speech: float = MIN_TOTAL_SPEECH,
-               min_clip_speech: float = MIN_CLIP_SPEECH, labels: list[str | None] | None = None) -> EnrollResult:
+    def enroll(
+        self,
+        name: str,
+        clips,
+        *,
+        replace: bool = False,
+        append: bool = False,
+        metadata: dict | None = None,
+        strict: bool = False,
+        skip_bad: bool = False,
+        min_speech: float = MIN_TOTAL_SPEECH,
+        min_clip_speech: float = MIN_CLIP_SPEECH,
+        labels: list[str | None] | None = None,
+    ) -> EnrollResult:
         """Enroll ``name`` from clips (paths, folders, bytes or ``(samples, rate)`` pairs).
 
         Every clip is read and checked before anything is written (see :mod:`speakerid.flows.enrollment`);
@@ -171,49 +195,93 @@ class SpeakerID:
             raise UsageError("choose one of append (add clips) and replace (start over)")
         if metadata is not None and not isinstance(metadata, dict):
             raise UsageError(f"metadata must be a dict, not {type(metadata).__name__}")
-        limits = Limits(min_speech=validate.seconds("min_speech", min_speech),
-                        min_clip_speech=validate.seconds("min_clip_speech", min_clip_speech))
-        job = Enrollment(self.store.voiceprints, self.reader, self.decider, limits=limits, skip_bad=skip_bad,
-                         strict=strict)
+        limits = Limits(
+            min_speech=validate.seconds("min_speech", min_speech),
+            min_clip_speech=validate.seconds("min_clip_speech", min_clip_speech),
+        )
+        job = Enrollment(
+            self.store.voiceprints, self.reader, self.decider, limits=limits, skip_bad=skip_bad, strict=strict
+        )
         mode = "replace" if replace else "append" if append else "new"
         result = job.run(name, clips, mode=mode, metadata=metadata, labels=labels)
         self.decider.measured()  # the population changed: measure it again now (even under a hand-set threshold)
         return result
 
     # -- questions ---------------------------------------------------------------------------------
-    def identify(self, audio: AudioInput, *, top_k: int = 5, threshold: float | None = None,
-                 name: str | None = None) -> Identification:
+    def identify(
+        self, audio: AudioInput, *, top_k: int = 5, threshold: float | None = None, name: str | None = None
+    ) -> Identification:
         """Who is speaking: a speaker, or ``None`` (unknown) when no one scores high enough."""
         top_k = validate.count("top_k", top_k, low=1, high=1000)
         threshold = self.decider.threshold if threshold is None else validate.threshold(threshold)
         voice = self.read(audio, name)
-        return self.decider.identify(voice.vector, threshold=threshold, top_k=top_k,
-                                     speech_seconds=voice.speech.seconds, model=self.embedder.model_id)
+        return self.decider.identify(
+            voice.vector,
+            threshold=threshold,
+            top_k=top_k,
+            speech_seconds=voice.speech.seconds,
+            model=self.embedder.model_id,
+        )
 
-    def verify(self, speaker: str, audio: AudioInput, *, threshold: float | None = None, far: float | None = None,
-               name: str | None = None) -> Verification:
+    def verify(
+        self,
+        speaker: str,
+        audio: AudioInput,
+        *,
+        threshold: float | None = None,
+        far: float | None = None,
+        name: str | None = None,
+    ) -> Verification:
         """Is this ``speaker``? Accepted when the score against their profile reaches the threshold:
         ``threshold`` (a cosine), else the one for a per-comparison false-accept rate ``far``, else
         the store's."""
         self.decider.verification_threshold(threshold=threshold, far=far)  # bad values are refused first
         self.decider.profile(self.decider.claimed(speaker))  # an unknown claim is said before the audio is read
         voice = self.read(audio, name)
-        return self.decider.verify(voice.vector, speaker, threshold=threshold, far=far,
-                                   speech_seconds=voice.speech.seconds, model=self.embedder.model_id)
+        return self.decider.verify(
+            voice.vector,
+            speaker,
+            threshold=threshold,
+            far=far,
+            speech_seconds=voice.speech.seconds,
+            model=self.embedder.model_id,
+        )
 
-    def timeline(self, audio: AudioInput, *, threshold: float | None = None, min_turn: float = DEFAULT_MIN_TURN,
-                 name: str | None = None, progress=None) -> Timeline:
+    def timeline(
+        self,
+        audio: AudioInput,
+        *,
+        threshold: float | None = None,
+        min_turn: float = DEFAULT_MIN_TURN,
+        name: str | None = None,
+        progress=None,
+    ) -> Timeline:
         """Who spoke when in a multi-speaker recording: turns labelled with enrolled names or
         ``unknown-N`` (see :mod:`speakerid.flows.timeline`). Long recordings are read a block at a time."""
         threshold = self.decider.threshold if threshold is None else validate.threshold(threshold)
         min_turn = validate.seconds("min_turn", min_turn, high=60)
         names, profiles = self.decider.profiles.matrix()
         embedder = self.embedder
-        return build_timeline(embedder.embed_equal, names, profiles, threshold, audio,
-                              name=name, model=embedder.model_id, min_turn=min_turn, progress=progress)
+        return build_timeline(
+            embedder.embed_equal,
+            names,
+            profiles,
+            threshold,
+            audio,
+            name=name,
+            model=embedder.model_id,
+            min_turn=min_turn,
+            progress=progress,
+        )
 
-    def stream(self, sample_rate: int = 16_000, mode: str = "identify", *, claim: str | None = None,
-               threshold: float | None = None) -> Stream:
+    def stream(
+        self,
+        sample_rate: int = 16_000,
+        mode: str = "identify",
+        *,
+        claim: str | None = None,
+        threshold: float | None = None,
+    ) -> Stream:
         """Decisions while audio arrives: ``stream.feed(samples) -> [Event]``, ``stream.close() -> Event``
         (see :mod:`speakerid.flows.streaming`). ``mode``: ``"identify"`` or ``"verify"`` (with ``claim``);
         for doors, ``AccessControl(sid).stream(resource)``."""

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .records import Decision, Event
@@ -18,19 +18,21 @@ MAX_ATTEMPTS_READ = 1_000
 
 
 class SQLAuditLog(AuditLog):
-    def __init__(self, core: "SQLStore"):
+    def __init__(self, core: SQLStore):
         self._core, self._db = core, core._db
 
     # -- lockout -----------------------------------------------------------------------------------
     def begin_attempt(self, subject: str, *, attempts: int, window_seconds: float) -> tuple[int | None, str | None]:
-        stamp = datetime.now(timezone.utc)
+        stamp = datetime.now(UTC)
         since = (stamp - timedelta(seconds=window_seconds)).isoformat(timespec="milliseconds")
         with self._db.write() as tx:
             self._db.lock(tx, "attempt:" + subject)
             tx.execute("DELETE FROM attempts WHERE subject = ? AND started < ?", [subject, since])
             counted: list[str] = []
-            for started, outcome in tx.all("SELECT started, outcome FROM attempts WHERE subject = ? "
-                                           "ORDER BY id DESC LIMIT ?", [subject, MAX_ATTEMPTS_READ]):
+            for started, outcome in tx.all(
+                "SELECT started, outcome FROM attempts WHERE subject = ? ORDER BY id DESC LIMIT ?",
+                [subject, MAX_ATTEMPTS_READ],
+            ):
                 if outcome == "allow":
                     break
                 if outcome != "refused":  # a denial, or one still being scored
@@ -38,8 +40,10 @@ class SQLAuditLog(AuditLog):
             if len(counted) >= attempts:
                 until = datetime.fromisoformat(counted[0]) + timedelta(seconds=window_seconds)
                 return None, until.isoformat(timespec="seconds")
-            attempt = tx.value("INSERT INTO attempts (subject, started, outcome) VALUES (?, ?, NULL) RETURNING id",
-                               [subject, stamp.isoformat(timespec="milliseconds")])
+            attempt = tx.value(
+                "INSERT INTO attempts (subject, started, outcome) VALUES (?, ?, NULL) RETURNING id",
+                [subject, stamp.isoformat(timespec="milliseconds")],
+            )
         return int(attempt), None
 
     def finish_attempt(self, attempt_id: int, outcome: str) -> None:
@@ -50,19 +54,47 @@ class SQLAuditLog(AuditLog):
     def record_decision(self, decision: Decision) -> None:
         d = decision
         with self._db.write() as tx:
-            tx.execute(INSERT_DECISION, [d.decision_id, d.time, d.key_id, d.resource, d.claim, d.mode, bool(d.allow),
-                                         d.reason, d.speaker, d.score, d.threshold])
+            tx.execute(
+                INSERT_DECISION,
+                [
+                    d.decision_id,
+                    d.time,
+                    d.key_id,
+                    d.resource,
+                    d.claim,
+                    d.mode,
+                    bool(d.allow),
+                    d.reason,
+                    d.speaker,
+                    d.score,
+                    d.threshold,
+                ],
+            )
 
-    def decisions(self, *, since: str | None = None, until: str | None = None, resource: str | None = None,
-                  allow: bool | None = None, limit: int | None = None, offset: int = 0) -> list[Decision]:
+    def decisions(
+        self,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        resource: str | None = None,
+        allow: bool | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Decision]:
         where, params = [], []
-        for clause, value in (("time >= ?", since), ("time < ?", until), ("resource = ?", resource),
-                              ("allow = ?", allow)):
+        for clause, value in (
+            ("time >= ?", since),
+            ("time < ?", until),
+            ("resource = ?", resource),
+            ("allow = ?", allow),
+        ):
             if value is not None:
                 where.append(clause)
                 params.append(value)
-        sql = ("SELECT decision_id, time, key_id, resource, claim, mode, allow, reason, speaker, score, threshold "
-               "FROM audit" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id")
+        sql = (
+            "SELECT decision_id, time, key_id, resource, claim, mode, allow, reason, speaker, score, threshold "
+            "FROM audit" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
+        )
         if limit is not None or offset:
             sql += " LIMIT ? OFFSET ?"
             params += [limit if limit is not None else 2**62, offset]

@@ -28,8 +28,13 @@ TABLES: list[tuple[str, str]] = [
     ("events", "id, time, kind, speaker, detail"),
     ("settings", "key, value"),
 ]
-ORDER = {"grants": "resource, speaker_id, grp", "group_members": "grp, speaker_id", "resources": "name",
-         "settings": "key", "api_keys": "id"}
+ORDER = {
+    "grants": "resource, speaker_id, grp",
+    "group_members": "grp, speaker_id",
+    "resources": "name",
+    "settings": "key",
+    "api_keys": "id",
+}
 BOOLEANS = {"audit": {"allow"}}  # SQLite keeps 0/1, PostgreSQL wants true/false
 COPIED_META = ("model", "dimension")
 CHUNK = 5_000
@@ -43,8 +48,13 @@ class CopyReport:
     digests: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"source": self.source, "destination": self.destination, "rows": self.rows, "sha256": self.digests,
-                "checked": True}
+        return {
+            "source": self.source,
+            "destination": self.destination,
+            "rows": self.rows,
+            "sha256": self.digests,
+            "checked": True,
+        }
 
 
 def copy_store(source: SQLStore, destination: SQLStore) -> CopyReport:
@@ -56,23 +66,32 @@ def copy_store(source: SQLStore, destination: SQLStore) -> CopyReport:
         for key in COPIED_META:
             value = src.value("SELECT value FROM meta WHERE key = ?", [key])
             if value is not None:
-                dst.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
-                            "SET value = excluded.value", [key, value])
+                dst.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                    "SET value = excluded.value",
+                    [key, value],
+                )
         for table, columns in TABLES:
             names = [c.strip() for c in columns.split(",")]
             flags = [name in BOOLEANS.get(table, ()) for name in names]
             marks = ", ".join("?" * len(names))
-            rows = [[bool(v) if flag and v is not None else bytes(v) if isinstance(v, memoryview) else v
-                     for v, flag in zip(row, flags)]
-                    for row in src.all(f"SELECT {columns} FROM {table} ORDER BY {ORDER.get(table, 'id')}")]
+            rows = [
+                [
+                    bool(v) if flag and v is not None else bytes(v) if isinstance(v, memoryview) else v
+                    for v, flag in zip(row, flags)
+                ]
+                for row in src.all(f"SELECT {columns} FROM {table} ORDER BY {ORDER.get(table, 'id')}")
+            ]
             for start in range(0, len(rows), CHUNK):
-                dst.many(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows[start:start + CHUNK])
+                dst.many(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows[start : start + CHUNK])
         destination._after_copy(dst)
     for table, columns in TABLES:
         theirs, ours = _digest(source, table, columns), _digest(destination, table, columns)
         if theirs != ours:
-            raise StoreError(f"copy check failed: {table} holds {ours[0]} rows in {destination.location}, "
-                             f"{theirs[0]} in {source.location}, or their contents differ; the destination is not usable")
+            raise StoreError(
+                f"copy check failed: {table} holds {ours[0]} rows in {destination.location}, "
+                f"{theirs[0]} in {source.location}, or their contents differ; the destination is not usable"
+            )
         report.rows[table], report.digests[table] = theirs
     destination.maintenance.rebuild_index()
     return report
@@ -82,8 +101,14 @@ def _digest(store: SQLStore, table: str, columns: str) -> tuple[int, str]:
     h = hashlib.sha256()
     rows = store._db.query(f"SELECT {columns} FROM {table} ORDER BY {ORDER.get(table, 'id')}")
     for row in rows:
-        h.update(json.dumps([v.hex() if isinstance(v, (bytes, memoryview)) else _plain(v) for v in
-                             (bytes(x) if isinstance(x, memoryview) else x for x in row)]).encode())
+        h.update(
+            json.dumps(
+                [
+                    v.hex() if isinstance(v, (bytes, memoryview)) else _plain(v)
+                    for v in (bytes(x) if isinstance(x, memoryview) else x for x in row)
+                ]
+            ).encode()
+        )
     return len(rows), h.hexdigest()
 
 

@@ -63,8 +63,14 @@ class IndexCopy(ABC):
 class DerivedIndex:
     """The index of one store in one process, following the database's generation."""
 
-    def __init__(self, core: "SQLStore", copy: IndexCopy | None, *, approx_threshold: int = DEFAULT_APPROX_THRESHOLD,
-                 candidates: int = DEFAULT_CANDIDATES):
+    def __init__(
+        self,
+        core: SQLStore,
+        copy: IndexCopy | None,
+        *,
+        approx_threshold: int = DEFAULT_APPROX_THRESHOLD,
+        candidates: int = DEFAULT_CANDIDATES,
+    ):
         self._core, self._db, self._copy = core, core._db, copy
         self.approx_threshold, self.candidates = approx_threshold, candidates
         self.lock = threading.RLock()
@@ -91,8 +97,10 @@ class DerivedIndex:
                 return [[] for _ in range(len(queries))]
             scores, ids = index.search(queries, k)
             names = self._speaker_of
-            return [[Hit(int(i), names[int(i)], float(s)) for s, i in zip(srow, irow) if i >= 0]
-                    for srow, irow in zip(scores, ids)]
+            return [
+                [Hit(int(i), names[int(i)], float(s)) for s, i in zip(srow, irow) if i >= 0]
+                for srow, irow in zip(scores, ids)
+            ]
 
     def current(self) -> VectorIndex:
         """The index at the database's generation (caught up first if it moved)."""
@@ -134,8 +142,11 @@ class DerivedIndex:
                 return False
             if not self._log_reaches(tx, header.generation):
                 return True
-            changed = tx.value("SELECT COUNT(DISTINCT embedding_id) FROM index_changes WHERE generation > ? "
-                               "AND generation <= ?", [header.generation, generation], default=0)
+            changed = tx.value(
+                "SELECT COUNT(DISTINCT embedding_id) FROM index_changes WHERE generation > ? AND generation <= ?",
+                [header.generation, generation],
+                default=0,
+            )
         return int(changed) > header.count // COPY_LAG
 
     def _sync_locked(self, *, erased: bool = False) -> VectorIndex:
@@ -180,8 +191,10 @@ class DerivedIndex:
         floor = DerivedIndex._generation_in(tx) - LOG_GENERATIONS
         if floor > 0:
             tx.execute("DELETE FROM index_changes WHERE generation <= ?", [floor])
-            tx.execute("UPDATE meta SET value = ? WHERE key = 'changes_logged_from' AND CAST(value AS BIGINT) < ?",
-                       [str(floor), floor])
+            tx.execute(
+                "UPDATE meta SET value = ? WHERE key = 'changes_logged_from' AND CAST(value AS BIGINT) < ?",
+                [str(floor), floor],
+            )
 
     def changes(self, since: int) -> Changes | None:
         with self._db.read() as tx:
@@ -197,12 +210,18 @@ class DerivedIndex:
         if not self._log_reaches(tx, since):
             return None
         generation = self._generation_in(tx)
-        changed = np.array(sorted(int(i) for (i,) in tx.all("SELECT DISTINCT embedding_id FROM index_changes "
-                                                             "WHERE generation > ?", [since])), dtype=np.int64)
+        changed = np.array(
+            sorted(
+                int(i)
+                for (i,) in tx.all("SELECT DISTINCT embedding_id FROM index_changes WHERE generation > ?", [since])
+            ),
+            dtype=np.int64,
+        )
         return Changes(generation, changed, *self._fetch(tx, changed, self._core._dimension(tx) or 0))
 
-    def _apply_log(self, tx: Tx, index: VectorIndex, since: int,
-                   owners: dict[int, str]) -> tuple[VectorIndex, dict[int, str]] | None:
+    def _apply_log(
+        self, tx: Tx, index: VectorIndex, since: int, owners: dict[int, str]
+    ) -> tuple[VectorIndex, dict[int, str]] | None:
         """``index`` and ``owners`` (at generation ``since``) with the logged changes after it
         applied, or ``None`` when the index needs rebuilding (the log does not reach back that far,
         the first vectors of a new store, or the size crossed the threshold between exact and
@@ -268,7 +287,8 @@ class DerivedIndex:
             return embedding_arrays(tx.all(EMBEDDING_ROWS + " ORDER BY e.id", vectors=True), dim)
         rows = []
         for start in range(0, len(ids), FETCH_CHUNK):
-            chunk = [int(i) for i in ids[start:start + FETCH_CHUNK]]
-            rows += tx.all(EMBEDDING_ROWS + f" WHERE e.id IN ({','.join('?' * len(chunk))}) ORDER BY e.id", chunk,
-                          vectors=True)
+            chunk = [int(i) for i in ids[start : start + FETCH_CHUNK]]
+            rows += tx.all(
+                EMBEDDING_ROWS + f" WHERE e.id IN ({','.join('?' * len(chunk))}) ORDER BY e.id", chunk, vectors=True
+            )
         return embedding_arrays(rows, dim)

@@ -29,17 +29,28 @@ class EmbeddingCache:
 
     def get(self, path: Path) -> tuple[np.ndarray, float, float] | None:
         st = os.stat(path)
-        row = self.conn.execute("SELECT size, mtime_ns, vector, seconds, speech_seconds FROM clips "
-                                "WHERE model = ? AND path = ?", (self.model, str(path))).fetchone()
+        row = self.conn.execute(
+            "SELECT size, mtime_ns, vector, seconds, speech_seconds FROM clips WHERE model = ? AND path = ?",
+            (self.model, str(path)),
+        ).fetchone()
         if row is None or row[0] != st.st_size or row[1] != st.st_mtime_ns:
             return None
         return np.frombuffer(row[2], dtype=np.float32).copy(), row[3], row[4]
 
     def put(self, path: Path, vector: np.ndarray, seconds: float, speech_seconds: float) -> None:
         st = os.stat(path)
-        self.conn.execute("INSERT OR REPLACE INTO clips VALUES (?, ?, ?, ?, ?, ?, ?)",
-                          (self.model, str(path), st.st_size, st.st_mtime_ns,
-                           np.asarray(vector, dtype=np.float32).tobytes(), seconds, speech_seconds))
+        self.conn.execute(
+            "INSERT OR REPLACE INTO clips VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                self.model,
+                str(path),
+                st.st_size,
+                st.st_mtime_ns,
+                np.asarray(vector, dtype=np.float32).tobytes(),
+                seconds,
+                speech_seconds,
+            ),
+        )
         self._pending += 1
         if self._pending >= 200:
             self.commit()

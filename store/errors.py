@@ -49,8 +49,9 @@ class SpeakerExistsError(ConflictError):
     def __init__(self, name: str, existing: str | None = None):
         self.name = name
         same = f" (as {existing!r})" if existing and existing != name else ""
-        super().__init__(f"speaker {name!r} is already enrolled{same}; use --append to add clips or --replace to "
-                         "re-enroll")
+        super().__init__(
+            f"speaker {name!r} is already enrolled{same}; use --append to add clips or --replace to re-enroll"
+        )
 
 
 class DuplicateClipError(ConflictError):

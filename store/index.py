@@ -47,8 +47,14 @@ class IndexHeader:
 class VectorIndex:
     """L2-normalised float32 vectors with int64 ids; ``search`` returns inner products (cosine)."""
 
-    def __init__(self, dimension: int, exact: faiss.Index | None = None, sketch: faiss.Index | None = None, *,
-                 candidates: int = DEFAULT_CANDIDATES):
+    def __init__(
+        self,
+        dimension: int,
+        exact: faiss.Index | None = None,
+        sketch: faiss.Index | None = None,
+        *,
+        candidates: int = DEFAULT_CANDIDATES,
+    ):
         self.dimension = dimension
         self.candidates = candidates
         self._exact = exact if exact is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
@@ -62,8 +68,15 @@ class VectorIndex:
         return int(self._exact.ntotal)
 
     @classmethod
-    def build(cls, dimension: int, ids: np.ndarray, vectors: np.ndarray, *,
-              approx_threshold: int = DEFAULT_APPROX_THRESHOLD, candidates: int = DEFAULT_CANDIDATES) -> "VectorIndex":
+    def build(
+        cls,
+        dimension: int,
+        ids: np.ndarray,
+        vectors: np.ndarray,
+        *,
+        approx_threshold: int = DEFAULT_APPROX_THRESHOLD,
+        candidates: int = DEFAULT_CANDIDATES,
+    ) -> VectorIndex:
         """A new index over ``vectors``: exact only when there are fewer than ``approx_threshold``."""
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, dimension)
@@ -110,7 +123,7 @@ class VectorIndex:
             positions = positions[positions >= 0]
             exact = vectors[positions] @ query
             best = np.argsort(-exact, kind="stable")[:k]
-            scores[row, :len(best)], found[row, :len(best)] = exact[best], ids[positions[best]]
+            scores[row, : len(best)], found[row, : len(best)] = exact[best], ids[positions[best]]
         return scores, found
 
     # -- persistence -------------------------------------------------------------------------
@@ -149,7 +162,7 @@ class VectorIndex:
             return None
 
     @classmethod
-    def load(cls, path: Path, *, candidates: int = DEFAULT_CANDIDATES) -> tuple["VectorIndex", IndexHeader]:
+    def load(cls, path: Path, *, candidates: int = DEFAULT_CANDIDATES) -> tuple[VectorIndex, IndexHeader]:
         """Read an index file; :class:`IndexFileError` if it is missing, truncated or corrupt."""
         try:
             data = path.read_bytes()
@@ -162,10 +175,10 @@ class VectorIndex:
         (head_len,) = struct.unpack_from("<I", data, len(MAGIC))
         start = len(MAGIC) + 4
         try:
-            header = IndexHeader(**json.loads(data[start:start + head_len]))
+            header = IndexHeader(**json.loads(data[start : start + head_len]))
         except (ValueError, TypeError) as exc:
             raise IndexFileError(f"{path}: unreadable header ({exc})") from None
-        payload = data[start + head_len:]
+        payload = data[start + head_len :]
         if hashlib.sha256(payload).hexdigest() != header.sha256:
             raise IndexFileError(f"{path}: checksum mismatch")
         parts, offset = [], 0

@@ -28,9 +28,15 @@ import unicodedata
 from .errors import InvalidNameError
 
 MAX_LENGTH = 200
-_REFUSED_CATEGORIES = {"Cc": "a control character", "Cf": "an invisible formatting character",
-                       "Zl": "a line separator", "Zp": "a paragraph separator", "Cs": "a lone surrogate",
-                       "Co": "a private-use character", "Cn": "an unassigned character"}
+_REFUSED_CATEGORIES = {
+    "Cc": "a control character",
+    "Cf": "an invisible formatting character",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+    "Cs": "a lone surrogate",
+    "Co": "a private-use character",
+    "Cn": "an unassigned character",
+}
 
 
 def _clean(raw: object, kind: str) -> str:

@@ -21,8 +21,9 @@ def is_postgres_url(location: object) -> bool:
     return isinstance(location, str) and location.startswith(POSTGRES_SCHEMES)
 
 
-def open_store(location: str | os.PathLike | None, *, model: str | None = None, dimension: int | None = None,
-               **options: Any) -> Store:
+def open_store(
+    location: str | os.PathLike | None, *, model: str | None = None, dimension: int | None = None, **options: Any
+) -> Store:
     """Open (creating if needed) the store at ``location``: a ``postgresql://`` URL or a folder.
 
     With ``model``/``dimension``, refuse a store bound to another model.

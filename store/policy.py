@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 class SQLAccessPolicy(AccessPolicy):
-    def __init__(self, core: "SQLStore"):
+    def __init__(self, core: SQLStore):
         self._core, self._db = core, core._db
         self._speaker_row = SQLVoiceprints._speaker_row
 
@@ -29,8 +29,10 @@ class SQLAccessPolicy(AccessPolicy):
     def add_key(self, key_id: str, secret_hash: str, role: str, name: str = "") -> ApiKey:
         record = ApiKey(id=key_id, role=role, name=name, created=now(), revoked=None)
         with self._db.write() as tx:
-            tx.execute("INSERT INTO api_keys (id, hash, role, name, created, revoked) VALUES (?, ?, ?, ?, ?, NULL)",
-                       [key_id, secret_hash, role, name, record.created])
+            tx.execute(
+                "INSERT INTO api_keys (id, hash, role, name, created, revoked) VALUES (?, ?, ?, ?, ?, NULL)",
+                [key_id, secret_hash, role, name, record.created],
+            )
             self._core._event(tx, "key_create", None, key_id=key_id, role=role)
         return record
 
@@ -39,8 +41,10 @@ class SQLAccessPolicy(AccessPolicy):
         return (ApiKey(*row[0][:5]), row[0][5]) if row else None
 
     def keys(self) -> list[ApiKey]:
-        return [ApiKey(*r) for r in self._db.query("SELECT id, role, name, created, revoked FROM api_keys "
-                                                   "ORDER BY created, id")]
+        return [
+            ApiKey(*r)
+            for r in self._db.query("SELECT id, role, name, created, revoked FROM api_keys ORDER BY created, id")
+        ]
 
     def revoke_key(self, key_id: str) -> None:
         with self._db.write() as tx:
@@ -59,15 +63,21 @@ class SQLAccessPolicy(AccessPolicy):
         with self._db.write() as tx:
             self._ensure_resource(tx, resource)
             if kind == "group":
-                tx.execute("INSERT INTO grants (resource, speaker_id, grp, created) VALUES (?, NULL, ?, ?) "
-                           "ON CONFLICT DO NOTHING", [resource, name_key(name), now()])
+                tx.execute(
+                    "INSERT INTO grants (resource, speaker_id, grp, created) VALUES (?, NULL, ?, ?) "
+                    "ON CONFLICT DO NOTHING",
+                    [resource, name_key(name), now()],
+                )
                 shown = "@" + name_key(name)
             else:
                 row = self._speaker_row(tx, name)
                 if row is None:
                     raise SpeakerNotFoundError(name)
-                tx.execute("INSERT INTO grants (resource, speaker_id, grp, created) VALUES (?, ?, NULL, ?) "
-                           "ON CONFLICT DO NOTHING", [resource, row[0], now()])
+                tx.execute(
+                    "INSERT INTO grants (resource, speaker_id, grp, created) VALUES (?, ?, NULL, ?) "
+                    "ON CONFLICT DO NOTHING",
+                    [resource, row[0], now()],
+                )
                 shown = row[1]
             self._core._event(tx, "grant", None if kind == "group" else shown, resource=resource, principal=shown)
 
@@ -79,8 +89,11 @@ class SQLAccessPolicy(AccessPolicy):
                 changed = tx.execute("DELETE FROM grants WHERE resource = ? AND grp = ?", [resource, name_key(name)])
             else:
                 row = self._speaker_row(tx, name)
-                changed = 0 if row is None else tx.execute(
-                    "DELETE FROM grants WHERE resource = ? AND speaker_id = ?", [resource, row[0]])
+                changed = (
+                    0
+                    if row is None
+                    else tx.execute("DELETE FROM grants WHERE resource = ? AND speaker_id = ?", [resource, row[0]])
+                )
             if not changed:
                 raise GrantNotFoundError(f"{principal} has no grant on {resource}")
             self._core._event(tx, "revoke", None, resource=resource, principal=principal)
@@ -111,8 +124,9 @@ class SQLAccessPolicy(AccessPolicy):
             row = self._speaker_row(tx, speaker)
             if row is None:
                 raise SpeakerNotFoundError(speaker)
-            tx.execute("INSERT INTO group_members (grp, speaker_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                       [group, row[0]])
+            tx.execute(
+                "INSERT INTO group_members (grp, speaker_id) VALUES (?, ?) ON CONFLICT DO NOTHING", [group, row[0]]
+            )
             self._core._event(tx, "group_add", row[1], group=group)
 
     def remove_from_group(self, group: str, speaker: str) -> bool:
@@ -128,8 +142,9 @@ class SQLAccessPolicy(AccessPolicy):
 
     def groups(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
-        for grp, speaker in self._db.query("SELECT g.grp, s.name FROM group_members g JOIN speakers s "
-                                           "ON s.id = g.speaker_id ORDER BY g.grp, s.name"):
+        for grp, speaker in self._db.query(
+            "SELECT g.grp, s.name FROM group_members g JOIN speakers s ON s.id = g.speaker_id ORDER BY g.grp, s.name"
+        ):
             out.setdefault(grp, []).append(speaker)
         return out
 
@@ -139,21 +154,36 @@ class SQLAccessPolicy(AccessPolicy):
             row = self._speaker_row(tx, speaker)
             if row is None:
                 return False
-            return tx.one("""SELECT 1 FROM grants WHERE resource = ? AND (speaker_id = ? OR grp IN
+            return (
+                tx.one(
+                    """SELECT 1 FROM grants WHERE resource = ? AND (speaker_id = ? OR grp IN
                                  (SELECT grp FROM group_members WHERE speaker_id = ?)) LIMIT 1""",
-                          [resource, row[0], row[0]]) is not None
+                    [resource, row[0], row[0]],
+                )
+                is not None
+            )
 
     # -- helpers -------------------------------------------------------------------------------------
     @staticmethod
     def _ensure_resource(tx, resource: str) -> None:
-        tx.execute("INSERT INTO resources (name, threshold, far, created) VALUES (?, NULL, NULL, ?) "
-                   "ON CONFLICT DO NOTHING", [resource, now()])
+        tx.execute(
+            "INSERT INTO resources (name, threshold, far, created) VALUES (?, NULL, NULL, ?) ON CONFLICT DO NOTHING",
+            [resource, now()],
+        )
 
     @staticmethod
     def _resource(tx, row: tuple) -> Resource:
         name = row[0]
-        people = [r[0] for r in tx.all("SELECT s.name FROM grants g JOIN speakers s ON s.id = g.speaker_id "
-                                       "WHERE g.resource = ? ORDER BY s.name", [name])]
-        groups = ["@" + r[0] for r in tx.all("SELECT grp FROM grants WHERE resource = ? AND grp IS NOT NULL "
-                                             "ORDER BY grp", [name])]
+        people = [
+            r[0]
+            for r in tx.all(
+                "SELECT s.name FROM grants g JOIN speakers s ON s.id = g.speaker_id "
+                "WHERE g.resource = ? ORDER BY s.name",
+                [name],
+            )
+        ]
+        groups = [
+            "@" + r[0]
+            for r in tx.all("SELECT grp FROM grants WHERE resource = ? AND grp IS NOT NULL ORDER BY grp", [name])
+        ]
         return Resource(name=name, threshold=row[1], far=row[2], allowed=groups + people, created=row[3])

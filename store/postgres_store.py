@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from .database import Database, Tx
 from .errors import StoreError
@@ -53,15 +53,24 @@ class PostgresDatabase(Database):
             import psycopg
             from psycopg_pool import ConnectionPool
         except ImportError:
-            raise StoreError("PostgreSQL needs the postgres extra: pip install 'speakerid-voiceprint[postgres]'") from None
+            raise StoreError(
+                "PostgreSQL needs the postgres extra: pip install 'speakerid-voiceprint[postgres]'"
+            ) from None
         self.location = redact(url)
         logging.getLogger("psycopg.pool").setLevel(logging.ERROR)  # its retries would print; ours is one line
         try:  # one plain connection first: its error says why (refused, no such database, password)
             psycopg.connect(url, connect_timeout=int(CONNECT_TIMEOUT)).close()
         except psycopg.Error as exc:
             raise StoreError(f"{self.location}: cannot connect to PostgreSQL ({_reason(exc)})") from None
-        self.pool = ConnectionPool(url, min_size=1, max_size=pool_size, kwargs={"autocommit": True},
-                                   timeout=CONNECT_TIMEOUT, open=False, name="speakerid")
+        self.pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"autocommit": True},
+            timeout=CONNECT_TIMEOUT,
+            open=False,
+            name="speakerid",
+        )
         try:
             self.pool.open(wait=True, timeout=CONNECT_TIMEOUT)
         except Exception as exc:  # psycopg_pool.PoolTimeout, OperationalError: all mean "not reachable"
@@ -81,6 +90,7 @@ class PostgresDatabase(Database):
                 conn.execute("COMMIT" if commit else "ROLLBACK")
             finally:
                 self.pool.putconn(conn)
+
         return Tx(conn, _placeholders, binary_results=True), finish
 
     def _begin_write(self) -> tuple[Tx, Callable[[bool], None]]:
@@ -120,8 +130,14 @@ def _reason(exc: BaseException) -> str:
 
 class PostgresStore(SQLStore):
     @classmethod
-    def connect(cls, url: str, *, approx_threshold: int = DEFAULT_APPROX_THRESHOLD,
-                candidates: int = DEFAULT_CANDIDATES, pool_size: int = POOL_SIZE) -> "PostgresStore":
+    def connect(
+        cls,
+        url: str,
+        *,
+        approx_threshold: int = DEFAULT_APPROX_THRESHOLD,
+        candidates: int = DEFAULT_CANDIDATES,
+        pool_size: int = POOL_SIZE,
+    ) -> PostgresStore:
         db = PostgresDatabase(url, pool_size=pool_size)
         try:
             applied = migrate(db, POSTGRES)
@@ -134,15 +150,19 @@ class PostgresStore(SQLStore):
 
     def _after_copy(self, tx: Tx) -> None:
         for table in ("speakers", "embeddings", "audit", "events", "attempts"):
-            tx.value(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE(MAX(id), 0) + 1, false) "
-                     f"FROM {table}")
+            tx.value(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE(MAX(id), 0) + 1, false) FROM {table}"
+            )
 
     def _erase_leftovers(self) -> None:
         try:
             self._db.vacuum(ERASED_TABLES)
         except Exception as exc:  # the rows are gone either way; say what is left to do
-            log.warning("%s: VACUUM FULL after an erasure failed (%s); run it by hand so deleted vectors leave "
-                        "the data files", self.location, _reason(exc))
+            log.warning(
+                "%s: VACUUM FULL after an erasure failed (%s); run it by hand so deleted vectors leave the data files",
+                self.location,
+                _reason(exc),
+            )
 
     def _check_derived(self, report: CheckReport) -> None:
         """This process's in-memory index against the database (it is the only derived copy)."""
@@ -150,6 +170,11 @@ class PostgresStore(SQLStore):
             index = self._index.current()
             generation = self._index.generation
         db_ids, db_vecs, _ = self.voiceprints.vectors()
-        report.index = IndexState(generation=generation, count=len(index), kind=index.kind,
-                                  model=report.model or "", dimension=index.dimension)
+        report.index = IndexState(
+            generation=generation,
+            count=len(index),
+            kind=index.kind,
+            model=report.model or "",
+            dimension=index.dimension,
+        )
         compare_index(report, index, generation, db_ids, db_vecs)

@@ -19,7 +19,8 @@ disk: each backend's docstring and SECURITY.md). Names follow :mod:`store.names`
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -49,8 +50,15 @@ class Voiceprints(ABC):
         """Raise :class:`ModelMismatchError` if the store holds another model's embeddings."""
 
     @abstractmethod
-    def add_speaker(self, name: str, embeddings: Sequence[NewEmbedding], *, model: str, mode: str = "new",
-                    metadata: dict | None = None) -> Speaker:
+    def add_speaker(
+        self,
+        name: str,
+        embeddings: Sequence[NewEmbedding],
+        *,
+        model: str,
+        mode: str = "new",
+        metadata: dict | None = None,
+    ) -> Speaker:
         """Write a speaker's embeddings in one transaction. ``mode``: ``"new"`` (the name must be
         free), ``"append"`` (add clips, creating the speaker if needed; a clip whose digest is
         already enrolled for them is refused) or ``"replace"`` (drop the old clips first)."""
@@ -172,8 +180,16 @@ class AuditLog(ABC):
     def record_decision(self, decision: Decision) -> None: ...
 
     @abstractmethod
-    def decisions(self, *, since: str | None = None, until: str | None = None, resource: str | None = None,
-                  allow: bool | None = None, limit: int | None = None, offset: int = 0) -> list[Decision]:
+    def decisions(
+        self,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        resource: str | None = None,
+        allow: bool | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Decision]:
         """Audit entries, oldest first, filtered and paged."""
 
     @abstractmethod
@@ -225,8 +241,9 @@ class Store(ABC):
     >>> import tempfile, numpy as np
     >>> from store import NewEmbedding, open_store
     >>> with open_store(tempfile.mkdtemp()) as store:
-    ...     _ = store.voiceprints.add_speaker("alice", [NewEmbedding(np.ones(4, dtype=np.float32) / 2)], model="demo")
-    ...     [s.name for s in store.voiceprints.speakers()], store.voiceprints.search(np.ones(4, dtype=np.float32) / 2, k=1)[0].speaker
+    ...     voice = np.ones(4, dtype=np.float32) / 2
+    ...     _ = store.voiceprints.add_speaker("alice", [NewEmbedding(voice)], model="demo")
+    ...     [s.name for s in store.voiceprints.speakers()], store.voiceprints.search(voice, k=1)[0].speaker
     (['alice'], 'alice')
     """
 
@@ -242,7 +259,7 @@ class Store(ABC):
     def close(self) -> None:
         """Release connections (and, on SQLite, fold the write-ahead log into the database)."""
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -10,19 +10,19 @@ serialised across processes.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from typing import Callable, Union
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from .database import Database, Tx
 from .errors import ReadOnlyStoreError, SchemaTooNewError
 from .names import name_key
 
-Step = Union[str, Callable[[Tx], None]]
+Step = str | Callable[[Tx], None]
 
 
 def now() -> str:
     """UTC, ISO 8601 with milliseconds: sorts as text, the same on every backend."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def _keys_for_existing_speakers(tx: Tx) -> None:
@@ -43,23 +43,42 @@ def _policy_by_speaker_id(tx: Tx) -> None:
     ids = {name: i for i, name in tx.all("SELECT id, name FROM speakers")}
     for resource, principal, created in tx.all("SELECT resource, principal, created FROM grants_v2"):
         if principal.startswith("@"):
-            tx.execute("INSERT INTO grants (resource, speaker_id, grp, created) VALUES (?, NULL, ?, ?)",
-                       [resource, name_key(principal[1:]), created])
+            tx.execute(
+                "INSERT INTO grants (resource, speaker_id, grp, created) VALUES (?, NULL, ?, ?)",
+                [resource, name_key(principal[1:]), created],
+            )
         elif principal in ids:
-            tx.execute("INSERT INTO grants (resource, speaker_id, grp, created) VALUES (?, ?, NULL, ?)",
-                       [resource, ids[principal], created])
+            tx.execute(
+                "INSERT INTO grants (resource, speaker_id, grp, created) VALUES (?, ?, NULL, ?)",
+                [resource, ids[principal], created],
+            )
     for grp, speaker in tx.all("SELECT grp, speaker FROM group_members_v2"):
         if speaker in ids:
-            tx.execute("INSERT INTO group_members (grp, speaker_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                       [name_key(grp), ids[speaker]])
+            tx.execute(
+                "INSERT INTO group_members (grp, speaker_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                [name_key(grp), ids[speaker]],
+            )
 
 
 def _audit_from_events(tx: Tx) -> None:
     for time, detail in tx.all("SELECT time, detail FROM events WHERE kind = 'access' ORDER BY id"):
         d = json.loads(detail)
-        tx.execute(INSERT_DECISION, [d.get("decision_id") or "", time, d.get("key_id"), d.get("resource") or "",
-                                     d.get("claim"), "verify" if d.get("claim") else "identify", bool(d.get("allow")),
-                                     d.get("reason") or "", d.get("speaker"), d.get("score"), d.get("threshold")])
+        tx.execute(
+            INSERT_DECISION,
+            [
+                d.get("decision_id") or "",
+                time,
+                d.get("key_id"),
+                d.get("resource") or "",
+                d.get("claim"),
+                "verify" if d.get("claim") else "identify",
+                bool(d.get("allow")),
+                d.get("reason") or "",
+                d.get("speaker"),
+                d.get("score"),
+                d.get("threshold"),
+            ],
+        )
     tx.execute("DELETE FROM events WHERE kind = 'access'")
 
 
@@ -72,21 +91,26 @@ _CHANGE_LOG = """
 
 def _log_starts_now(tx: Tx) -> None:
     """The log is complete from this generation on; an index built earlier catches up the old way."""
-    tx.execute("INSERT INTO meta (key, value) VALUES ('changes_logged_from', "
-               "COALESCE((SELECT value FROM meta WHERE key = 'generation'), '0')) ON CONFLICT DO NOTHING")
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('changes_logged_from', "
+        "COALESCE((SELECT value FROM meta WHERE key = 'generation'), '0')) ON CONFLICT DO NOTHING"
+    )
 
 
 def _sqlite_change_triggers(tx: Tx) -> None:
     """Every embedding added, removed or changed, and every embedding of a renamed speaker, is
     logged with the generation of the write (bumped first, so the trigger reads the new one)."""
     generation = _GENERATION.format(int="INTEGER")
-    for name, event, ids in (("added", "INSERT ON embeddings", "VALUES ({g}, NEW.id)"),
-                             ("removed", "DELETE ON embeddings", "VALUES ({g}, OLD.id)"),
-                             ("changed", "UPDATE OF speaker_id, vector ON embeddings", "VALUES ({g}, NEW.id)"),
-                             ("renamed", "UPDATE OF name ON speakers",
-                              "SELECT {g}, id FROM embeddings WHERE speaker_id = NEW.id")):
-        tx.execute(f"CREATE TRIGGER index_change_{name} AFTER {event} BEGIN "
-                   f"INSERT INTO index_changes (generation, embedding_id) {ids.format(g=generation)}; END")
+    for name, event, ids in (
+        ("added", "INSERT ON embeddings", "VALUES ({g}, NEW.id)"),
+        ("removed", "DELETE ON embeddings", "VALUES ({g}, OLD.id)"),
+        ("changed", "UPDATE OF speaker_id, vector ON embeddings", "VALUES ({g}, NEW.id)"),
+        ("renamed", "UPDATE OF name ON speakers", "SELECT {g}, id FROM embeddings WHERE speaker_id = NEW.id"),
+    ):
+        tx.execute(
+            f"CREATE TRIGGER index_change_{name} AFTER {event} BEGIN "
+            f"INSERT INTO index_changes (generation, embedding_id) {ids.format(g=generation)}; END"
+        )
 
 
 def _postgres_change_triggers(tx: Tx) -> None:
@@ -104,14 +128,20 @@ def _postgres_change_triggers(tx: Tx) -> None:
             SELECT {generation}, id FROM embeddings WHERE speaker_id = NEW.id;
             RETURN NULL;
         END $$""")
-    tx.execute("CREATE TRIGGER index_change_embedding AFTER INSERT OR DELETE OR UPDATE OF speaker_id, vector "
-               "ON embeddings FOR EACH ROW EXECUTE FUNCTION speakerid_embedding_changed()")
-    tx.execute("CREATE TRIGGER index_change_renamed AFTER UPDATE OF name ON speakers "
-               "FOR EACH ROW EXECUTE FUNCTION speakerid_speaker_renamed()")
+    tx.execute(
+        "CREATE TRIGGER index_change_embedding AFTER INSERT OR DELETE OR UPDATE OF speaker_id, vector "
+        "ON embeddings FOR EACH ROW EXECUTE FUNCTION speakerid_embedding_changed()"
+    )
+    tx.execute(
+        "CREATE TRIGGER index_change_renamed AFTER UPDATE OF name ON speakers "
+        "FOR EACH ROW EXECUTE FUNCTION speakerid_speaker_renamed()"
+    )
 
 
-INSERT_DECISION = ("INSERT INTO audit (decision_id, time, key_id, resource, claim, mode, allow, reason, speaker, score, "
-                   "threshold) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+INSERT_DECISION = (
+    "INSERT INTO audit (decision_id, time, key_id, resource, claim, mode, allow, reason, speaker, score, "
+    "threshold) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 _API_KEYS = """
         CREATE TABLE api_keys (
@@ -168,7 +198,11 @@ _POLICY_TABLES = """
 """
 
 SQLITE: list[tuple[int, str, list[Step]]] = [
-    (1, "initial", ["""
+    (
+        1,
+        "initial",
+        [
+            """
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         CREATE TABLE speakers (
             id INTEGER PRIMARY KEY,
@@ -197,8 +231,15 @@ SQLITE: list[tuple[int, str, list[Step]]] = [
             detail TEXT NOT NULL DEFAULT '{}'
         );
         CREATE INDEX events_time ON events(time);
-    """]),
-    (2, "access control: api keys, resources, grants, groups", [_API_KEYS + """
+    """
+        ],
+    ),
+    (
+        2,
+        "access control: api keys, resources, grants, groups",
+        [
+            _API_KEYS
+            + """
         CREATE TABLE resources (
             name TEXT PRIMARY KEY,
             threshold REAL,
@@ -216,31 +257,41 @@ SQLITE: list[tuple[int, str, list[Step]]] = [
             PRIMARY KEY (grp, speaker)
         );
         CREATE INDEX events_kind_speaker ON events(kind, speaker, id);
-    """]),
-    (3, "names keyed, grants by speaker id, audit and lockout tables, settings, resource FAR", [
-        """
+    """
+        ],
+    ),
+    (
+        3,
+        "names keyed, grants by speaker id, audit and lockout tables, settings, resource FAR",
+        [
+            """
         ALTER TABLE speakers ADD COLUMN name_key TEXT;
         ALTER TABLE resources ADD COLUMN far REAL;
         ALTER TABLE grants RENAME TO grants_v2;
         ALTER TABLE group_members RENAME TO group_members_v2;
         """,
-        _keys_for_existing_speakers,
-        "CREATE UNIQUE INDEX speakers_name_key ON speakers(name_key)",
-        _POLICY_TABLES.format(id="INTEGER", serial="INTEGER PRIMARY KEY AUTOINCREMENT", real="REAL"),
-        _policy_by_speaker_id,
-        _audit_from_events,
-        """
+            _keys_for_existing_speakers,
+            "CREATE UNIQUE INDEX speakers_name_key ON speakers(name_key)",
+            _POLICY_TABLES.format(id="INTEGER", serial="INTEGER PRIMARY KEY AUTOINCREMENT", real="REAL"),
+            _policy_by_speaker_id,
+            _audit_from_events,
+            """
         INSERT INTO settings (key, value) SELECT substr(key, 9), value FROM meta WHERE substr(key, 1, 8) = 'setting.';
         DELETE FROM meta WHERE substr(key, 1, 8) = 'setting.';
         DROP TABLE grants_v2;
         DROP TABLE group_members_v2;
         """,
-    ]),
+        ],
+    ),
     (4, "index change log", [_CHANGE_LOG.format(int="INTEGER"), _sqlite_change_triggers, _log_starts_now]),
 ]
 
 POSTGRES: list[tuple[int, str, list[Step]]] = [
-    (3, "initial (schema 3 of the SQLite store, in PostgreSQL types)", ["""
+    (
+        3,
+        "initial (schema 3 of the SQLite store, in PostgreSQL types)",
+        [
+            """
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         CREATE TABLE speakers (
             id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
@@ -269,15 +320,21 @@ POSTGRES: list[tuple[int, str, list[Step]]] = [
             detail TEXT NOT NULL DEFAULT '{}'
         );
         CREATE INDEX events_time ON events(time);
-    """ + _API_KEYS + """
+    """
+            + _API_KEYS
+            + """
         CREATE TABLE resources (
             name TEXT PRIMARY KEY,
             threshold DOUBLE PRECISION,
             far DOUBLE PRECISION,
             created TEXT NOT NULL
         );
-    """ + _POLICY_TABLES.format(id="BIGINT", serial="BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
-                                real="DOUBLE PRECISION")]),
+    """
+            + _POLICY_TABLES.format(
+                id="BIGINT", serial="BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY", real="DOUBLE PRECISION"
+            )
+        ],
+    ),
     (4, "index change log", [_CHANGE_LOG.format(int="BIGINT"), _postgres_change_triggers, _log_starts_now]),
 ]
 
@@ -298,13 +355,16 @@ def migrate(db: Database, migrations: list[tuple[int, str, list[Step]]]) -> list
             have = applied(tx)
         _refuse_newer(db, have)
         if {v for v, _, _ in migrations} - have:
-            raise ReadOnlyStoreError(f"{db.location}: schema version {max(have, default=0)} needs migrating, "
-                                     "and the store is read-only")
+            raise ReadOnlyStoreError(
+                f"{db.location}: schema version {max(have, default=0)} needs migrating, and the store is read-only"
+            )
         return []
     with db.write() as tx:
         db.lock(tx, "speakerid-schema")
-        tx.execute("CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-                   "applied TEXT NOT NULL)")
+        tx.execute(
+            "CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+            "applied TEXT NOT NULL)"
+        )
         have = applied(tx)
         _refuse_newer(db, have)
         done = []
@@ -325,8 +385,10 @@ def migrate(db: Database, migrations: list[tuple[int, str, list[Step]]]) -> list
 def _refuse_newer(db: Database, have: set[int]) -> None:
     newest = max(have, default=0)
     if newest > SCHEMA_VERSION:
-        raise SchemaTooNewError(f"{db.location}: schema version {newest} is newer than this speakerid supports "
-                                f"({SCHEMA_VERSION}); upgrade speakerid")
+        raise SchemaTooNewError(
+            f"{db.location}: schema version {newest} is newer than this speakerid supports "
+            f"({SCHEMA_VERSION}); upgrade speakerid"
+        )
 
 
 def _without_comments(sql: str) -> str:

@@ -8,7 +8,8 @@ to date after the commit.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,7 +36,7 @@ def embedding_arrays(rows: list, dim: int) -> tuple[np.ndarray, np.ndarray, list
 
 
 class SQLVoiceprints(Voiceprints):
-    def __init__(self, core: "SQLStore", index: "DerivedIndex"):
+    def __init__(self, core: SQLStore, index: DerivedIndex):
         self._core, self._db, self._index = core, core._db, index
 
     # -- the model binding and the generation ------------------------------------------------------
@@ -58,8 +59,15 @@ class SQLVoiceprints(Voiceprints):
 
     # -- writing -----------------------------------------------------------------------------------
 
-    def add_speaker(self, name: str, embeddings: Sequence[NewEmbedding], *, model: str, mode: str = "new",
-                    metadata: dict | None = None) -> Speaker:
+    def add_speaker(
+        self,
+        name: str,
+        embeddings: Sequence[NewEmbedding],
+        *,
+        model: str,
+        mode: str = "new",
+        metadata: dict | None = None,
+    ) -> Speaker:
         if mode not in MODES:
             raise InvalidValueError(f"mode must be new, append or replace, not {mode!r}")
         name = speaker_name(name)
@@ -71,22 +79,27 @@ class SQLVoiceprints(Voiceprints):
             if row is not None and mode == "new":
                 raise SpeakerExistsError(name, row[1])
             if row is None:
-                speaker_id = tx.value("INSERT INTO speakers (name, name_key, created, updated, metadata) "
-                                      "VALUES (?, ?, ?, ?, ?) RETURNING id",
-                                      [name, name_key(name), stamp, stamp, json.dumps(metadata or {})])
+                speaker_id = tx.value(
+                    "INSERT INTO speakers (name, name_key, created, updated, metadata) "
+                    "VALUES (?, ?, ?, ?, ?) RETURNING id",
+                    [name, name_key(name), stamp, stamp, json.dumps(metadata or {})],
+                )
             else:
                 speaker_id, name = row[0], row[1]
                 merged = {} if mode == "replace" else json.loads(row[2])
                 merged.update(metadata or {})
-                tx.execute("UPDATE speakers SET updated = ?, metadata = ? WHERE id = ?",
-                           [stamp, json.dumps(merged), speaker_id])
+                tx.execute(
+                    "UPDATE speakers SET updated = ?, metadata = ? WHERE id = ?",
+                    [stamp, json.dumps(merged), speaker_id],
+                )
                 if mode == "replace":
                     tx.execute("DELETE FROM embeddings WHERE speaker_id = ?", [speaker_id])
                 else:
                     self._refuse_enrolled_clips(tx, speaker_id, name, embeddings)
             self._insert_embeddings(tx, [(speaker_id, vectors, embeddings)], model, stamp)
-            self._core._event(tx, "replace" if (row is not None and mode == "replace") else "enroll", name,
-                        clips=len(embeddings))
+            self._core._event(
+                tx, "replace" if (row is not None and mode == "replace") else "enroll", name, clips=len(embeddings)
+            )
         return self.speaker(name)
 
     def import_speakers(self, speakers: dict[str, Sequence[NewEmbedding]], *, model: str) -> int:
@@ -105,11 +118,14 @@ class SQLVoiceprints(Voiceprints):
             if taken:
                 raise SpeakerExistsError(next(n for n, k in zip(named, keys) if k in taken))
             stamp = now()
-            tx.many("INSERT INTO speakers (name, name_key, created, updated, metadata) VALUES (?, ?, ?, ?, '{}')",
-                    [(name, key, stamp, stamp) for name, key in zip(named, keys)])
+            tx.many(
+                "INSERT INTO speakers (name, name_key, created, updated, metadata) VALUES (?, ?, ?, ?, '{}')",
+                [(name, key, stamp, stamp) for name, key in zip(named, keys)],
+            )
             ids = self._ids_by_key(tx, keys)
-            self._insert_embeddings(tx, [(ids[key], stacked[name], named[name]) for name, key in zip(named, keys)],
-                                    model, stamp)
+            self._insert_embeddings(
+                tx, [(ids[key], stacked[name], named[name]) for name, key in zip(named, keys)], model, stamp
+            )
             self._core._event(tx, "import", None, speakers=len(named))
         return len(named)
 
@@ -161,8 +177,9 @@ class SQLVoiceprints(Voiceprints):
             row = self._speaker_row(tx, name)
             if row is None:
                 return set()
-            rows = tx.all("SELECT clip_sha256 FROM embeddings WHERE speaker_id = ? AND clip_sha256 IS NOT NULL",
-                          [row[0]])
+            rows = tx.all(
+                "SELECT clip_sha256 FROM embeddings WHERE speaker_id = ? AND clip_sha256 IS NOT NULL", [row[0]]
+            )
         return {r[0] for r in rows}
 
     def vectors(self, name: str | Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -176,11 +193,15 @@ class SQLVoiceprints(Voiceprints):
                 names = list(name)
                 rows = []
                 for start in range(0, len(names), CHUNK):
-                    chunk = names[start:start + CHUNK]
+                    chunk = names[start : start + CHUNK]
                     # the speakers' ids first: PostgreSQL's planner, without statistics (after a bulk
                     # import), scanned every embedding for the join (18 ms at 10^5 instead of 1)
-                    rows += tx.all(EMBEDDING_ROWS + " WHERE e.speaker_id IN (SELECT id FROM speakers WHERE name IN "
-                                   f"({','.join('?' * len(chunk))}))", chunk, vectors=True)
+                    rows += tx.all(
+                        EMBEDDING_ROWS + " WHERE e.speaker_id IN (SELECT id FROM speakers WHERE name IN "
+                        f"({','.join('?' * len(chunk))}))",
+                        chunk,
+                        vectors=True,
+                    )
                 rows.sort(key=lambda r: r[0])
             dim = self._core._dimension(tx) or 0
         return embedding_arrays(rows, dim)
@@ -203,17 +224,21 @@ class SQLVoiceprints(Voiceprints):
     @staticmethod
     def _speaker_row(tx: Tx, name: str) -> tuple | None:
         """``(id, name, metadata)``: the exact name first, else the name that means the same."""
-        return tx.one("SELECT id, name, metadata FROM speakers WHERE name = ? OR name_key = ? "
-                      "ORDER BY CASE WHEN name = ? THEN 0 ELSE 1 END LIMIT 1", [name, name_key(name), name])
+        return tx.one(
+            "SELECT id, name, metadata FROM speakers WHERE name = ? OR name_key = ? "
+            "ORDER BY CASE WHEN name = ? THEN 0 ELSE 1 END LIMIT 1",
+            [name, name_key(name), name],
+        )
 
     @staticmethod
     def _ids_by_key(tx: Tx, keys: list[str]) -> dict[str, int]:
         found: dict[str, int] = {}
         for start in range(0, len(keys), CHUNK):
-            chunk = keys[start:start + CHUNK]
+            chunk = keys[start : start + CHUNK]
             marks = ",".join("?" * len(chunk))
-            found.update({k: i for i, k in tx.all(f"SELECT id, name_key FROM speakers WHERE name_key IN ({marks})",
-                                                   chunk)})
+            found.update(
+                {k: i for i, k in tx.all(f"SELECT id, name_key FROM speakers WHERE name_key IN ({marks})", chunk)}
+            )
         return found
 
     @staticmethod
@@ -224,19 +249,34 @@ class SQLVoiceprints(Voiceprints):
         if not digests:
             return
         marks = ",".join("?" * len(digests))
-        twin = tx.value(f"SELECT clip_sha256 FROM embeddings WHERE speaker_id = ? AND clip_sha256 IN ({marks}) LIMIT 1",
-                        [speaker_id, *digests])
+        twin = tx.value(
+            f"SELECT clip_sha256 FROM embeddings WHERE speaker_id = ? AND clip_sha256 IN ({marks}) LIMIT 1",
+            [speaker_id, *digests],
+        )
         if twin:
             raise DuplicateClipError(f"this recording (sha256 {twin[:12]}...) is already enrolled for {name}")
 
     @staticmethod
-    def _insert_embeddings(tx: Tx, groups: list[tuple[int, np.ndarray, Sequence[NewEmbedding]]], model: str,
-                           stamp: str) -> None:
-        tx.many("INSERT INTO embeddings (speaker_id, vector, dimension, model, clip_sha256, speech_seconds, created) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(speaker_id, vec.tobytes(), vectors.shape[1], model, e.clip_sha256,
-                  None if e.speech_seconds is None else float(e.speech_seconds), stamp)
-                 for speaker_id, vectors, embeddings in groups for vec, e in zip(vectors, embeddings)])
+    def _insert_embeddings(
+        tx: Tx, groups: list[tuple[int, np.ndarray, Sequence[NewEmbedding]]], model: str, stamp: str
+    ) -> None:
+        tx.many(
+            "INSERT INTO embeddings (speaker_id, vector, dimension, model, clip_sha256, speech_seconds, created) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    speaker_id,
+                    vec.tobytes(),
+                    vectors.shape[1],
+                    model,
+                    e.clip_sha256,
+                    None if e.speech_seconds is None else float(e.speech_seconds),
+                    stamp,
+                )
+                for speaker_id, vectors, embeddings in groups
+                for vec, e in zip(vectors, embeddings)
+            ],
+        )
 
     @staticmethod
     def _speakers(tx: Tx, where: str, params: list) -> list[Speaker]:
@@ -244,9 +284,18 @@ class SQLVoiceprints(Voiceprints):
                          MIN(e.model)
                   FROM speakers s LEFT JOIN embeddings e ON e.speaker_id = s.id {where}
                   GROUP BY s.id, s.name, s.created, s.updated, s.metadata, s.name_key ORDER BY s.name_key, s.name"""
-        return [Speaker(name=r[0], clips=int(r[4]), speech_seconds=float(r[5]), created=r[1], updated=r[2],
-                        metadata=json.loads(r[3]), model=r[6])
-                for r in tx.all(sql, params)]
+        return [
+            Speaker(
+                name=r[0],
+                clips=int(r[4]),
+                speech_seconds=float(r[5]),
+                created=r[1],
+                updated=r[2],
+                metadata=json.loads(r[3]),
+                model=r[6],
+            )
+            for r in tx.all(sql, params)
+        ]
 
 
 def stack(name: str, embeddings: Sequence[NewEmbedding]) -> np.ndarray:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Any, Iterator
+from typing import Any
 
 from .audit import SQLAuditLog
 from .database import Database, Tx
@@ -36,8 +37,9 @@ class SQLStore(Store):
         self.backend, self.location = db.backend, db.location
         if not getattr(db, "read_only", False):
             with db.write() as tx:
-                tx.execute("INSERT INTO meta (key, value) VALUES ('store_id', ?) ON CONFLICT DO NOTHING",
-                           [uuid.uuid4().hex])
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ('store_id', ?) ON CONFLICT DO NOTHING", [uuid.uuid4().hex]
+                )
                 tx.execute("INSERT INTO meta (key, value) VALUES ('generation', '0') ON CONFLICT DO NOTHING")
         self._index = DerivedIndex(self, self._index_copy(), approx_threshold=approx_threshold, candidates=candidates)
         self.voiceprints = SQLVoiceprints(self, self._index)
@@ -91,7 +93,8 @@ class SQLStore(Store):
         if bound is not None and (bound != model or (dimension is not None and dim != dimension)):
             raise ModelMismatchError(
                 f"{self.location} holds embeddings of {bound} ({dim}-d), not {model}"
-                f"{f' ({dimension}-d)' if dimension else ''}; use the same model or another store")
+                f"{f' ({dimension}-d)' if dimension else ''}; use the same model or another store"
+            )
 
     def _bind(self, tx: Tx, model: str, dimension: int) -> None:
         """Inside a write: refuse another model, and bind a new store to this one."""
@@ -117,8 +120,10 @@ class SQLStore(Store):
 
     @staticmethod
     def _event(tx: Tx, kind: str, speaker: str | None, /, **detail: Any) -> None:
-        tx.execute("INSERT INTO events (time, kind, speaker, detail) VALUES (?, ?, ?, ?)",
-                   [now(), kind, speaker, json.dumps(detail)])
+        tx.execute(
+            "INSERT INTO events (time, kind, speaker, detail) VALUES (?, ?, ?, ?)",
+            [now(), kind, speaker, json.dumps(detail)],
+        )
 
 
 class SQLSettings(Settings):
@@ -134,8 +139,11 @@ class SQLSettings(Settings):
             if value is None:
                 tx.execute("DELETE FROM settings WHERE key = ?", [key])
             else:
-                tx.execute("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
-                           "SET value = excluded.value", [key, json.dumps(value)])
+                tx.execute(
+                    "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                    "SET value = excluded.value",
+                    [key, json.dumps(value)],
+                )
             shown = value if value is None or isinstance(value, (int, float, str, bool)) else "..."
             self._core._event(tx, "setting", None, key=key, value=shown)
 

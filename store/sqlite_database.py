@@ -12,8 +12,8 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .database import Database, Tx
 from .errors import StoreError
@@ -39,8 +39,9 @@ class SQLiteDatabase(Database):
             else:
                 if not path.exists():
                     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-                self.conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                                            check_same_thread=False)
+                self.conn = sqlite3.connect(
+                    path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+                )
                 self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
                 retry(lambda: self.conn.execute("PRAGMA journal_mode = WAL"))
                 self.conn.execute("PRAGMA synchronous = FULL")
@@ -90,6 +91,7 @@ class SQLiteDatabase(Database):
                     self.conn.execute("COMMIT" if commit else "ROLLBACK")
             finally:
                 self._lock.release()
+
         return finish
 
     def lock(self, tx: Tx, name: str) -> None:

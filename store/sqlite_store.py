@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 import os
 import stat
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Iterator
 
 from filelock import FileLock, Timeout
 
@@ -49,8 +49,14 @@ class SQLiteStore(SQLStore):
         self._remove_temp_files()
 
     @classmethod
-    def connect(cls, home: Path | None, *, approx_threshold: int = DEFAULT_APPROX_THRESHOLD,
-                candidates: int = DEFAULT_CANDIDATES, read_only: bool | None = None) -> "SQLiteStore":
+    def connect(
+        cls,
+        home: Path | None,
+        *,
+        approx_threshold: int = DEFAULT_APPROX_THRESHOLD,
+        candidates: int = DEFAULT_CANDIDATES,
+        read_only: bool | None = None,
+    ) -> SQLiteStore:
         if home is None or not str(home):
             raise InvalidValueError("no store location given: pass a folder or a postgresql:// URL")
         _make_private_folder(home)
@@ -92,11 +98,14 @@ class SQLiteStore(SQLStore):
         try:
             self._file_lock.acquire()
         except Timeout:
-            raise StoreError(f"{self.home / LOCK_NAME}: another process has held the index lock for "
-                             f"{LOCK_TIMEOUT:g} s; nothing was written") from None
+            raise StoreError(
+                f"{self.home / LOCK_NAME}: another process has held the index lock for "
+                f"{LOCK_TIMEOUT:g} s; nothing was written"
+            ) from None
         except OSError as exc:
-            raise StoreError(f"{self.home / LOCK_NAME}: cannot take the index lock ({exc.strerror or exc}); "
-                             "nothing was written") from None
+            raise StoreError(
+                f"{self.home / LOCK_NAME}: cannot take the index lock ({exc.strerror or exc}); nothing was written"
+            ) from None
         try:
             yield
         finally:
@@ -135,12 +144,16 @@ class SQLiteStore(SQLStore):
             if integrity != "ok":
                 report.problems.append(f"sqlite integrity_check: {integrity}")
             if self.tidied:
-                report.notes.append(f"removed {len(self.tidied)} temporary index files left by an interrupted "
-                                    f"write ({', '.join(self.tidied)})")
+                report.notes.append(
+                    f"removed {len(self.tidied)} temporary index files left by an interrupted "
+                    f"write ({', '.join(self.tidied)})"
+                )
             left = self._temp_files()
             if left:
-                report.problems.append(f"{len(left)} temporary index files left by an interrupted write "
-                                       f"({', '.join(p.name for p in left)}); reopening the store removes them")
+                report.problems.append(
+                    f"{len(left)} temporary index files left by an interrupted write "
+                    f"({', '.join(p.name for p in left)}); reopening the store removes them"
+                )
             db_ids, db_vecs, _ = self.voiceprints.vectors()
             try:
                 index, header = VectorIndex.load(self.home / INDEX_NAME, candidates=self._candidates)
@@ -148,13 +161,21 @@ class SQLiteStore(SQLStore):
                 if len(db_ids) or self._meta("index_written") == "1":
                     report.problems.append(str(exc))
                 return
-        report.index = IndexState(generation=header.generation, count=len(index), kind=index.kind,
-                                  model=header.model, dimension=header.dimension)
+        report.index = IndexState(
+            generation=header.generation,
+            count=len(index),
+            kind=index.kind,
+            model=header.model,
+            dimension=header.dimension,
+        )
         compare_index(report, index, header.generation, db_ids, db_vecs)
         if header.store_id != self.store_id:
             report.problems.append("index belongs to another database")
-        if report.model is not None and header.dimension and \
-                (header.model != report.model or header.dimension != report.dimension):
+        if (
+            report.model is not None
+            and header.dimension
+            and (header.model != report.model or header.dimension != report.dimension)
+        ):
             report.problems.append(f"index is for {header.model} ({header.dimension}-d)")
 
 
@@ -191,20 +212,33 @@ class IndexFile(IndexCopy):
         dimension, model = store.voiceprints.dimension, store.voiceprints.model
         if not header.dimension:  # written while the store was empty and bound to no model yet
             return dimension is None
-        return header.store_id == store.store_id and header.dimension == (dimension or header.dimension) \
-            and header.model == (model or header.model) and header.generation <= store.generation
+        return (
+            header.store_id == store.store_id
+            and header.dimension == (dimension or header.dimension)
+            and header.model == (model or header.model)
+            and header.generation <= store.generation
+        )
 
     def save(self, index: VectorIndex, generation: int) -> None:
         store = self._store
         if store.read_only:
             return
-        header = IndexHeader(store_id=store.store_id, generation=generation, model=store.voiceprints.model or "",
-                             dimension=store.voiceprints.dimension or 0, count=0, kind="")
+        header = IndexHeader(
+            store_id=store.store_id,
+            generation=generation,
+            model=store.voiceprints.model or "",
+            dimension=store.voiceprints.dimension or 0,
+            count=0,
+            kind="",
+        )
         try:
             index.save(store.home / INDEX_NAME, header, temp_prefix=TEMP_PREFIX)
         except OSError as exc:  # the database has the truth; the next process rebuilds
-            log.warning("%s: cannot save the index (%s); it is rebuilt from the database when needed",
-                        store.home / INDEX_NAME, exc.strerror or exc)
+            log.warning(
+                "%s: cannot save the index (%s); it is rebuilt from the database when needed",
+                store.home / INDEX_NAME,
+                exc.strerror or exc,
+            )
             return
         if store._meta("index_written") != "1":
             with store._db.write() as tx:

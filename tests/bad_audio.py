@@ -52,7 +52,8 @@ def make_bad_inputs(folder: Path, speech: np.ndarray) -> list[tuple[Path, str]]:
     add("archive.wav", "not a readable audio file").write_bytes(gzip.compress(wav_bytes(speech)))
     add("raw-pcm.wav", "not a readable audio file").write_bytes((speech * 32767).astype("<i2").tobytes())
     add("voice-memo.m4a", "MP4/M4A/AAC is not supported").write_bytes(
-        b"\x00\x00\x00\x20ftypM4A \x00\x00\x02\x00M4A isommp42" + bytes(2000))
+        b"\x00\x00\x00\x20ftypM4A \x00\x00\x02\x00M4A isommp42" + bytes(2000)
+    )
     # damaged audio
     whole = wav_bytes(speech)
     add("truncated.wav", "truncated").write_bytes(whole[: len(whole) // 2])
@@ -79,10 +80,13 @@ def make_bad_inputs(folder: Path, speech: np.ndarray) -> list[tuple[Path, str]]:
     sf.write(add("tone.wav", "no speech found"), (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), RATE)
     sf.write(add("dc.wav", "no speech found"), np.full(4 * RATE, 0.3, dtype=np.float32), RATE)
     sf.write(add("square.wav", "no speech found"), np.sign(np.sin(2 * np.pi * 200 * t)).astype(np.float32), RATE)
-    sf.write(add("noise.wav", "no speech found"),
-             (0.3 * np.random.default_rng(0).standard_normal(4 * RATE)).astype(np.float32), RATE)
-    loudest = int(np.argmax(np.convolve(speech ** 2, np.ones(int(0.4 * RATE)), mode="valid")))
-    sf.write(add("short.wav", "s of speech, got"), speech[loudest: loudest + int(0.4 * RATE)], RATE)
+    sf.write(
+        add("noise.wav", "no speech found"),
+        (0.3 * np.random.default_rng(0).standard_normal(4 * RATE)).astype(np.float32),
+        RATE,
+    )
+    loudest = int(np.argmax(np.convolve(speech**2, np.ones(int(0.4 * RATE)), mode="valid")))
+    sf.write(add("short.wav", "s of speech, got"), speech[loudest : loudest + int(0.4 * RATE)], RATE)
     # names and file kinds
     with wave.open(str(add(NON_UTF8, "no audio")), "wb") as w:
         w.setnchannels(1), w.setsampwidth(2), w.setframerate(RATE)

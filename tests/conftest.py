@@ -46,8 +46,13 @@ def postgres() -> tuple[str, str]:
             import postgres_server
 
             if postgres_server.server_programs() is None:
-                _postgres.append(("", "PostgreSQL is not installed (apt-get install postgresql) "
-                                      "and SPEAKERID_TEST_POSTGRES is not set"))
+                _postgres.append(
+                    (
+                        "",
+                        "PostgreSQL is not installed (apt-get install postgresql) "
+                        "and SPEAKERID_TEST_POSTGRES is not set",
+                    )
+                )
             else:
                 try:
                     url = postgres_server.start()
@@ -59,7 +64,8 @@ def postgres() -> tuple[str, str]:
 
 
 CHROMIUM = os.environ.get("SPEAKERID_CHROMIUM") or next(
-    (found for name in ("chromium", "chromium-browser", "google-chrome") if (found := shutil.which(name))), "")
+    (found for name in ("chromium", "chromium-browser", "google-chrome") if (found := shutil.which(name))), ""
+)
 
 
 def _needs(present: bool, what: str):
@@ -80,7 +86,11 @@ def pytest_runtest_setup(item):
             if REQUIRE_ALL:
                 pytest.fail(f"SPEAKERID_REQUIRE_ALL=1 but {why_not}")
             pytest.skip(why_not)
-needs_browser = _needs(bool(CHROMIUM) and Path(CHROMIUM).is_file(), "Chromium is not installed (apt-get install chromium)")
+
+
+needs_browser = _needs(
+    bool(CHROMIUM) and Path(CHROMIUM).is_file(), "Chromium is not installed (apt-get install chromium)"
+)
 needs_curl = _needs(shutil.which("curl") is not None, "curl is not installed (.ci/run installs it)")
 
 
@@ -122,7 +132,10 @@ def clip_path(rel: str) -> Path:
 
 
 def iden_split() -> list[tuple[int, str]]:
-    return [(int(a), b) for a, b in (line.split() for line in (DATA / "iden_split.txt").read_text().splitlines() if line.strip())]
+    return [
+        (int(a), b)
+        for a, b in (line.split() for line in (DATA / "iden_split.txt").read_text().splitlines() if line.strip())
+    ]
 
 
 def clips_of(speaker: str, split: int) -> list[Path]:
@@ -136,8 +149,11 @@ def store_digest(home: Path) -> dict[str, str]:
 
     from store import DB_NAME, INDEX_NAME
 
-    return {name: hashlib.sha256((home / name).read_bytes()).hexdigest()
-            for name in (DB_NAME, INDEX_NAME) if (home / name).exists()}
+    return {
+        name: hashlib.sha256((home / name).read_bytes()).hexdigest()
+        for name in (DB_NAME, INDEX_NAME)
+        if (home / name).exists()
+    }
 
 
 @pytest.fixture(scope="session")
@@ -187,8 +203,12 @@ def clip_embeddings(embedder) -> dict[str, np.ndarray]:
 def cli_env(tmp_path, model_dir) -> dict[str, str]:
     """Environment for running the installed commands in a subprocess against a fresh home."""
     env = dict(os.environ)
-    env.update(SPEAKERID_HOME=str(tmp_path / "home"), SPEAKERID_MODEL=str(model_dir), HF_HUB_OFFLINE="1",
-               SPEAKERID_CACHE=str(SESSION_CACHE))
+    env.update(
+        SPEAKERID_HOME=str(tmp_path / "home"),
+        SPEAKERID_MODEL=str(model_dir),
+        HF_HUB_OFFLINE="1",
+        SPEAKERID_CACHE=str(SESSION_CACHE),
+    )
     return env
 
 
@@ -198,8 +218,15 @@ def run_cli(args: list[str], env: dict[str, str], *, module: str = "speakerid.cl
 
     from bad_audio import drop_file_override
 
-    return subprocess.run([sys.executable, "-m", module, *args], env=env, capture_output=True, text=True,
-                          errors="surrogateescape", timeout=timeout, preexec_fn=drop_file_override)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        errors="surrogateescape",
+        timeout=timeout,
+        preexec_fn=drop_file_override,
+    )
 
 
 def free_port() -> int:
@@ -225,8 +252,13 @@ def serving(home: Path, *options: str, env: dict[str, str] | None = None):
     env = {**os.environ, "SPEAKERID_HOME": str(home), "HF_HUB_OFFLINE": "1", **(env or {})}
     log = Path(tempfile.mkdtemp(prefix="speakerid-serve-")) / "server.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "speakerid.cli", "serve", "--port", str(port), *options],
-                                env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "speakerid.cli", "serve", "--port", str(port), *options],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     proc.log = log
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 180

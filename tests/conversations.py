@@ -38,7 +38,7 @@ def trimmed(path: Path, part: int = 0, parts: int = 1) -> tuple[np.ndarray, list
 
     audio = load_audio(path)
     regions = extract_speech(audio, min_speech=None).regions
-    speech = audio.samples[regions[0][0]:regions[-1][1]]
+    speech = audio.samples[regions[0][0] : regions[-1][1]]
     size = len(speech) // parts
     lo, hi = part * size, (part + 1) * size
     turns: list[list[float]] = []
@@ -75,7 +75,7 @@ def build(turns: list[tuple[str, float]], *, seed: int = 0) -> tuple[np.ndarray,
         if len(audio) < needed:
             audio = np.concatenate([audio, np.zeros(needed - len(audio), dtype=np.float32)])
         a = int(round(start * RATE))
-        audio[a:a + len(piece)] += piece
+        audio[a : a + len(piece)] += piece
         reference += [Turn(speaker, a / RATE + s, a / RATE + e) for s, e in spoken]
         cursor = max(cursor, end)
     return np.clip(audio, -1, 1), reference
@@ -83,10 +83,23 @@ def build(turns: list[tuple[str, float]], *, seed: int = 0) -> tuple[np.ndarray,
 
 SCENARIOS: dict[str, list[tuple[str, float]]] = {
     "two, with pauses": [("id90001", 0), ("id90002", 0.8), ("id90001", 0.6), ("id90002", 1.0), ("id90001", 0.5)],
-    "three, back to back": [("id90003", 0), ("id90101", 0), ("id90004", 0), ("id90003", 0), ("id90101", 0),
-                            ("id90004", 0)],
-    "four and a stranger": [("id90005", 0), ("id90102", 0.7), ("id90104", 0.5), ("id90006", 0.4), ("id90005", 0.6),
-                            ("id90104", 0.5), ("id90102", 0.3)],
+    "three, back to back": [
+        ("id90003", 0),
+        ("id90101", 0),
+        ("id90004", 0),
+        ("id90003", 0),
+        ("id90101", 0),
+        ("id90004", 0),
+    ],
+    "four and a stranger": [
+        ("id90005", 0),
+        ("id90102", 0.7),
+        ("id90104", 0.5),
+        ("id90006", 0.4),
+        ("id90005", 0.6),
+        ("id90104", 0.5),
+        ("id90102", 0.3),
+    ],
     "a short overlap": [("id90007", 0), ("id90008", -0.5), ("id90007", 0.6), ("id90010", 0.5), ("id90008", -0.4)],
 }
 STRANGERS = {"four and a stranger": "id90104", "a short overlap": "id90010"}
@@ -120,10 +133,21 @@ def real_recording() -> tuple[np.ndarray, int, list[tuple[float, float, str]]]:
 def turns_of(audio: np.ndarray, rate: int, reference, person: str, before: float) -> np.ndarray:
     """``person``'s reference turns that end by ``before`` s, end to end: their enrollment audio
     when a recording is all there is."""
-    return np.concatenate([audio[int(a * rate):int(b * rate)] for a, b, who in reference if who == person and b <= before])
+    return np.concatenate(
+        [audio[int(a * rate) : int(b * rate)] for a, b, who in reference if who == person and b <= before]
+    )
 
-def far_field(audio: np.ndarray, rate: int, *, direct: float | None = 3.0, rt60: float = 0.5,
-              snr: float | None = 15.0, level: float = -41.0, seed: int = 0) -> np.ndarray:
+
+def far_field(
+    audio: np.ndarray,
+    rate: int,
+    *,
+    direct: float | None = 3.0,
+    rt60: float = 0.5,
+    snr: float | None = 15.0,
+    level: float = -41.0,
+    seed: int = 0,
+) -> np.ndarray:
     """``audio`` as a meeting-room microphone hears it: reverberant (an exponentially decaying
     noise tail of ``rt60`` s, direct path of amplitude ``direct`` against a unit-energy tail;
     ``None``: no room), low-frequency noise (AR(1), coefficient 0.9: fans and air conditioning)
@@ -142,12 +166,12 @@ def far_field(audio: np.ndarray, rate: int, *, direct: float | None = 3.0, rt60:
     wet = audio.astype(np.float64)
     if direct is not None:
         room = _room(direct, rt60, rate, rng)
-        wet = fftconvolve(audio, room / np.sqrt(np.sum(room ** 2)))[:len(audio)]
+        wet = fftconvolve(audio, room / np.sqrt(np.sum(room**2)))[: len(audio)]
     speech = np.abs(audio) > 0.01
     out = wet
     if snr is not None:
         noise = lfilter([1], [1, -0.9], rng.standard_normal(len(audio)))
-        noise *= np.sqrt(np.mean(wet[speech] ** 2) / np.mean(noise ** 2)) * 10 ** (-snr / 20)
+        noise *= np.sqrt(np.mean(wet[speech] ** 2) / np.mean(noise**2)) * 10 ** (-snr / 20)
         out = wet + noise
     out = out * 10 ** ((level - 20 * np.log10(np.sqrt(np.mean(out[speech] ** 2)))) / 20)
     return out.astype(np.float32)

@@ -26,7 +26,8 @@ def server_programs() -> Path | None:
     """The folder holding ``initdb``, ``pg_ctl`` and ``postgres``, or None."""
     found = shutil.which("initdb")
     candidates = ([Path(found).resolve().parent] if found else []) + [
-        Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version, reverse=True)]
+        Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version, reverse=True)
+    ]
     for folder in candidates:
         if all((folder / name).is_file() for name in ("initdb", "pg_ctl", "postgres")):
             return folder
@@ -75,8 +76,19 @@ def start() -> str:
 
     run(str(programs / "initdb"), "-D", str(data), "-U", ROLE, "-A", "trust", "-E", "UTF8", "--no-sync")
     atexit.register(_remove, programs, as_user, data, folder)
-    run(str(programs / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "start", "-o",
-        f"-k {folder} -c listen_addresses='' -c fsync=off -c max_connections=200")
+    run(
+        str(programs / "pg_ctl"),
+        "-D",
+        str(data),
+        "-l",
+        str(log),
+        "-w",
+        "-t",
+        "60",
+        "start",
+        "-o",
+        f"-k {folder} -c listen_addresses='' -c fsync=off -c max_connections=200",
+    )
     url = f"postgresql://{ROLE}@/{DATABASE}?host={folder}"
     import psycopg
 
@@ -86,6 +98,9 @@ def start() -> str:
 
 
 def _remove(programs: Path, as_user: list[str], data: Path, folder: Path) -> None:
-    subprocess.run([*as_user, str(programs / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-                   capture_output=True, timeout=60)
+    subprocess.run(
+        [*as_user, str(programs / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+        capture_output=True,
+        timeout=60,
+    )
     shutil.rmtree(folder, ignore_errors=True)

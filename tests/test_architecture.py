@@ -16,8 +16,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("enroll", "speakerid", "store")
-SQL = re.compile(r"\b(SELECT\s+[\w*(].*\bFROM|INSERT\s+INTO|DELETE\s+FROM|UPDATE\s+\w+\s+SET|CREATE\s+(TABLE|INDEX)|PRAGMA\s+\w)",
-                 re.IGNORECASE)
+SQL = re.compile(
+    r"\b(SELECT\s+[\w*(].*\bFROM|INSERT\s+INTO|DELETE\s+FROM|UPDATE\s+\w+\s+SET|CREATE\s+(TABLE|INDEX)|PRAGMA\s+\w)",
+    re.IGNORECASE,
+)
 MAX_LINES = 400
 MAX_PUBLIC_METHODS = 25  # per class in store/: a backend implements the roles one at a time
 
@@ -48,7 +50,7 @@ def test_one_layers_contract_names_packages_and_covers_every_module():
     for package in (ROOT / "speakerid").iterdir():
         if package.is_dir() and (package / "__init__.py").is_file():
             assert f"speakerid.{package.name}" in names, f"speakerid/{package.name}/ is in no layer"
-    loose = sorted(p.name for p in (ROOT / "speakerid").glob("*.py")) 
+    loose = sorted(p.name for p in (ROOT / "speakerid").glob("*.py"))
     assert loose == ["__init__.py", "api.py"], loose
     for package in [ROOT / n.replace(".", "/") for n in names if n != "speakerid.api"]:
         doc = (package / "__init__.py").read_text()
@@ -56,8 +58,12 @@ def test_one_layers_contract_names_packages_and_covers_every_module():
 
 
 def test_no_sql_outside_the_store():
-    found = [f"{p.relative_to(ROOT)}:{n}: {line.strip()}" for p in sources("speakerid", "enroll")
-             for n, line in enumerate(p.read_text().splitlines(), 1) if SQL.search(line)]
+    found = [
+        f"{p.relative_to(ROOT)}:{n}: {line.strip()}"
+        for p in sources("speakerid", "enroll")
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if SQL.search(line)
+    ]
     assert not found, found
     assert any(SQL.search(p.read_text()) for p in sources("store"))  # the pattern does find SQL where it is
 
@@ -80,7 +86,9 @@ def test_the_stores_classes_are_narrow():
 
 
 def test_modules_are_small():
-    long = {str(p.relative_to(ROOT)): n for p in sources(*PACKAGES) if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    long = {
+        str(p.relative_to(ROOT)): n for p in sources(*PACKAGES) if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
     assert not long, long
 
 

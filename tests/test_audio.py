@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speakerid.voice.audio import SAMPLE_RATE, load_audio, resample
 from speakerid.base.errors import AudioError, InsufficientSpeechError
+from speakerid.voice.audio import SAMPLE_RATE, load_audio, resample
 from speakerid.voice.vad import extract_speech
 
 from bad_audio import UNREADABLE, is_root, make_bad_inputs
@@ -116,7 +116,7 @@ def test_speech_is_measured_and_short_speech_refused(speech):
     whole = extract_speech(load_audio((speech, SAMPLE_RATE)))
     assert len(whole.samples) == len(speech) and whole.seconds == full.seconds
     start = int(1.0 * SAMPLE_RATE)
-    snippet = speech[start: start + int(0.3 * SAMPLE_RATE)]
+    snippet = speech[start : start + int(0.3 * SAMPLE_RATE)]
     with pytest.raises(InsufficientSpeechError, match=r"need at least 1 s of speech, got 0\.\d\d s"):
         extract_speech(load_audio((snippet, SAMPLE_RATE), name="snippet"))
 
@@ -136,9 +136,14 @@ def test_speech_regions_match_silero_streaming_model(threshold):
     for path in clips:
         audio = load_audio(path)
         with torch.inference_mode():
-            stamps = get_speech_timestamps(torch.from_numpy(audio.samples), streaming, threshold=threshold,
-                                           sampling_rate=SAMPLE_RATE, min_silence_duration_ms=detector.min_silence_ms,
-                                           speech_pad_ms=detector.pad_ms)
+            stamps = get_speech_timestamps(
+                torch.from_numpy(audio.samples),
+                streaming,
+                threshold=threshold,
+                sampling_rate=SAMPLE_RATE,
+                min_silence_duration_ms=detector.min_silence_ms,
+                speech_pad_ms=detector.pad_ms,
+            )
         ours = detector.segments(audio)
         assert ours == [(s["start"], s["end"]) for s in stamps], path
         assert len(ours) >= 1
@@ -159,7 +164,9 @@ def test_restated_speech_model_gives_silero_probabilities(tmp_path, monkeypatch)
     restated = onnx_model.restated_file(published)
     assert restated != published and onnx_model.restated_file(published) == restated
     assert restated.stat().st_mode & 0o777 == 0o600
-    convolutions = [[n.name for n in onnx.load(str(p)).graph.node if n.op_type == "Conv"] for p in (published, restated)]
+    convolutions = [
+        [n.name for n in onnx.load(str(p)).graph.node if n.op_type == "Conv"] for p in (published, restated)
+    ]
     # all but the output layer, which runs along the sequence (its length varies: left as it is)
     assert len(convolutions[0]) == 6 and convolutions[1] == ["/output/Conv"]
     detectors = []

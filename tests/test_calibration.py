@@ -10,10 +10,18 @@ import pytest
 import soundfile as sf
 
 from speakerid import AudioError, EnrollmentError, SpeakerID, SpeakerIDError
-from speakerid.apps.access import AccessControl
 from speakerid.api import Options
-from speakerid.decide.calibration import (BACKGROUND_FROM, DEFAULT_FAR, FLOOR_UNTIL, MIN_SPEAKERS, Calibration, calibrate,
-                                   per_comparison, tail_quantile)
+from speakerid.apps.access import AccessControl
+from speakerid.decide.calibration import (
+    BACKGROUND_FROM,
+    DEFAULT_FAR,
+    FLOOR_UNTIL,
+    MIN_SPEAKERS,
+    Calibration,
+    calibrate,
+    per_comparison,
+    tail_quantile,
+)
 from speakerid.decide.scoring import DEFAULT_THRESHOLD
 
 from conftest import DATA, clips_of, iden_split, needs_data, run_cli
@@ -157,8 +165,9 @@ def test_the_threshold_follows_the_population(population, cli_env):
     assert shown["comparisons"] > 1000 and 0 <= shown["expected_miss"] < 0.05
     stricter = json.loads(run_cli(["calibrate", "--far", "0.001", "--json"], cli_env).stdout)
     assert stricter["far"] == 0.001 and stricter["threshold"] > shown["threshold"]
-    assert json.loads(run_cli(["threshold", "0.7", "--json"], cli_env).stdout) == {**json.loads(
-        run_cli(["threshold", "--json"], cli_env).stdout)}  # a hand-set value is what is shown
+    assert json.loads(run_cli(["threshold", "0.7", "--json"], cli_env).stdout) == {
+        **json.loads(run_cli(["threshold", "--json"], cli_env).stdout)
+    }  # a hand-set value is what is shown
     assert json.loads(run_cli(["threshold", "--json"], cli_env).stdout)["source"] == "user"
     assert json.loads(run_cli(["threshold", "--reset", "--json"], cli_env).stdout)["source"] == "calibrated"
     run_cli(["calibrate", "--far", str(DEFAULT_FAR)], cli_env)
@@ -193,10 +202,10 @@ def test_verification_and_doors_speak_in_false_accept_rates(population):
 @needs_data
 def test_short_narrowband_probes_are_refused_never_named(population, tmp_path):
     samples, rate = sf.read(clips_of("id90001", 3)[0], dtype="float32")
-    samples = samples[int(1.9 * rate):]  # the clip's speech starts here
+    samples = samples[int(1.9 * rate) :]  # the clip's speech starts here
     for seconds in (0.4, 0.8):
         digits = tmp_path / f"digits-{seconds}.wav"
-        sf.write(digits, samples[rate: rate + int(seconds * rate): 2], rate // 2)  # 8 kHz telephone audio
+        sf.write(digits, samples[rate : rate + int(seconds * rate) : 2], rate // 2)  # 8 kHz telephone audio
         with SpeakerID.open(population) as sid:
             with pytest.raises(AudioError, match="no speech found|need at least 1 s of speech"):
                 sid.identify(digits)
@@ -211,7 +220,7 @@ def test_skip_bad_enrolls_from_what_passes_and_says_what_it_left_out(tmp_path, m
         (folder / f"{i:02d}.wav").write_bytes(clip.read_bytes())
     samples, rate = sf.read(good[0], dtype="float32")
     sf.write(folder / "90-silence.wav", np.zeros(3 * rate, dtype=np.float32), rate)
-    sf.write(folder / "91-short.wav", samples[rate: rate + int(0.3 * rate)], rate)
+    sf.write(folder / "91-short.wav", samples[rate : rate + int(0.3 * rate)], rate)
     (folder / "92-someone-else.wav").write_bytes(clips_of("id90102", 1)[0].read_bytes())
     (folder / "93-broken.wav").write_text("not audio")
     with SpeakerID.open(tmp_path / "home") as sid:
@@ -220,21 +229,25 @@ def test_skip_bad_enrolls_from_what_passes_and_says_what_it_left_out(tmp_path, m
         assert "erin" not in sid.store.voiceprints
         result = sid.enroll("erin", [folder], skip_bad=True)
     left_out = {s.clip.rsplit("/", 1)[-1]: s.reason for s in result.skipped}
-    assert result.clips == len(good) and set(left_out) == {"90-silence.wav", "91-short.wav", "92-someone-else.wav",
-                                                           "93-broken.wav"}
+    assert result.clips == len(good) and set(left_out) == {
+        "90-silence.wav",
+        "91-short.wav",
+        "92-someone-else.wav",
+        "93-broken.wav",
+    }
     assert "silence" in left_out["90-silence.wav"] and "need at least 1 s" in left_out["91-short.wav"]
     assert "someone else" in left_out["92-someone-else.wav"] and "not a readable" in left_out["93-broken.wav"]
-    with SpeakerID.open(tmp_path / "home2") as sid:
-        with pytest.raises(EnrollmentError, match="no usable clip"):
-            sid.enroll("nobody", [folder / "90-silence.wav", folder / "93-broken.wav"], skip_bad=True)
+    with SpeakerID.open(tmp_path / "home2") as sid, pytest.raises(EnrollmentError, match="no usable clip"):
+        sid.enroll("nobody", [folder / "90-silence.wav", folder / "93-broken.wav"], skip_bad=True)
 
 
 @needs_data
 def test_skip_bad_from_the_command_line(tmp_path, cli_env):
     bad = tmp_path / "bad.wav"
     bad.write_text("nope")
-    done = run_cli(["fay", *map(str, clips_of("id90006", 1)), str(bad), "--skip-bad", "--json"], cli_env,
-                   module="enroll.cli")
+    done = run_cli(
+        ["fay", *map(str, clips_of("id90006", 1)), str(bad), "--skip-bad", "--json"], cli_env, module="enroll.cli"
+    )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert out["skipped"] == [{"clip": str(bad), "reason": "not a readable audio file (Format not recognised)"}]
@@ -244,8 +257,22 @@ def test_skip_bad_from_the_command_line(tmp_path, cli_env):
 @needs_data
 def test_open_set_evaluation_and_calibrating_on_trials(tmp_path, cli_env):
     out = tmp_path / "eval.json"
-    done = run_cli(["eval", "voxceleb", "--root", str(DATA), "--open-set", "0.6", "--json", str(out),
-                    "--plot", str(tmp_path / "det.png")], cli_env, timeout=900)
+    done = run_cli(
+        [
+            "eval",
+            "voxceleb",
+            "--root",
+            str(DATA),
+            "--open-set",
+            "0.6",
+            "--json",
+            str(out),
+            "--plot",
+            str(tmp_path / "det.png"),
+        ],
+        cli_env,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr
     o = json.loads(out.read_text())["open_set"]
     assert o["enrolled_speakers"] == 10 and o["held_out_speakers"] == 6 and o["unknown_probes"] > 30
@@ -254,10 +281,10 @@ def test_open_set_evaluation_and_calibrating_on_trials(tmp_path, cli_env):
     with SpeakerID.open(cli_env["SPEAKERID_HOME"]) as sid:
         for spk in SPEAKERS[:6]:
             sid.enroll(spk, clips_of(spk, 1), min_speech=5)
-    trials = run_cli(["calibrate", "--trials", str(DATA / "veri_test.txt"), "--root", str(DATA), "--json"], cli_env,
-                     timeout=900)
+    trials = run_cli(
+        ["calibrate", "--trials", str(DATA / "veri_test.txt"), "--root", str(DATA), "--json"], cli_env, timeout=900
+    )
     assert trials.returncode == 0, trials.stderr
     t = json.loads(trials.stdout)
     assert t["source"] == "trials" and t["nontarget_trials"] > 400 and 0.2 < t["threshold"] < 0.6
     assert t["expected_miss"] < 0.05
-

@@ -64,8 +64,9 @@ print(json.dumps({"identified": who, "streamed": events[-1]["speaker"],
 
 
 def probe(args: list[str], env: dict[str, str], *, module: str = "speakerid.cli", stdin: bytes | None = None) -> dict:
-    done = subprocess.run([sys.executable, "-c", PROBE, module, *args], env=env, capture_output=True, timeout=600,
-                          input=stdin)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, module, *args], env=env, capture_output=True, timeout=600, input=stdin
+    )
     lines = done.stdout.decode().strip().splitlines()
     assert lines, done.stderr.decode()[-2000:]
     return json.loads(lines[-1])
@@ -106,6 +107,7 @@ def test_every_runtime_command_at_every_rate_runs_without_torch(embedder, cli_en
     """enroll-speaker, identify, verify, timeline, listen, eval and the service, with audio at 8,
     16, 44.1 and 48 kHz: each a fresh process, none importing torch, torchaudio or SpeechBrain
     (the ``embedder`` fixture has built the model files, as ``speakerid model pull`` does)."""
+
     def torch_in(result: dict) -> list[str]:
         return [m for m in result["heavy"] if m in TORCH]
 
@@ -136,9 +138,20 @@ def test_every_runtime_command_at_every_rate_runs_without_torch(embedder, cli_en
     assert evaluated["code"] == 0 and not torch_in(evaluated), evaluated
 
     home = tmp_path / "service-home"
-    served = subprocess.run([sys.executable, "-c", SERVICE_PROBE, ",".join(map(str, clips_of("id90101", 1))),
-                             str(clips_of("id90101", 3)[0]), str(home)], env=cli_env, capture_output=True,
-                            text=True, timeout=600)
+    served = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            SERVICE_PROBE,
+            ",".join(map(str, clips_of("id90101", 1))),
+            str(clips_of("id90101", 3)[0]),
+            str(home),
+        ],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert served.returncode == 0, served.stderr[-2000:]
     result = json.loads(served.stdout.strip().splitlines()[-1])
     assert result["identified"] == "carol" and result["streamed"] == "carol", result

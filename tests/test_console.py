@@ -43,17 +43,29 @@ def browser_for(tmp_path):
 
     opened = []
     with sync_playwright() as p:
+
         def launch(mic: Path):
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required",
-                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={mic}"])
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM,
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-first-run",
+                    "--autoplay-policy=no-user-gesture-required",
+                    "--use-fake-ui-for-media-stream",
+                    "--use-fake-device-for-media-stream",
+                    f"--use-file-for-fake-audio-capture={mic}",
+                ],
+            )
             opened.append(browser)
             context = browser.new_context(permissions=["microphone"])
             page = context.new_page()
             page.on("dialog", lambda dialog: dialog.accept())
             return page
+
         yield launch
         for b in opened:
             b.close()
@@ -118,8 +130,9 @@ def test_admin_enrolls_by_voice_identifies_audits_and_removes(tmp_path, browser_
         expect(page.locator("#probe-answer")).to_have_text(re.compile("^erin"), timeout=60_000)
         page.fill("#probe-resource", "front-door")
         page.click("#probe-submit")
-        expect(page.locator("#probe-answer")).to_have_text(re.compile(r"^ALLOW erin \(score 0\.\d{3}\): "),
-                                                           timeout=60_000)  # who opened the door, and how surely
+        expect(page.locator("#probe-answer")).to_have_text(
+            re.compile(r"^ALLOW erin \(score 0\.\d{3}\): "), timeout=60_000
+        )  # who opened the door, and how surely
         assert "(front-door's)" in page.inner_text("#probe-result")
         assert "Identify and verify: threshold" in page.inner_text("#threshold-basis")
         shot(page, tmp_path, "identify")
@@ -154,7 +167,9 @@ def test_a_client_key_is_a_kiosk(tmp_path, browser_for, model_dir):
         page.wait_for_selector("#identify:not([hidden])")
         for screen in ("speakers", "enroll", "access", "evaluation"):
             assert not page.is_visible(f"nav button[data-screen={screen}]")
-        status = page.evaluate("""async (key) => (await fetch('/v1/speakers', {headers: {Authorization: 'Bearer ' + key}})).status""", key)
+        status = page.evaluate(
+            """async (key) => (await fetch('/v1/speakers', {headers: {Authorization: 'Bearer ' + key}})).status""", key
+        )
         assert status == 403
         record(page, "#probe-start", "#probe-stop", 4)  # the page really hears the microphone: it names alice
         page.click("#probe-submit")
@@ -172,8 +187,21 @@ def test_the_evaluation_screen_is_a_table_beside_the_plot(tmp_path, browser_for,
     """The last ``speakerid eval voxceleb`` run, as people read it: a row per figure, the DET curve below."""
     from conftest import DATA, run_cli
 
-    done = run_cli(["eval", "voxceleb", "--root", str(DATA), "--open-set", "0.6", "--plot", str(tmp_path / "det.png"),
-                    "--cache", str(tmp_path / "cache")], cli_env)
+    done = run_cli(
+        [
+            "eval",
+            "voxceleb",
+            "--root",
+            str(DATA),
+            "--open-set",
+            "0.6",
+            "--plot",
+            str(tmp_path / "det.png"),
+            "--cache",
+            str(tmp_path / "cache"),
+        ],
+        cli_env,
+    )
     assert done.returncode == 0, done.stderr
     home = tmp_path / "home"
     with SpeakerID.open(home) as sid:

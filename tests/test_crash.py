@@ -18,8 +18,7 @@ import time
 
 from speakerid import SpeakerID
 
-from conftest import needs_data, run_cli
-from conftest import clips_of
+from conftest import clips_of, needs_data, run_cli
 from workers import CHURN, SCRIPT, Expected, file_digest, wait_for_ready
 
 pytestmark = [needs_data]
@@ -39,8 +38,13 @@ def test_random_kills_never_lose_a_reported_enrollment(tmp_path, cli_env, model_
         log = tmp_path / f"run{kill}.jsonl"
         if kill % 4 == 3:  # the command itself, killed anywhere from start-up to its last write
             name, clips = f"cli{kill}", rng.sample(clips_of(rng.choice(CHURN), 1), 3)
-            proc = subprocess.Popen([sys.executable, "-m", "enroll.cli", name, *map(str, clips), "--min-speech", "5"],
-                                    env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "enroll.cli", name, *map(str, clips), "--min-speech", "5"],
+                env=cli_env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             time.sleep(rng.uniform(0.5, 6.0))
             proc.send_signal(signal.SIGKILL)
             code = proc.wait()
@@ -48,8 +52,13 @@ def test_random_kills_never_lose_a_reported_enrollment(tmp_path, cli_env, model_
             assert finished or code == -signal.SIGKILL, proc.stderr.read()
             expected.cli_enrollment(name, {file_digest(c) for c in clips}, finished)
         else:  # a long-lived process doing one write after another, killed mid-stream
-            proc = subprocess.Popen([sys.executable, str(SCRIPT), "churn", str(home), str(log), str(1000 + kill)],
-                                    env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            proc = subprocess.Popen(
+                [sys.executable, str(SCRIPT), "churn", str(home), str(log), str(1000 + kill)],
+                env=cli_env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             wait_for_ready(log, proc)
             time.sleep(rng.uniform(0.0, 3.0))
             proc.send_signal(signal.SIGKILL)
@@ -63,5 +72,7 @@ def test_random_kills_never_lose_a_reported_enrollment(tmp_path, cli_env, model_
     writes = sum('"done"' in line for line in lines)
     refused = sum('"refused"' in line for line in lines)
     assert writes >= 1 and refused <= writes, (writes, refused)  # the harness did write, not only get refused
-    print(f"\n{KILLS} kills ({expected.interrupted} before the operation under way finished); {writes} writes reported done; "
-          f"doctor consistent after every kill; {intact} reported speakers all intact")
+    print(
+        f"\n{KILLS} kills ({expected.interrupted} before the operation under way finished); {writes} writes reported done; "
+        f"doctor consistent after every kill; {intact} reported speakers all intact"
+    )

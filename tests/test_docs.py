@@ -87,8 +87,12 @@ def test_the_stated_defaults_are_the_codes():
     defaults = ServiceConfig()
     assert (defaults.max_upload_mb, defaults.max_seconds, defaults.rate_limit, defaults.rate_burst) == (20, 120, 10, 20)
     assert (DEFAULT_LOCKOUT_ATTEMPTS, DEFAULT_LOCKOUT_SECONDS) == (5, 300)
-    for claim in ("Uploads over 20 MB and clips over 120 s", "more than 10\nrequests a second", "(bursts of 20)",
-                  "After 5 denials"):
+    for claim in (
+        "Uploads over 20 MB and clips over 120 s",
+        "more than 10\nrequests a second",
+        "(bursts of 20)",
+        "After 5 denials",
+    ):
         assert " ".join(claim.split()) in " ".join(DOCS.split()), claim
 
 
@@ -127,14 +131,15 @@ def test_the_live_audio_guides_block_runs_as_written(tmp_path, capsys):
     from speakerid import SpeakerID
     from speakerid.apps.access import AccessControl
 
-    block = re.search(r"```python\n(stream = sid.stream\(.*?)```", (ROOT / "docs" / "streaming.md").read_text(),
-                      flags=re.S).group(1)
+    block = re.search(
+        r"```python\n(stream = sid.stream\(.*?)```", (ROOT / "docs" / "streaming.md").read_text(), flags=re.S
+    ).group(1)
     samples, rate = sf.read(clips_of("id90001", 3)[0], dtype="int16")
     with SpeakerID.open(tmp_path / "home") as sid:
         sid.enroll("alice", clips_of("id90001", 1))
         sid.enroll("bob", clips_of("id90002", 1))
         AccessControl(sid).grant("alice", "front-door")
-        microphone = lambda: (samples[i:i + rate // 10] for i in range(0, len(samples), rate // 10))  # noqa: E731
+        microphone = lambda: (samples[i : i + rate // 10] for i in range(0, len(samples), rate // 10))  # noqa: E731
         exec(block, {"sid": sid, "microphone": microphone, "AccessControl": AccessControl})
     printed = capsys.readouterr().out.splitlines()
     assert any("'speaker': 'alice'" in line for line in printed[:-1]), printed

@@ -27,9 +27,14 @@ def test_doctor_reports_finds_and_repairs(tmp_path, cli_env):
     fresh = {**cli_env, "SPEAKERID_HOME": str(tmp_path / "fresh")}  # no model yet: the default one's path
     text = run_cli(["doctor"], fresh).stdout
     int8 = bool(cpu_flags() & set(INT8_FLAGS))  # which path embeddings take on this CPU, said as such
-    assert re.search(r"engine: +ONNX Runtime " + ("int8 \\(this CPU has " if int8 else "fp32 \\(this CPU has none"), text), text
+    assert re.search(
+        r"engine: +ONNX Runtime " + ("int8 \\(this CPU has " if int8 else "fp32 \\(this CPU has none"), text
+    ), text
     fresh["SPEAKERID_PRECISION"] = "fp32"
-    assert json.loads(run_cli(["doctor", "--json"], fresh).stdout)["engine"] == "ONNX Runtime fp32 (SPEAKERID_PRECISION=fp32)"
+    assert (
+        json.loads(run_cli(["doctor", "--json"], fresh).stdout)["engine"]
+        == "ONNX Runtime fp32 (SPEAKERID_PRECISION=fp32)"
+    )
     (home / INDEX_NAME).write_bytes(b"SPKIDX1\n" + b"\0" * 64)
     bad = run_cli(["doctor", "--json"], cli_env)
     report = json.loads(bad.stdout)

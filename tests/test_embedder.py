@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from speakerid.voice.audio import load_audio
-from speakerid.voice.embedder import load_embedder, make_embedder
 from speakerid.base.errors import ModelError
 from speakerid.decide.metrics import eer
+from speakerid.voice.audio import load_audio
+from speakerid.voice.embedder import load_embedder, make_embedder
 from speakerid.voice.models import DEFAULT_MODEL
 
 from conftest import DATA, clip_path, clips_of, iden_split, needs_data, plain_embedding
@@ -119,8 +119,9 @@ def test_int8_leaves_decisions_and_eer_unchanged(embedder):
             labels.append(int(label))
         rates[precision] = eer(scores, labels)[0]
         names = sorted({rel.split("/")[0] for _, rel in iden_split()})
-        profiles = np.stack([np.mean([vectors[r] for s, r in iden_split() if s == 1 and r.startswith(n + "/")], 0)
-                             for n in names])
+        profiles = np.stack(
+            [np.mean([vectors[r] for s, r in iden_split() if s == 1 and r.startswith(n + "/")], 0) for n in names]
+        )
         nearest[precision] = [names[int(np.argmax(profiles @ vectors[r]))] for s, r in iden_split() if s == 3]
     assert abs(rates["int8"] - rates["fp32"]) <= 0.001, rates
     assert nearest["int8"] == nearest["fp32"]
@@ -167,8 +168,11 @@ def test_flushing_subnormal_weights_changes_no_output_bit(model_dir):
     from speakerid.voice.speechbrain_engine import flush_denormals, load_speechbrain
 
     plain, flushed = load_speechbrain(model_dir), load_speechbrain(model_dir)
-    subnormal = sum(int(((t.abs() < torch.finfo(t.dtype).tiny) & (t != 0)).sum())
-                    for t in flushed.mods.parameters() if t.is_floating_point())
+    subnormal = sum(
+        int(((t.abs() < torch.finfo(t.dtype).tiny) & (t != 0)).sum())
+        for t in flushed.mods.parameters()
+        if t.is_floating_point()
+    )
     flush_denormals(flushed.mods)
     assert subnormal > 10_000  # there is something to flush
     for clip in clips_of("id90001", 3) + clips_of("id90101", 3):
@@ -178,7 +182,9 @@ def test_flushing_subnormal_weights_changes_no_output_bit(model_dir):
         assert a.numpy().tobytes() == b.numpy().tobytes(), clip
 
 
-@pytest.mark.parametrize("in_channels, out_channels, kernel, dilation", [(4, 16, 5, 1), (16, 16, 3, 2), (24, 8, 3, 4), (12, 8, 1, 1)])
+@pytest.mark.parametrize(
+    "in_channels, out_channels, kernel, dilation", [(4, 16, 5, 1), (16, 16, 3, 2), (24, 8, 3, 4), (12, 8, 1, 1)]
+)
 @pytest.mark.parametrize("norm_scales", ["positive", "mixed"])
 def test_products_compute_speechbrains_tdnn_block(in_channels, out_channels, kernel, dilation, norm_scales):
     """Both ways a kernel is restated (shifted inputs for a narrow input, shifted outputs otherwise)
@@ -251,8 +257,10 @@ def test_int8_file_holds_the_weights_bias_correction_assumed(embedder):
     from speakerid.voice import ecapa_int8, onnx_model
 
     graph, weights = onnx_model.prepared_graph(embedder.model, "int8")
-    stored = {t.name: numpy_helper.to_array(t)
-              for t in onnx.load(str(onnx_model.onnx_file(embedder.model, "int8"))).graph.initializer}
+    stored = {
+        t.name: numpy_helper.to_array(t)
+        for t in onnx.load(str(onnx_model.onnx_file(embedder.model, "int8"))).graph.initializer
+    }
     parameters = dict(graph.named_parameters())
     assert len(weights) == len(graph.products()) + 1 == 31  # and the twice-quantised product's second weight
     for name in weights:

@@ -34,9 +34,8 @@ def home(tmp_path, model_dir) -> Path:
 
 def refused(home: Path, clips, match: str, name: str = "carol", **kw):
     before = store_digest(home)
-    with SpeakerID.open(home) as sid:
-        with pytest.raises(SpeakerIDError) as info:
-            sid.enroll(name, clips, **kw)
+    with SpeakerID.open(home) as sid, pytest.raises(SpeakerIDError) as info:
+        sid.enroll(name, clips, **kw)
     assert store_digest(home) == before
     assert "\n" not in str(info.value)
     assert match in str(info.value), str(info.value)
@@ -68,7 +67,7 @@ def test_too_little_speech_in_total(home, tmp_path):
 def test_clip_under_one_second_of_speech(home, tmp_path):
     samples, rate = sf.read(clip_path(B[0]), dtype="float32")
     short = tmp_path / "short.wav"
-    sf.write(short, samples[rate: rate + int(0.8 * rate)], rate)
+    sf.write(short, samples[rate : rate + int(0.8 * rate)], rate)
     refused(home, files_of(B[1:4]) + [short], f"{short}: need at least 1 s of speech")
 
 
@@ -144,8 +143,9 @@ def test_cli_refusal_is_one_line_and_store_unchanged(home, cli_env, tmp_path):
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(500))
     done = run_cli(["dave", *map(str, files_of(B[:3])), str(bad)], cli_env, module="enroll.cli")
     assert done.returncode == 1
-    assert done.stderr.strip() == f"error: {bad}: not a readable audio file (Format not recognised.)" or \
-        (done.stderr.count("\n") == 1 and done.stderr.startswith(f"error: {bad}: not a readable audio file"))
+    assert done.stderr.strip() == f"error: {bad}: not a readable audio file (Format not recognised.)" or (
+        done.stderr.count("\n") == 1 and done.stderr.startswith(f"error: {bad}: not a readable audio file")
+    )
     assert store_digest(home) == before
     exists = run_cli(["alice", *map(str, files_of(B[:3]))], cli_env, module="enroll.cli")
     assert exists.returncode == 1 and "--append" in exists.stderr and "--replace" in exists.stderr
@@ -159,4 +159,4 @@ def test_no_audio_is_kept_in_the_store(home):
     for rel in A[:3] + B[:4]:
         pcm = clip_path(rel).read_bytes()[44:]
         for start in range(0, len(pcm) - 512, len(pcm) // 16):
-            assert pcm[start:start + 512] not in stored, (rel, start)
+            assert pcm[start : start + 512] not in stored, (rel, start)

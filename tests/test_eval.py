@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import numpy as np
 import pytest
 
 from speakerid import SpeakerID
@@ -13,8 +14,6 @@ from speakerid.apps.keys import create_key
 from speakerid.apps.voxceleb import ListFormatError, read_iden_split, read_trials
 
 from conftest import DATA, LISTS, needs_data, run_cli, serving
-
-import numpy as np
 
 
 @pytest.mark.skipif(not (LISTS / "veri_test2.txt").is_file(), reason="official lists not available")
@@ -49,8 +48,11 @@ def test_macro_precision_recall_f1_by_hand():
 @needs_data
 def test_mini_voxceleb1_end_to_end_with_cache_and_plot(tmp_path, cli_env):
     out, plot, cache = tmp_path / "result.json", tmp_path / "det.png", tmp_path / "cache"
-    first = run_cli(["eval", "voxceleb", "--root", str(DATA), "--json", str(out), "--plot", str(plot),
-                     "--cache", str(cache)], cli_env, timeout=900)
+    first = run_cli(
+        ["eval", "voxceleb", "--root", str(DATA), "--json", str(out), "--plot", str(plot), "--cache", str(cache)],
+        cli_env,
+        timeout=900,
+    )
     assert first.returncode == 0, first.stderr
     result = json.loads(out.read_text())
     ident = result["identification"]
@@ -64,8 +66,23 @@ def test_mini_voxceleb1_end_to_end_with_cache_and_plot(tmp_path, cli_env):
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
     assert "top-1 1.0000" in first.stdout
 
-    second = run_cli(["eval", "voxceleb", "--root", str(DATA / "wav"), "--split", str(DATA / "iden_split.txt"),
-                      "--trials", str(DATA / "veri_test.txt"), "--json", str(out), "--cache", str(cache)], cli_env)
+    second = run_cli(
+        [
+            "eval",
+            "voxceleb",
+            "--root",
+            str(DATA / "wav"),
+            "--split",
+            str(DATA / "iden_split.txt"),
+            "--trials",
+            str(DATA / "veri_test.txt"),
+            "--json",
+            str(out),
+            "--cache",
+            str(cache),
+        ],
+        cli_env,
+    )
     again = json.loads(out.read_text())
     assert second.returncode == 0 and again["cached_clips"] == 146 and again["embedded_clips"] == 0
     assert again["verification"] == result["verification"] and again["identification"] == result["identification"]
@@ -81,9 +98,14 @@ def test_mini_voxceleb1_end_to_end_with_cache_and_plot(tmp_path, cli_env):
         assert httpx.get(base + "/v1/eval/latest", timeout=30).status_code == 401  # figures are for admins
 
     targets = tmp_path / "targets.txt"  # target trials only: no DET curve can be drawn
-    targets.write_text("".join([line + "\n" for line in (DATA / "veri_test.txt").read_text().splitlines()
-                                if line.startswith("1 ")][:5]))
-    no_curve = run_cli(["eval", "voxceleb", "--root", str(DATA), "--trials", str(targets), "--cache", str(cache)], cli_env)
+    targets.write_text(
+        "".join(
+            [line + "\n" for line in (DATA / "veri_test.txt").read_text().splitlines() if line.startswith("1 ")][:5]
+        )
+    )
+    no_curve = run_cli(
+        ["eval", "voxceleb", "--root", str(DATA), "--trials", str(targets), "--cache", str(cache)], cli_env
+    )
     assert no_curve.returncode == 0, no_curve.stderr
     with serving(tmp_path / "home") as (base, _):
         latest = httpx.get(base + "/v1/eval/latest", headers=auth, timeout=30).json()
@@ -101,8 +123,21 @@ def test_official_list_against_the_mini_set_reports_missing_clips(tmp_path, cli_
     assert "clips named by the lists are missing under" in line and "id10270/" in line and "--skip-missing" in line
 
     out = tmp_path / "r.json"
-    skipped = run_cli(["eval", "voxceleb", "--root", str(DATA), "--trials", str(LISTS / "veri_test2.txt"),
-                       "--skip-missing", "--json", str(out)], cli_env, timeout=900)
+    skipped = run_cli(
+        [
+            "eval",
+            "voxceleb",
+            "--root",
+            str(DATA),
+            "--trials",
+            str(LISTS / "veri_test2.txt"),
+            "--skip-missing",
+            "--json",
+            str(out),
+        ],
+        cli_env,
+        timeout=900,
+    )
     assert skipped.returncode == 0, skipped.stderr
     result = json.loads(out.read_text())
     assert result["missing_clips"] > 4000

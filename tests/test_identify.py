@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from speakerid import InsufficientSpeechError, SpeakerID
-from speakerid.voice.audio import load_audio
 from speakerid.decide.metrics import eer
 from speakerid.decide.scoring import DEFAULT_THRESHOLD, Candidate, decide, sums_by_row
+from speakerid.voice.audio import load_audio
 from store import ModelMismatchError, SpeakerNotFoundError, open_store
 
 from conftest import DATA, clip_path, clips_of, iden_split, needs_data, plain_embedding, run_cli
@@ -93,7 +93,7 @@ def test_insufficient_speech_is_its_own_answer(half_enrolled, tmp_path):
     sid, enrolled, _, split = half_enrolled
     samples, rate = sf.read(clip_path(split[0][1]), dtype="float32")
     short = tmp_path / "short.wav"
-    sf.write(short, samples[rate: rate + int(0.35 * rate)], rate)
+    sf.write(short, samples[rate : rate + int(0.35 * rate)], rate)
     with pytest.raises(InsufficientSpeechError, match=r"short.wav: need at least 1 s of speech, got 0\.\d\d s"):
         sid.identify(short)
 
@@ -189,8 +189,9 @@ def test_chosen_scoring_is_no_worse_than_plain_speechbrain(clip_embeddings, plai
     # top-1 cannot be worse than plain SpeechBrain's if it is perfect: centroid of split 1, split 3 queries
     split = iden_split()
     speakers = sorted({speaker_of(r) for _, r in split})
-    centroids = np.stack([np.mean([clip_embeddings[r] for s, r in split if s == 1 and speaker_of(r) == spk], axis=0)
-                          for spk in speakers])
+    centroids = np.stack(
+        [np.mean([clip_embeddings[r] for s, r in split if s == 1 and speaker_of(r) == spk], axis=0) for spk in speakers]
+    )
     centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
     tests = [r for s, r in split if s == 3]
     top1 = np.mean([speakers[int(np.argmax(centroids @ clip_embeddings[r]))] == speaker_of(r) for r in tests])

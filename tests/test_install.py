@@ -48,8 +48,14 @@ def locked() -> dict[str, list[tuple[Version, Requirement]]]:
 
 
 def applies(req: Requirement, python: str) -> bool:
-    env = {**default_environment(), "python_version": python, "python_full_version": python + ".0",
-           "sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64"}
+    env = {
+        **default_environment(),
+        "python_version": python,
+        "python_full_version": python + ".0",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+    }
     return req.marker is None or req.marker.evaluate(env)
 
 
@@ -62,8 +68,9 @@ def test_the_lock_pins_everything_pyproject_asks_within_its_ranges():
                 continue
             versions = [v for v, pin in pins.get(canonicalize_name(req.name), []) if applies(pin, python)]
             assert len(versions) == 1, f"{req.name} on Python {python}: {versions or 'not in constraints.txt'}"
-            assert req.specifier.contains(versions[0], prereleases=True), \
+            assert req.specifier.contains(versions[0], prereleases=True), (
                 f"constraints.txt pins {req.name}=={versions[0]}, outside pyproject.toml's {req.specifier}"
+            )
 
 
 def test_ranges_exclude_the_releases_known_to_break():
@@ -74,7 +81,7 @@ def test_ranges_exclude_the_releases_known_to_break():
     text = (ROOT / "pyproject.toml").read_text()
     for name in ("torch", "torchaudio"):  # the reason sits beside the pin
         line = next(i for i, row in enumerate(text.splitlines()) if row.strip().startswith(f'"{name}=='))
-        assert "#" in "\n".join(text.splitlines()[line - 6:line + 1]), name
+        assert "#" in "\n".join(text.splitlines()[line - 6 : line + 1]), name
 
 
 def test_this_environment_is_what_the_lock_says():

@@ -18,8 +18,7 @@ import numpy as np
 
 from speakerid import SpeakerID
 
-from conftest import needs_data, run_cli
-from conftest import clips_of
+from conftest import clips_of, needs_data, run_cli
 from workers import BASE, SCRIPT, Expected
 
 pytestmark = [needs_data]
@@ -43,10 +42,20 @@ def test_enrolling_and_identifying_at_once(tmp_path, cli_env, model_dir):
     for i in range(ENROLLERS + IDENTIFIERS):
         role = "churn" if i < ENROLLERS else "identify"
         log = tmp_path / f"{role}{i}.jsonl"
-        procs.append((role, log, subprocess.Popen(
-            [sys.executable, str(SCRIPT), role, str(home), str(log), str(i), "--seconds", str(SECONDS)],
-            env={**cli_env, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
-    for role, log, proc in procs:
+        procs.append(
+            (
+                role,
+                log,
+                subprocess.Popen(
+                    [sys.executable, str(SCRIPT), role, str(home), str(log), str(i), "--seconds", str(SECONDS)],
+                    env={**cli_env, "OMP_NUM_THREADS": "1"},
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                ),
+            )
+        )
+    for _, _, proc in procs:
         _, err = proc.communicate(timeout=SECONDS + 600)
         assert proc.returncode == 0, err
         assert "locked" not in err and "Traceback" not in err, err
@@ -70,15 +79,19 @@ def test_enrolling_and_identifying_at_once(tmp_path, cli_env, model_dir):
     assert doctor.returncode == 0 and json.loads(doctor.stdout)["consistent"], doctor.stdout
 
     def rate(rs, kind=None):
-        return sum(1 for r in rs if r["event"] == "done" and start <= r["t"] <= end and (kind is None or r["op"] in kind))
+        return sum(
+            1 for r in rs if r["event"] == "done" and start <= r["t"] <= end and (kind is None or r["op"] in kind)
+        )
 
     writes = [r for (role, log, _) in procs if role == "churn" for r in logs[log]]
     done = sum(r["event"] == "done" for r in writes)
     assert done >= ENROLLERS and sum(r["event"] == "refused" for r in writes) <= done, "the enrollers barely wrote"
     seconds = np.array([r["seconds"] for r in answers]) * 1000
-    print(f"\n{ENROLLERS} enrolling + {IDENTIFIERS} identifying processes, {end - start:.0f} s all running: "
-          f"{rate(answers) / (end - start):.1f} identifications/s (p50 {np.median(seconds):.0f} ms, "
-          f"p95 {np.percentile(seconds, 95):.0f} ms, all {len(answers)} right), "
-          f"{rate(writes, {'enroll', 'append', 'replace'}) / (end - start):.2f} enrollments/s, "
-          f"{rate(writes, {'remove'})} removals, {rate(writes, {'import'})} bulk imports; "
-          f"0 errors; {intact} reported speakers intact; doctor consistent")
+    print(
+        f"\n{ENROLLERS} enrolling + {IDENTIFIERS} identifying processes, {end - start:.0f} s all running: "
+        f"{rate(answers) / (end - start):.1f} identifications/s (p50 {np.median(seconds):.0f} ms, "
+        f"p95 {np.percentile(seconds, 95):.0f} ms, all {len(answers)} right), "
+        f"{rate(writes, {'enroll', 'append', 'replace'}) / (end - start):.2f} enrollments/s, "
+        f"{rate(writes, {'remove'})} removals, {rate(writes, {'import'})} bulk imports; "
+        f"0 errors; {intact} reported speakers intact; doctor consistent"
+    )

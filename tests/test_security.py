@@ -98,14 +98,24 @@ def test_names_over_http(home):
 
 
 # -- numbers: nan, inf and out-of-range values ---------------------------------------------------------
-@pytest.mark.parametrize("args", [
-    ["identify", "CLIP", "--threshold", "nan"], ["identify", "CLIP", "--threshold", "inf"],
-    ["identify", "CLIP", "--threshold", "1.5"], ["identify", "CLIP", "--top-k", "0"],
-    ["verify", "alice", "CLIP", "--threshold", "-inf"], ["threshold", "nan"], ["threshold", "2"],
-    ["access", "threshold", "door", "nan"], ["access", "lockout", "--attempts", "0", "--seconds", "60"],
-    ["access", "lockout", "--attempts", "3", "--seconds", "inf"], ["serve", "--port", "70000"],
-    ["serve", "--max-seconds", "nan"], ["audit", "--since", "yesterday-ish"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["identify", "CLIP", "--threshold", "nan"],
+        ["identify", "CLIP", "--threshold", "inf"],
+        ["identify", "CLIP", "--threshold", "1.5"],
+        ["identify", "CLIP", "--top-k", "0"],
+        ["verify", "alice", "CLIP", "--threshold", "-inf"],
+        ["threshold", "nan"],
+        ["threshold", "2"],
+        ["access", "threshold", "door", "nan"],
+        ["access", "lockout", "--attempts", "0", "--seconds", "60"],
+        ["access", "lockout", "--attempts", "3", "--seconds", "inf"],
+        ["serve", "--port", "70000"],
+        ["serve", "--max-seconds", "nan"],
+        ["audit", "--since", "yesterday-ish"],
+    ],
+)
 def test_bad_numbers_on_the_command_line(home, cli_env, args):
     cli_env["SPEAKERID_HOME"] = str(home)
     args = [str(clips_of("id90001", 3)[0]) if a == "CLIP" else a for a in args]
@@ -128,9 +138,14 @@ def test_enroll_speaker_bad_numbers(home, cli_env):
 def test_bad_numbers_through_the_api_and_http(home):
     clip = clips_of("id90001", 3)[0]
     with SpeakerID.open(home) as sid:
-        for call in (lambda: sid.identify(clip, threshold=float("nan")), lambda: sid.identify(clip, top_k=0),
-                     lambda: sid.verify("alice", clip, threshold=float("inf")), lambda: sid.set_threshold(float("nan")),
-                     lambda: AccessControl(sid).set_lockout(0, 10), lambda: AccessControl(sid).set_threshold("door", 7)):
+        for call in (
+            lambda: sid.identify(clip, threshold=float("nan")),
+            lambda: sid.identify(clip, top_k=0),
+            lambda: sid.verify("alice", clip, threshold=float("inf")),
+            lambda: sid.set_threshold(float("nan")),
+            lambda: AccessControl(sid).set_lockout(0, 10),
+            lambda: AccessControl(sid).set_threshold("door", 7),
+        ):
             with pytest.raises(InvalidValueError):
                 call()
     with serving(home) as (base, _):
@@ -151,15 +166,19 @@ def test_lockout_is_atomic_covers_identification_and_audits_everything(tmp_path,
         key, record = create_key(sid.store, "client")
     stranger = clips_of("id90004", 3)[0].read_bytes()
     with serving(mine, "--rate-limit", "1000", "--rate-burst", "1000") as (base, _):
+
         def attempt(claim):
             params = {"resource": "door", **({"claim": claim} if claim else {})}
-            return httpx.post(base + "/v1/access/check", params=params, content=stranger, headers=auth(key),
-                              timeout=120).json()
+            return httpx.post(
+                base + "/v1/access/check", params=params, content=stranger, headers=auth(key), timeout=120
+            ).json()
 
-        refused = httpx.post(base + "/v1/access/check", params={"resource": "door"}, content=b"not audio",
-                             headers=auth(key), timeout=60)
-        unknown = httpx.post(base + "/v1/access/check", params={"resource": "vault"}, content=stranger,
-                             headers=auth(key), timeout=60)
+        refused = httpx.post(
+            base + "/v1/access/check", params={"resource": "door"}, content=b"not audio", headers=auth(key), timeout=60
+        )
+        unknown = httpx.post(
+            base + "/v1/access/check", params={"resource": "vault"}, content=stranger, headers=auth(key), timeout=60
+        )
         assert (refused.status_code, unknown.status_code) == (422, 404)
         with ThreadPoolExecutor(8) as pool:  # 8 guesses at once with a claim: only 3 may be scored
             claimed = list(pool.map(attempt, ["alice"] * 8))
@@ -184,13 +203,20 @@ def test_upload_limits_hold_while_the_body_streams(home):
         parts = [("file", (f"p{i}.wav", bytes(15 << 20), "audio/wav")) for i in range(3)]
         r = httpx.post(base + "/v1/speakers/zed/enrollments", files=parts, timeout=120)
         assert r.status_code == 413 and set(r.json()) == {"error"}
-        r = httpx.post(base + "/v1/identify", content=clips_of("id90001", 3)[0].read_bytes(),
-                       headers={"Content-Type": "Audio/WAV"}, timeout=60)
+        r = httpx.post(
+            base + "/v1/identify",
+            content=clips_of("id90001", 3)[0].read_bytes(),
+            headers={"Content-Type": "Audio/WAV"},
+            timeout=60,
+        )
         assert r.status_code == 200 and r.json()["speaker"] == "alice"
         body, kind = _multipart(clips_of("id90001", 3)[0].read_bytes())
-        r = httpx.post(base + "/v1/identify", content=body, headers={"Content-Type": kind.replace("multipart/form-data",
-                                                                                                   "Multipart/Form-Data")},
-                       timeout=60)
+        r = httpx.post(
+            base + "/v1/identify",
+            content=body,
+            headers={"Content-Type": kind.replace("multipart/form-data", "Multipart/Form-Data")},
+            timeout=60,
+        )
         assert r.status_code == 200 and r.json()["speaker"] == "alice"
 
 
@@ -199,8 +225,10 @@ def _stream_until_answered(port: int, megabytes: int) -> tuple[int, bytes]:
     import select
 
     with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
-        s.sendall(b"POST /v1/identify HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-                  b"Content-Type: multipart/form-data; boundary=b\r\n\r\n")
+        s.sendall(
+            b"POST /v1/identify HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+        )
         head = b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.wav"\r\n\r\n'
         s.sendall(b"%x\r\n%s\r\n" % (len(head), head))
         sent, chunk = len(head), bytes(1 << 20)
@@ -218,8 +246,14 @@ def _stream_until_answered(port: int, megabytes: int) -> tuple[int, bytes]:
 
 def _multipart(data: bytes) -> tuple[bytes, str]:
     boundary = "sec-boundary"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n"
-            "Content-Type: audio/wav\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
+            "Content-Type: audio/wav\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return body, f"multipart/form-data; boundary={boundary}"
 
 
@@ -227,8 +261,10 @@ def test_a_stalled_body_is_dropped(home):
     with serving(home) as (base, _):
         port = int(base.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
-            s.sendall(b"POST /v1/identify HTTP/1.1\r\nHost: x\r\nContent-Type: audio/wav\r\nContent-Length: 100000\r\n\r\n"
-                      + bytes(1000))
+            s.sendall(
+                b"POST /v1/identify HTTP/1.1\r\nHost: x\r\nContent-Type: audio/wav\r\nContent-Length: 100000\r\n\r\n"
+                + bytes(1000)
+            )
             start = time.monotonic()
             reply = s.recv(4096)
             waited = time.monotonic() - start
@@ -283,10 +319,13 @@ def test_slow_headers_are_cut_off_and_other_clients_are_served(home):
 
 def test_every_error_has_one_shape(home):
     with serving(home) as (base, _):
-        for r in (httpx.get(base + "/no/such/route"), httpx.put(base + "/v1/identify"),
-                  httpx.post(base + "/v1/verify", content=b"x"),  # missing ?speaker=: the framework's 422
-                  httpx.post(base + "/v1/identify", content=b"{}", headers={"Content-Type": "application/json"}),
-                  httpx.post(base + "/v1/identify", content=b"--x\r\n", headers={"Content-Type": "multipart/form-data"})):
+        for r in (
+            httpx.get(base + "/no/such/route"),
+            httpx.put(base + "/v1/identify"),
+            httpx.post(base + "/v1/verify", content=b"x"),  # missing ?speaker=: the framework's 422
+            httpx.post(base + "/v1/identify", content=b"{}", headers={"Content-Type": "application/json"}),
+            httpx.post(base + "/v1/identify", content=b"--x\r\n", headers={"Content-Type": "multipart/form-data"}),
+        ):
             assert 400 <= r.status_code < 500 and set(r.json()) == {"error"}, (r.status_code, r.text)
             assert "\n" not in r.json()["error"]
 
@@ -309,7 +348,9 @@ def test_x_api_key_header_works(tmp_path):
 # -- the store: concurrent appends, files, opening --------------------------------------------------------
 def test_concurrent_appends_of_one_clip_enroll_it_once(store_url):
     with open_store(store_url) as store:
-        store.voiceprints.add_speaker("alice", [NewEmbedding(np.ones(8, dtype=np.float32), clip_sha256="a" * 64)], model="m")
+        store.voiceprints.add_speaker(
+            "alice", [NewEmbedding(np.ones(8, dtype=np.float32), clip_sha256="a" * 64)], model="m"
+        )
     same = NewEmbedding(np.arange(8, dtype=np.float32) + 1, clip_sha256="b" * 64)
     barrier = threading.Barrier(8)
 
@@ -345,8 +386,12 @@ def test_files_are_private_and_leftovers_are_cleaned(tmp_path):
 
 
 def _doctor(home) -> dict:
-    done = subprocess.run([sys.executable, "-m", "speakerid.cli", "doctor", "--json", "--home", str(home)],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "speakerid.cli", "doctor", "--json", "--home", str(home)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return json.loads(done.stdout)
 
 
@@ -358,9 +403,17 @@ def test_a_writer_that_cannot_take_the_index_lock_fails_before_committing(tmp_pa
     home = tmp_path / "home"
     with open_store(home) as store:
         store.voiceprints.add_speaker("a", [NewEmbedding(np.ones(8, dtype=np.float32))], model="m")
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from filelock import FileLock; "
-                               "l = FileLock(sys.argv[1]); l.acquire(); print('held', flush=True); time.sleep(60)",
-                               str(home / "index.lock")], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from filelock import FileLock; "
+            "l = FileLock(sys.argv[1]); l.acquire(); print('held', flush=True); time.sleep(60)",
+            str(home / "index.lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         monkeypatch.setattr(sqlite_store, "LOCK_TIMEOUT", 0.5)
@@ -416,11 +469,23 @@ def test_a_read_only_home_still_answers(home, tmp_path, cli_env):
     cli_env["SPEAKERID_HOME"] = str(ro)
     try:
         for args in (["speakers"], ["identify", str(clips_of("id90001", 3)[0])], ["doctor"], ["audit"]):
-            done = subprocess.run([sys.executable, "-m", "speakerid.cli", *args, "--json"], env=cli_env,
-                                  capture_output=True, text=True, timeout=300, preexec_fn=drop_file_override)
+            done = subprocess.run(
+                [sys.executable, "-m", "speakerid.cli", *args, "--json"],
+                env=cli_env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                preexec_fn=drop_file_override,
+            )
             assert done.returncode == 0, (args, done.stderr)
-        done = subprocess.run([sys.executable, "-m", "speakerid.cli", "remove", "alice"], env=cli_env,
-                              capture_output=True, text=True, timeout=300, preexec_fn=drop_file_override)
+        done = subprocess.run(
+            [sys.executable, "-m", "speakerid.cli", "remove", "alice"],
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            preexec_fn=drop_file_override,
+        )
         assert done.returncode == 1 and "read-only" in done.stderr
     finally:
         ro.chmod(0o700)
@@ -477,12 +542,12 @@ def test_an_output_file_that_cannot_be_written_is_refused_before_any_work(home, 
     after them, as an "unexpected FileNotFoundError"."""
     cli_env["SPEAKERID_HOME"] = str(home)
     recording = str(SHARED / "data" / "conversations" / "sample.wav")
-    for args, named in ((["timeline", recording, "--rttm", str(tmp_path / "missing" / "out.rttm")], "no folder"),
-                        (["timeline", recording, "--rttm", str(tmp_path)], "it is a folder"),
-                        (["eval", "voxceleb", "--root", str(DATA), "--plot", str(tmp_path / "missing" / "det.png")],
-                         "no folder"),
-                        (["eval", "voxceleb", "--root", str(DATA), "--json", str(tmp_path / "missing" / "r.json")],
-                         "no folder")):
+    for args, named in (
+        (["timeline", recording, "--rttm", str(tmp_path / "missing" / "out.rttm")], "no folder"),
+        (["timeline", recording, "--rttm", str(tmp_path)], "it is a folder"),
+        (["eval", "voxceleb", "--root", str(DATA), "--plot", str(tmp_path / "missing" / "det.png")], "no folder"),
+        (["eval", "voxceleb", "--root", str(DATA), "--json", str(tmp_path / "missing" / "r.json")], "no folder"),
+    ):
         started = time.monotonic()
         done = run_cli(args, cli_env)
         assert done.returncode == 2 and done.stderr.count("\n") == 1 and named in done.stderr, done.stderr

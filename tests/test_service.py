@@ -39,8 +39,14 @@ def server(tmp_path_factory, model_dir):
     with SpeakerID.open(home) as sid:
         for person in ("alice", "bob", "carol", "dave"):
             sid.enroll(person, clips(person, 1))
-        for label, role in (("admin", "admin"), ("client", "client"), ("revoked", "client"), ("limited", "admin"),
-                            ("curl", "client"), *((f"c{i}", "client") for i in range(4))):
+        for label, role in (
+            ("admin", "admin"),
+            ("client", "client"),
+            ("revoked", "client"),
+            ("limited", "admin"),
+            ("curl", "client"),
+            *((f"c{i}", "client") for i in range(4)),
+        ):
             keys[label], record = create_key(sid.store, role, label)
             if label == "revoked":
                 sid.store.policy.revoke_key(record.id)
@@ -49,7 +55,10 @@ def server(tmp_path_factory, model_dir):
         access.grant("@staff", "lab")
         access.set_lockout(3, LOCKOUT_SECONDS)
     env = {**os.environ, "SPEAKERID_HOME": str(home), "HF_HUB_OFFLINE": "1"}
-    with serving(home, "--max-upload-mb", "2", "--max-seconds", "30", "--rate-limit", "2", "--rate-burst", "8") as (base, _):
+    with serving(home, "--max-upload-mb", "2", "--max-seconds", "30", "--rate-limit", "2", "--rate-burst", "8") as (
+        base,
+        _,
+    ):
         yield base, keys, home, env
 
 
@@ -59,16 +68,19 @@ def auth(key: str) -> dict:
 
 def post_clip(base, path, key, clip, **params):
     with open(clip, "rb") as f:
-        return httpx.post(base + path, params=params, headers=auth(key), files={"file": (clip.name, f, "audio/wav")},
-                          timeout=120)
+        return httpx.post(
+            base + path, params=params, headers=auth(key), files={"file": (clip.name, f, "audio/wav")}, timeout=120
+        )
 
 
 def _metrics(base: str) -> dict[str, dict[tuple, float]]:
     """``/metrics`` through prometheus_client's parser: family -> {label values: value}."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    return {f.name: {tuple(s.labels.values()): s.value for s in f.samples}
-            for f in text_string_to_metric_families(httpx.get(base + "/metrics").text)}
+    return {
+        f.name: {tuple(s.labels.values()): s.value for s in f.samples}
+        for f in text_string_to_metric_families(httpx.get(base + "/metrics").text)
+    }
 
 
 def test_health_metrics_and_openapi(server):
@@ -82,7 +94,9 @@ def test_health_metrics_and_openapi(server):
     httpx.get(base + "/healthz")
     assert _metrics(base)["speakerid_requests"][healthz] == families["speakerid_requests"][healthz] + 1
     spec = httpx.get(base + "/openapi.json").json()
-    assert {"/v1/identify", "/v1/verify", "/v1/access/check", "/v1/speakers/{speaker}/enrollments"} <= set(spec["paths"])
+    assert {"/v1/identify", "/v1/verify", "/v1/access/check", "/v1/speakers/{speaker}/enrollments"} <= set(
+        spec["paths"]
+    )
     assert httpx.get(base + "/docs").status_code == 200
 
 
@@ -128,8 +142,11 @@ def test_every_request_is_logged_without_its_secrets(tmp_path, model_dir):
 
 def test_limits_and_bad_audio(server, tmp_path):
     base, keys, *_ = server
-    big = httpx.post(base + "/v1/identify", content=b"\0" * (3 * 1024 * 1024),
-                     headers={**auth(keys["client"]), "Content-Type": "audio/wav"})
+    big = httpx.post(
+        base + "/v1/identify",
+        content=b"\0" * (3 * 1024 * 1024),
+        headers={**auth(keys["client"]), "Content-Type": "audio/wav"},
+    )
     assert big.status_code == 413
     samples, rate = sf.read(clips("bob", 3)[0], dtype="float32")
     long = tmp_path / "long.wav"
@@ -139,9 +156,11 @@ def test_limits_and_bad_audio(server, tmp_path):
     text = tmp_path / "notes.wav"
     text.write_text("not audio at all")
     bad = post_clip(base, "/v1/identify", keys["client"], text)
-    assert bad.status_code == 422 and bad.json()["error"] == "notes.wav: not a readable audio file (Format not recognised)"
+    assert (
+        bad.status_code == 422 and bad.json()["error"] == "notes.wav: not a readable audio file (Format not recognised)"
+    )
     short = tmp_path / "short.wav"
-    sf.write(short, samples[rate: rate + int(0.4 * rate)], rate)
+    sf.write(short, samples[rate : rate + int(0.4 * rate)], rate)
     too_short = post_clip(base, "/v1/identify", keys["client"], short)
     assert too_short.status_code == 422 and "need at least 1 s of speech" in too_short.json()["error"]
 
@@ -159,8 +178,11 @@ def test_enroll_identify_access_audit(server):
     enrolled = httpx.post(base + "/v1/speakers/erin/enrollments", headers=auth(keys["admin"]), files=files, timeout=300)
     assert enrolled.status_code == 201, enrolled.text
     assert enrolled.json()["clips"] == len(files)
-    again = httpx.post(base + "/v1/speakers/erin/enrollments", headers=auth(keys["admin"]),
-                       files=[("file", (clips("erin", 1)[0].name, open(clips("erin", 1)[0], "rb"), "audio/wav"))])
+    again = httpx.post(
+        base + "/v1/speakers/erin/enrollments",
+        headers=auth(keys["admin"]),
+        files=[("file", (clips("erin", 1)[0].name, open(clips("erin", 1)[0], "rb"), "audio/wav"))],
+    )
     assert again.status_code == 409
     assert post_clip(base, "/v1/identify", keys["client"], clips("erin", 3)[0]).json()["speaker"] == "erin"
     assert run_cli(["access", "groups", "staff", "erin"], env).returncode == 0
@@ -188,14 +210,37 @@ def test_the_readmes_curl_commands(server, tmp_path):
         shutil.copy(clips("alice", 3)[0], tmp_path / name)
     assert run_cli(["access", "grant", "alice", "door"], env).returncode == 0
     for line in lines:
-        done = subprocess.run(["bash", "-c", line.replace("http://127.0.0.1:8000", base) + " -w '\\n%{http_code}'"],
-                              cwd=tmp_path, env={**os.environ, "KEY": keys["curl"]}, capture_output=True, text=True,
-                              timeout=180)
+        done = subprocess.run(
+            ["bash", "-c", line.replace("http://127.0.0.1:8000", base) + " -w '\\n%{http_code}'"],
+            cwd=tmp_path,
+            env={**os.environ, "KEY": keys["curl"]},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         body, code = done.stdout.rsplit("\n", 1)
-        assert code == "200" and json.loads(body)["allow"] is True and json.loads(body)["speaker"] == "alice", (line, body)
-    refused = subprocess.run(["curl", "-s", "-w", "\\n%{http_code}", "-H", f"X-API-Key: {keys['curl']}", "-H",
-                              "Content-Type: audio/wav", "--data-binary", "@/etc/hostname", base + "/v1/identify"],
-                             capture_output=True, text=True, timeout=180)
+        assert code == "200" and json.loads(body)["allow"] is True and json.loads(body)["speaker"] == "alice", (
+            line,
+            body,
+        )
+    refused = subprocess.run(
+        [
+            "curl",
+            "-s",
+            "-w",
+            "\\n%{http_code}",
+            "-H",
+            f"X-API-Key: {keys['curl']}",
+            "-H",
+            "Content-Type: audio/wav",
+            "--data-binary",
+            "@/etc/hostname",
+            base + "/v1/identify",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     body, code = refused.stdout.rsplit("\n", 1)
     assert code == "422" and "not a readable audio file" in json.loads(body)["error"], body
 
@@ -213,8 +258,13 @@ def test_the_readmes_python_door_function(server):
     with pytest.raises(RuntimeError, match="not a readable audio file"):
         may_enter("/etc/hostname", "front-door", keys["curl"])
     with open(clips("alice", 3)[0], "rb") as f:  # any parameter given as None (sent empty) counts as left out
-        r = httpx.post(base + "/v1/identify", params={"threshold": None, "top_k": None}, headers=auth(keys["curl"]),
-                       files={"file": f}, timeout=60)
+        r = httpx.post(
+            base + "/v1/identify",
+            params={"threshold": None, "top_k": None},
+            headers=auth(keys["curl"]),
+            files={"file": f},
+            timeout=60,
+        )
     assert r.status_code == 200 and r.json()["speaker"] == "alice", r.text
 
 
@@ -236,8 +286,11 @@ def test_concurrent_requests_answer_like_sequential_ones(server):
     queries = [c for p in ("alice", "bob", "carol", "dave") for c in clips(p, 3)[:2]]
     sequential = [post_clip(base, "/v1/identify", keys["client"], q).json() for q in queries]
     with ThreadPoolExecutor(4) as pool:
-        parallel = list(pool.map(lambda iq: post_clip(base, "/v1/identify", keys[f"c{iq[0] % 4}"], iq[1]).json(),
-                                 enumerate(queries)))
+        parallel = list(
+            pool.map(
+                lambda iq: post_clip(base, "/v1/identify", keys[f"c{iq[0] % 4}"], iq[1]).json(), enumerate(queries)
+            )
+        )
     assert parallel == sequential
 
 

@@ -16,8 +16,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from store import (INDEX_NAME, open_store, Counts, InvalidNameError, InvalidValueError, ModelMismatchError, NewEmbedding,
-                   SpeakerExistsError, SpeakerNotFoundError, Store, VectorIndex)
+from store import (
+    INDEX_NAME,
+    Counts,
+    InvalidNameError,
+    InvalidValueError,
+    ModelMismatchError,
+    NewEmbedding,
+    SpeakerExistsError,
+    SpeakerNotFoundError,
+    Store,
+    VectorIndex,
+    open_store,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DIM = 16
@@ -87,7 +98,11 @@ def test_vectors_of_some_speakers_all_or_one_and_the_counts(store):
     keep = np.array([o != "carol" for o in owners])
     assert some[0].tolist() == ids[keep].tolist() and some[2] == [o for o in owners if o != "carol"]
     assert np.array_equal(some[1], vectors[keep]) and some[2] == ["alice", "alice", "Bob", "Bob", "Bob", "alice"]
-    assert store.voiceprints.vectors("bob")[2] == ["Bob"] * 3 and store.voiceprints.vectors(["bob"])[2] == [] and len(store.voiceprints.vectors([])[0]) == 0
+    assert (
+        store.voiceprints.vectors("bob")[2] == ["Bob"] * 3
+        and store.voiceprints.vectors(["bob"])[2] == []
+        and len(store.voiceprints.vectors([])[0]) == 0
+    )
     assert store.voiceprints.counts() == Counts(store.voiceprints.generation, 3, 7)
     store.voiceprints.remove_speaker("Bob")
     assert store.voiceprints.counts() == Counts(store.voiceprints.generation, 2, 4)
@@ -128,7 +143,9 @@ def test_lost_or_corrupt_index_is_rebuilt_with_identical_answers(tmp_path, damag
     with open_store(home, model="m", dimension=DIM) as s:
         for i in range(30):
             s.voiceprints.add_speaker(f"s{i}", embs(unit(rng, 2)), model="m")
-        before = [[(h.embedding_id, h.speaker, h.score) for h in hits] for hits in s.voiceprints.search_many(queries, 5)]
+        before = [
+            [(h.embedding_id, h.speaker, h.score) for h in hits] for hits in s.voiceprints.search_many(queries, 5)
+        ]
     path = home / INDEX_NAME
     data = path.read_bytes()
     if damage == "delete":
@@ -175,7 +192,9 @@ def test_approximate_index_above_threshold(tmp_path):
         _bulk_enroll(s, vectors)
         assert s.maintenance.index().kind == "sketch"
         ids, stored, _ = s.voiceprints.vectors()
-        queries = vectors[rng.choice(len(vectors), 300, replace=False)] + 0.02 * rng.standard_normal((300, 64)).astype(np.float32)
+        queries = vectors[rng.choice(len(vectors), 300, replace=False)] + 0.02 * rng.standard_normal((300, 64)).astype(
+            np.float32
+        )
         exact = ids[np.argmax(queries @ stored.T, axis=1)]
         got = np.array([h[0].embedding_id for h in s.voiceprints.search_many(queries, 1)])
         assert np.mean(got == exact) >= 0.99
@@ -225,8 +244,16 @@ def test_four_processes_1000_random_operations_agree(store_url):
     home = store_url
     open_store(home, model="m", dimension=DIM).close()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(home), str(w), "250", str(DIM)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for w in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(home), str(w), "250", str(DIM)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(4)
+    ]
     expected: dict[str, list[str]] = {}
     for p in procs:
         out, err = p.communicate(timeout=600)
@@ -264,8 +291,13 @@ def test_sigkill_mid_enrollment_is_all_or_nothing(store_url):
     rng = np.random.default_rng(7)
     reported: list[str] = []
     for round_ in range(6):
-        proc = subprocess.Popen([sys.executable, "-c", KILL_WORKER, str(home), str(round_ * 1000)], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", KILL_WORKER, str(home), str(round_ * 1000)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         time.sleep(1.5 + rng.uniform(0, 1.5))
         proc.send_signal(signal.SIGKILL)
         out, _ = proc.communicate()
@@ -285,7 +317,9 @@ def test_index_file_roundtrip_is_atomic_and_checked(tmp_path):
     index = VectorIndex.build(DIM, np.arange(50), unit(rng, 50))
     from store.index import IndexHeader
 
-    index.save(tmp_path / "i.faiss", IndexHeader(store_id="x", generation=3, model="m", dimension=DIM, count=0, kind=""))
+    index.save(
+        tmp_path / "i.faiss", IndexHeader(store_id="x", generation=3, model="m", dimension=DIM, count=0, kind="")
+    )
     loaded, header = VectorIndex.load(tmp_path / "i.faiss")
     assert header.generation == 3 and header.count == 50 and sorted(loaded.ids()) == list(range(50))
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".index.")]  # no temp file left behind
@@ -310,8 +344,14 @@ def test_names_follow_one_rule(store):
         assert same in store.voiceprints and store.voiceprints.display_name(same) == "Chloé"
         with pytest.raises(SpeakerExistsError, match="already enrolled"):
             store.voiceprints.add_speaker(same, embs(unit(rng)), model="m")
-    for bad, why in (("@staff", "names a group"), ("ali\u200bce", "invisible"), ("bob\x00", "control"),
-                     ("\u202eevil", "invisible"), ("", "empty"), ("x" * 201, "over 200")):
+    for bad, why in (
+        ("@staff", "names a group"),
+        ("ali\u200bce", "invisible"),
+        ("bob\x00", "control"),
+        ("\u202eevil", "invisible"),
+        ("", "empty"),
+        ("x" * 201, "over 200"),
+    ):
         with pytest.raises(InvalidNameError, match=why):
             store.voiceprints.add_speaker(bad, embs(unit(rng)), model="m")
     assert len(store.voiceprints.speakers()) == 1
@@ -327,7 +367,13 @@ def test_a_group_is_never_a_speaker(store):
     assert store.policy.allowed("ann", "lab") and not store.policy.allowed("staff", "lab")
     store.policy.grant("staff", "garage")
     store.voiceprints.remove_speaker("staff")
-    assert store.policy.resource("lab").allowed == ["@staff", ] and store.policy.resource("garage").allowed == []
+    assert (
+        store.policy.resource("lab").allowed
+        == [
+            "@staff",
+        ]
+        and store.policy.resource("garage").allowed == []
+    )
     store.voiceprints.remove_speaker("ann")
     assert store.policy.groups() == {} and store.policy.resource("lab").allowed == ["@staff"]
 
@@ -351,11 +397,15 @@ def test_a_process_holding_the_index_reads_only_what_changed(store_url):
         writer.voiceprints.remove_speaker("s3")
         writer.voiceprints.add_speaker("s4", embs(unit(rng, 1)), model="m", mode="replace")
         writer.voiceprints.add_speaker("s5", embs(unit(rng, 1)), model="m", mode="append")
-        seen = [[(h.embedding_id, h.speaker, h.score) for h in hits] for hits in reader.voiceprints.search_many(queries, 50)]
+        seen = [
+            [(h.embedding_id, h.speaker, h.score) for h in hits] for hits in reader.voiceprints.search_many(queries, 50)
+        ]
         assert read == [4] and rebuilt == []  # the four new vectors, not the store's 40
         assert len(reader.maintenance.index()) == 40 - 2 - 2 + 4
     with open_store(store_url) as fresh:
-        assert seen == [[(h.embedding_id, h.speaker, h.score) for h in hits] for hits in fresh.voiceprints.search_many(queries, 50)]
+        assert seen == [
+            [(h.embedding_id, h.speaker, h.score) for h in hits] for hits in fresh.voiceprints.search_many(queries, 50)
+        ]
         assert fresh.maintenance.check().consistent, fresh.maintenance.check().problems
 
 
@@ -376,10 +426,14 @@ def test_the_change_log_keeps_the_last_writes_and_a_process_further_behind_reads
         rebuilt = []
         rebuild = reader._index._rebuild
         reader._index._rebuild = lambda tx, generation: (rebuilt.append(generation), rebuild(tx, generation))[1]
-        seen = [[(h.embedding_id, h.speaker, h.score) for h in hits] for hits in reader.voiceprints.search_many(queries, 10)]
+        seen = [
+            [(h.embedding_id, h.speaker, h.score) for h in hits] for hits in reader.voiceprints.search_many(queries, 10)
+        ]
         assert rebuilt == [now]  # five writes behind a log of three: it read everything again
     with open_store(store_url) as fresh:
-        assert seen == [[(h.embedding_id, h.speaker, h.score) for h in hits] for hits in fresh.voiceprints.search_many(queries, 10)]
+        assert seen == [
+            [(h.embedding_id, h.speaker, h.score) for h in hits] for hits in fresh.voiceprints.search_many(queries, 10)
+        ]
 
 
 def test_the_index_file_is_saved_lazily_in_a_large_store_and_at_once_after_a_deletion(tmp_path):
@@ -435,6 +489,7 @@ def test_one_bulk_import_makes_the_index_file_lag_by_its_vectors_not_by_one_writ
         s._index._fetch = lambda tx, ids, dim: (fetched.append(len(ids)), fetch(tx, ids, dim))[1]
         assert len(s.maintenance.index()) == 3500 and sum(fetched) == 0
 
+
 def test_a_schema_2_store_migrates(tmp_path):
     """A store written by the previous release (schema 2, grants by name) opens and keeps its meaning."""
     import sqlite3
@@ -461,8 +516,10 @@ def test_a_schema_2_store_migrates(tmp_path):
              '{"allow": false, "reason": "voice does not match", "resource": "door", "claim": "Alice",
                "decision_id": "d1", "key_id": "k1", "score": 0.2, "threshold": 0.55, "speaker": null}');
     """)
-    conn.executemany("INSERT INTO embeddings (speaker_id, vector, dimension, model, created) VALUES (?, ?, 16, 'm', 't')",
-                     [(1, unit(rng).tobytes()), (2, unit(rng).tobytes())])
+    conn.executemany(
+        "INSERT INTO embeddings (speaker_id, vector, dimension, model, created) VALUES (?, ?, 16, 'm', 't')",
+        [(1, unit(rng).tobytes()), (2, unit(rng).tobytes())],
+    )
     conn.commit()
     conn.close()
     with open_store(home) as s:
@@ -508,8 +565,9 @@ def test_sqlite_utils_reads_a_store_as_it_is(tmp_path):
         s.voiceprints.add_speaker("alice", embs(unit(rng, 3)), model="m")
         s.voiceprints.add_speaker("bob", embs(unit(rng, 2)), model="m")
     tool = Path(sys.executable).with_name("sqlite-utils")
-    done = subprocess.run([str(tool), "tables", "--counts", str(home / "speakerid.db")], capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [str(tool), "tables", "--counts", str(home / "speakerid.db")], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     counts = {t["table"]: t["count"] for t in json.loads(done.stdout)}
     assert counts["speakers"] == 2 and counts["embeddings"] == 5

@@ -14,8 +14,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from conftest import needs_postgres, postgres_schema
 from store import INDEX_NAME, NewEmbedding, SpeakerExistsError, SpeakerIDError, SpeakerNotFoundError, Store, open_store
+
+from conftest import needs_postgres, postgres_schema
 
 DIM = 8
 NAMES = st.sampled_from(["ana", "ben", "chloé", "dev", "eun-ji", "ülkü"])
@@ -138,7 +139,7 @@ class StoreMachine(RuleBasedStateMachine):
             assert self.store.voiceprints.search(clip_vectors([0])[0]) == []
             return
         results = self.store.voiceprints.search_many(np.stack([v for _, v in everyone]), k=1)
-        for (name, vector), hits in zip(everyone, results):
+        for (_name, vector), hits in zip(everyone, results):
             owners = {n for n, vs in self.model.items() if any(np.array_equal(vector, u) for u in vs)}
             assert hits[0].speaker in owners and hits[0].score == pytest.approx(1.0, abs=1e-5)
 
@@ -161,8 +162,9 @@ class PostgresStoreMachine(StoreMachine):
         self._schema.__exit__(None, None, None)
 
 
-SETTINGS = settings(max_examples=25, stateful_step_count=25, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=25, stateful_step_count=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 TestStore = StoreMachine.TestCase
 TestStore.settings = SETTINGS
 TestApproximateStore = ApproximateStoreMachine.TestCase

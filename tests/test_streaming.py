@@ -38,7 +38,7 @@ def pcm(path) -> np.ndarray:
 def streamed(live, samples: np.ndarray, step: int = 1600):
     events = []
     for i in range(0, len(samples), step):
-        events += live.feed(samples[i:i + step])
+        events += live.feed(samples[i : i + step])
     return events, live.close()
 
 
@@ -48,8 +48,9 @@ def test_the_right_speaker_early_and_strangers_unknown(home):
         assert final.final and final.speaker == "id90003" and final.reason.startswith("early")
         first = next(e for e in events if e.final)
         assert first.speech_seconds < 3.5 and first.t < len(pcm(clips_of("id90003", 3)[0])) / 16000
-        assert all(set(e.to_dict()) == {"t", "speech_seconds", "speaker", "label", "score", "final", "reason"}
-                   for e in events)
+        assert all(
+            set(e.to_dict()) == {"t", "speech_seconds", "speaker", "label", "score", "final", "reason"} for e in events
+        )
         _, stranger = streamed(sid.stream(16000), pcm(clips_of("id90101", 3)[0]))
         assert stranger.final and stranger.speaker is None and stranger.label == "unknown"
         _, claim = streamed(sid.stream(16000, "verify", claim="id90002"), pcm(clips_of("id90001", 3)[0]))
@@ -71,7 +72,7 @@ def test_a_speaker_change_is_reported(home):
         events, final = streamed(sid.stream(16000), joined)
     change = [i for i, e in enumerate(events) if e.reason == "speaker changed"]
     assert len(change) == 1
-    before, after = events[:change[0]], events[change[0] + 1:]
+    before, after = events[: change[0]], events[change[0] + 1 :]
     assert any(e.final and e.speaker == "id90001" for e in before)
     assert after and after[-1].speaker == "id90002" and final.speaker == "id90002"
     assert events[change[0]].t > len(pcm(clips_of("id90001", 3)[0])) / 16000  # after the first voice ended
@@ -113,7 +114,7 @@ def run_ws(url: str, frames: list, *, headers=None, start=None, end: bool = True
 
 
 def frames_of(samples: np.ndarray, step: int = 3200) -> list[bytes]:
-    return [samples[i:i + step].astype("<i2").tobytes() for i in range(0, len(samples), step)]
+    return [samples[i : i + step].astype("<i2").tobytes() for i in range(0, len(samples), step)]
 
 
 def test_over_a_real_websocket(home):
@@ -129,11 +130,18 @@ def test_over_a_real_websocket(home):
         assert any(e["reason"] == "speaker changed" for e in events)
         assert any(e["final"] and e["speaker"] == "id90005" for e in events)
         # the key may come in the start message instead of a header
-        events, closed = run_ws(url, frames_of(pcm(clips_of("id90101", 3)[0])),
-                                start={"type": "start", "sample_rate": 16000, "mode": "identify", "key": key})
+        events, closed = run_ws(
+            url,
+            frames_of(pcm(clips_of("id90101", 3)[0])),
+            start={"type": "start", "sample_rate": 16000, "mode": "identify", "key": key},
+        )
         assert closed[0] == 1000 and events[-1]["label"] == "unknown"
-        events, closed = run_ws(url, frames_of(pcm(clips_of("id90001", 3)[0])), headers=auth,
-                                start={"type": "start", "sample_rate": 16000, "mode": "access", "resource": "door"})
+        events, closed = run_ws(
+            url,
+            frames_of(pcm(clips_of("id90001", 3)[0])),
+            headers=auth,
+            start={"type": "start", "sample_rate": 16000, "mode": "access", "resource": "door"},
+        )
         assert closed[0] == 1000 and events[-1]["label"] == "allow" and events[-1]["final"]
         # refused cleanly
         assert run_ws(url, [], headers={"Authorization": "Bearer sk_nope_nope"})[1][0] == 1008
@@ -173,12 +181,18 @@ def test_a_fast_sender_does_not_starve_a_real_time_one(home):
 def test_listen_from_stdin(home, cli_env):
     cli_env["SPEAKERID_HOME"] = str(home)
     joined = np.concatenate([pcm(clips_of("id90001", 3)[0]), pcm(clips_of("id90002", 3)[0])])
-    done = subprocess.run([sys.executable, "-m", "speakerid.cli", "listen", "--stdin", "--json"], env=cli_env,
-                          input=joined.astype("<i2").tobytes(), capture_output=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "speakerid.cli", "listen", "--stdin", "--json"],
+        env=cli_env,
+        input=joined.astype("<i2").tobytes(),
+        capture_output=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     events = [json.loads(line) for line in done.stdout.decode().splitlines()]
     assert events[-1]["final"] and events[-1]["speaker"] == "id90002"
     assert any(e["reason"] == "speaker changed" for e in events)
-    refused = subprocess.run([sys.executable, "-m", "speakerid.cli", "listen"], env=cli_env, capture_output=True,
-                             timeout=120)
+    refused = subprocess.run(
+        [sys.executable, "-m", "speakerid.cli", "listen"], env=cli_env, capture_output=True, timeout=120
+    )
     assert refused.returncode == 1 and refused.stderr.decode().startswith("error: choose one input")

@@ -38,8 +38,9 @@ def ier(reference, segments, uri: str, uem_end: float | None = None) -> dict:
     ref = C.as_annotation(reference, uri)
     hyp = C.as_annotation(segments, uri)
     end = uem_end or max(ref.get_timeline().extent().end, hyp.get_timeline().extent().end if segments else 0)
-    return IdentificationErrorRate(collar=0.0, skip_overlap=False)(ref, hyp, uem=Timeline([Segment(0, end)]),
-                                                                   detailed=True)
+    return IdentificationErrorRate(collar=0.0, skip_overlap=False)(
+        ref, hyp, uem=Timeline([Segment(0, end)]), detailed=True
+    )
 
 
 def test_built_conversations_by_name(enrolled):
@@ -57,9 +58,14 @@ def test_built_conversations_by_name(enrolled):
             total(C.as_annotation(ref, name), C.as_annotation(hyp, name))
             assert detail["identification error rate"] <= 0.08, (name, detail)
             if stranger:  # the stranger is unknown, always the same unknown, never an enrolled name
-                theirs = [s for s in result.segments if sum(max(0.0, min(s.end, t.end) - max(s.start, t.start))
-                                                            for t in reference if t.speaker == stranger)
-                          > (s.end - s.start) / 2]  # turns mostly within the stranger's speech
+                theirs = [
+                    s
+                    for s in result.segments
+                    if sum(
+                        max(0.0, min(s.end, t.end) - max(s.start, t.start)) for t in reference if t.speaker == stranger
+                    )
+                    > (s.end - s.start) / 2
+                ]  # turns mostly within the stranger's speech
                 assert theirs and {s.label for s in theirs} == {"unknown-1"} and all(s.speaker is None for s in theirs)
     assert abs(total) <= 0.05, abs(total)
 
@@ -69,16 +75,21 @@ def test_the_real_two_person_recording(tmp_path, cli_env):
     cli_env["SPEAKERID_HOME"] = str(tmp_path / "home")
     for person in ("speaker90", "speaker91"):  # no separate enrollment audio: their turns before 18 s
         sf.write(tmp_path / f"{person}.wav", C.turns_of(audio, rate, reference, person, SPLIT), rate)
-        assert run_cli([person, str(tmp_path / f"{person}.wav"), "--min-speech", "3"], cli_env,
-                       module="enroll.cli").returncode == 0
-    done = run_cli(["eval", "timeline", "--rttm", str(C.REAL / "sample.rttm"), str(C.REAL / "sample.wav"),
-                    "--json"], cli_env)
+        assert (
+            run_cli(
+                [person, str(tmp_path / f"{person}.wav"), "--min-speech", "3"], cli_env, module="enroll.cli"
+            ).returncode
+            == 0
+        )
+    done = run_cli(
+        ["eval", "timeline", "--rttm", str(C.REAL / "sample.rttm"), str(C.REAL / "sample.wav"), "--json"], cli_env
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["ier"] <= 0.15, result
     with SpeakerID.open(tmp_path / "home") as sid:
         timeline = sid.timeline(C.REAL / "sample.wav")
-    later = ier([C.Turn(w, a, b) for a, b, w in reference], [s for s in timeline.segments], "sample", 30.0)
+    later = ier([C.Turn(w, a, b) for a, b, w in reference], list(timeline.segments), "sample", 30.0)
     tracked = [s for s in timeline.segments if s.start >= SPLIT - 0.1]
     assert [s.label for s in tracked] == ["speaker90", "speaker91", "speaker90"]
     assert later["identification error rate"] <= 0.15
@@ -90,12 +101,12 @@ def test_far_field_speech_is_still_found(tmp_path, enrolled):
     far = C.far_field(audio, rate)
     mask = np.zeros(len(audio), dtype=bool)
     for a, b, _ in reference:
-        mask[int(a * rate):int(b * rate)] = True
+        mask[int(a * rate) : int(b * rate)] = True
     with SpeakerID.open(enrolled) as sid:
         found = sid.timeline((far, rate))
     heard = np.zeros(len(audio), dtype=bool)
     for s in found.segments:
-        heard[int(s.start * rate):int(s.end * rate)] = True
+        heard[int(s.start * rate) : int(s.end * rate)] = True
     assert heard[mask].mean() >= 0.85 and heard[~mask].mean() <= 0.15, (heard[mask].mean(), heard[~mask].mean())
 
 
@@ -110,12 +121,15 @@ def test_memory_stays_flat_on_long_recordings(tmp_path, enrolled):
         with sf.SoundFile(path, "w", samplerate=rate, channels=1, subtype="PCM_16") as f:
             for _ in range(m * 2):
                 f.write(audio)
-        script = ("import resource, sys\nfrom speakerid import SpeakerID\n"
-                  "sid = SpeakerID.open(sys.argv[1]); sid.embedder\n"
-                  "t = sid.timeline(sys.argv[2])\n"
-                  "print(len(t.segments), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
-        done = subprocess.run([sys.executable, "-c", script, str(enrolled), str(path)], capture_output=True, text=True,
-                              timeout=1800)
+        script = (
+            "import resource, sys\nfrom speakerid import SpeakerID\n"
+            "sid = SpeakerID.open(sys.argv[1]); sid.embedder\n"
+            "t = sid.timeline(sys.argv[2])\n"
+            "print(len(t.segments), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(enrolled), str(path)], capture_output=True, text=True, timeout=1800
+        )
         assert done.returncode == 0, done.stderr
         segments, peak_kb = map(int, done.stdout.split())
         assert segments >= m * 2 * 4
@@ -139,7 +153,11 @@ def test_timeline_command_rttm_and_http(enrolled, tmp_path, cli_env):
     assert len(lines) == len(result["segments"])
     for line, seg in zip(lines, result["segments"]):
         parts = line.split()
-        assert parts[:3] == ["SPEAKER", "meeting_1", "1"] and parts[5:7] == ["<NA>", "<NA>"] and parts[8:] == ["<NA>", "<NA>"]
+        assert (
+            parts[:3] == ["SPEAKER", "meeting_1", "1"]
+            and parts[5:7] == ["<NA>", "<NA>"]
+            and parts[8:] == ["<NA>", "<NA>"]
+        )
         assert float(parts[3]) == pytest.approx(seg["start"], abs=1e-3) and parts[7] == seg["label"]
     with serving(enrolled) as (base, _):
         r = httpx.post(base + "/v1/timeline", content=recording.read_bytes(), timeout=300)

@@ -41,7 +41,10 @@ pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
 """
 
 ARCHS = {
-    "ecapa": (20, 24, """
+    "ecapa": (
+        20,
+        24,
+        """
 embedding_model: !new:speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN
     input_size: 20
     channels: [16, 16, 16, 16, 48]
@@ -52,8 +55,12 @@ embedding_model: !new:speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN
 classifier: !new:speechbrain.lobes.models.ECAPA_TDNN.Classifier
     input_size: 24
     out_neurons: 3
-"""),
-    "xvector": (24, 32, """
+""",
+    ),
+    "xvector": (
+        24,
+        32,
+        """
 embedding_model: !new:speechbrain.lobes.models.Xvector.Xvector
     in_channels: 24
     activation: !name:torch.nn.LeakyReLU
@@ -68,7 +75,8 @@ classifier: !new:speechbrain.lobes.models.Xvector.Classifier
     lin_blocks: 1
     lin_neurons: 16
     out_neurons: 3
-"""),
+""",
+    ),
 }
 
 

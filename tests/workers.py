@@ -128,8 +128,10 @@ def churn(sid, log: Log, rng: random.Random, prefix: str, deadline: float) -> No
             names = [f"{prefix}imp{step}-{j}" for j in range(rng.randint(50, 300))]
             vector = sid.embed(rng.choice(clips_of(rng.choice(CHURN), 2)))[0]
             log.write(event="begin", op=op, names=names)
-            sid.store.voiceprints.import_speakers({n: [NewEmbedding(vector, clip_sha256=f"{j:064x}")] for j, n in enumerate(names)},
-                                      model=sid.embedder.model_id)
+            sid.store.voiceprints.import_speakers(
+                {n: [NewEmbedding(vector, clip_sha256=f"{j:064x}")] for j, n in enumerate(names)},
+                model=sid.embedder.model_id,
+            )
             log.write(event="done", op=op, names=names)
             continue
         if op == "enroll":
@@ -145,8 +147,13 @@ def churn(sid, log: Log, rng: random.Random, prefix: str, deadline: float) -> No
         before = held.get(name, ("", set()))[1]
         digests = {file_digest(c) for c in clips}
         after = None if op == "remove" else (before | digests if op == "append" else digests)
-        log.write(event="begin", op=op, name=name, before=sorted(before) if name in held else None,
-                  after=None if after is None else sorted(after))
+        log.write(
+            event="begin",
+            op=op,
+            name=name,
+            before=sorted(before) if name in held else None,
+            after=None if after is None else sorted(after),
+        )
         try:
             if op == "remove":
                 sid.remove(name)
@@ -157,8 +164,12 @@ def churn(sid, log: Log, rng: random.Random, prefix: str, deadline: float) -> No
         except Exception as exc:  # a refused enrollment is an answer; anything else is logged as an error
             from speakerid import SpeakerIDError
 
-            log.write(event="refused" if isinstance(exc, SpeakerIDError) else "error", op=op, name=name,
-                      message=f"{type(exc).__name__}: {exc}")
+            log.write(
+                event="refused" if isinstance(exc, SpeakerIDError) else "error",
+                op=op,
+                name=name,
+                message=f"{type(exc).__name__}: {exc}",
+            )
             continue
         log.write(event="done", op=op, name=name, after=None if after is None else sorted(after))
 
@@ -189,7 +200,7 @@ def main() -> None:
     log = Log(args.log)
     rng = random.Random(args.seed)
     with SpeakerID.open(args.home) as sid:
-        sid.embedder  # load the model before saying ready
+        sid.embedder  # noqa: B018 -- load the model before saying ready
         log.write(event="ready", pid=os.getpid())
         deadline = time.time() + args.seconds
         if args.role == "churn":

@@ -12,18 +12,16 @@ score; never audio).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import uuid
 from dataclasses import replace
-from datetime import datetime, timezone
-
-from store import Decision, Resource, SpeakerIDError, name_key, resource_name, speaker_name
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from speakerid.base import validate
 from speakerid.decide.decider import DEFAULT_ACCESS_FAR
 from speakerid.flows.streaming import Event
 from speakerid.voice.audio import AudioInput
+from store import Decision, Resource, SpeakerIDError, name_key, resource_name, speaker_name
 
 if TYPE_CHECKING:  # the facade hands itself in; apps sit below it
     from speakerid.api import SpeakerID
@@ -51,7 +49,9 @@ class AccessControl:
 
     def set_threshold(self, resource: str, threshold: float | None) -> None:
         """A resource's own cosine threshold (``None``: the store's access default)."""
-        self.store.policy.set_resource_limits(resource, threshold=None if threshold is None else validate.threshold(threshold))
+        self.store.policy.set_resource_limits(
+            resource, threshold=None if threshold is None else validate.threshold(threshold)
+        )
 
     def set_far(self, resource: str, far: float | None) -> None:
         """A resource's own false-accept target (``None``: the default, 0.1 %); replaces a threshold."""
@@ -71,8 +71,12 @@ class AccessControl:
 
     def _describe(self, resource: Resource) -> dict:
         far = None if resource.threshold is not None else resource.far or DEFAULT_ACCESS_FAR
-        return {"resource": resource.name, "threshold": self.threshold_of(resource), "far": far,
-                "allowed": resource.allowed}
+        return {
+            "resource": resource.name,
+            "threshold": self.threshold_of(resource),
+            "far": far,
+            "allowed": resource.allowed,
+        }
 
     def threshold_of(self, resource: Resource, *, claim: bool = True) -> float:
         """The cosine a voice must reach at ``resource`` (the decider's rule: :meth:`Decider.door_threshold`)."""
@@ -80,8 +84,10 @@ class AccessControl:
 
     @property
     def lockout(self) -> tuple[int, float]:
-        return (int(self.store.settings.get("access.lockout_attempts", DEFAULT_LOCKOUT_ATTEMPTS)),
-                float(self.store.settings.get("access.lockout_seconds", DEFAULT_LOCKOUT_SECONDS)))
+        return (
+            int(self.store.settings.get("access.lockout_attempts", DEFAULT_LOCKOUT_ATTEMPTS)),
+            float(self.store.settings.get("access.lockout_seconds", DEFAULT_LOCKOUT_SECONDS)),
+        )
 
     def set_lockout(self, attempts: int, seconds: float) -> None:
         attempts = validate.count("lockout attempts", attempts, low=1, high=MAX_LOCKOUT_ATTEMPTS)
@@ -90,8 +96,16 @@ class AccessControl:
         self.store.settings.set("access.lockout_seconds", seconds)
 
     # -- decisions ---------------------------------------------------------------------------------
-    def check(self, resource: str, audio: AudioInput, claim: str | None = None, *, key_id: str | None = None,
-              caller: str | None = None, name: str | None = None) -> Decision:
+    def check(
+        self,
+        resource: str,
+        audio: AudioInput,
+        claim: str | None = None,
+        *,
+        key_id: str | None = None,
+        caller: str | None = None,
+        name: str | None = None,
+    ) -> Decision:
         """Allow or deny ``audio`` through ``resource``; every outcome is audited.
 
         ``caller`` (a key id or client address) scopes the identification-mode lockout.
@@ -114,17 +128,36 @@ class AccessControl:
             raise
         return self._finish(attempt, decision)
 
-    def stream(self, resource: str, claim: str | None = None, *, sample_rate: int = 16_000, key_id: str | None = None,
-               caller: str | None = None) -> "AccessStream":
+    def stream(
+        self,
+        resource: str,
+        claim: str | None = None,
+        *,
+        sample_rate: int = 16_000,
+        key_id: str | None = None,
+        caller: str | None = None,
+    ) -> AccessStream:
         """A door deciding while the visitor speaks: the stream's final decision, with the
         resource's rules, lockout and one audit row (see :mod:`speakerid.flows.streaming`)."""
         return AccessStream(self, resource, claim, sample_rate=sample_rate, key_id=key_id, caller=caller)
 
-    def _begin(self, resource: str, claim: str | None, key_id: str | None, caller: str | None,
-               mode: str) -> tuple[Decision, int | None]:
+    def _begin(
+        self, resource: str, claim: str | None, key_id: str | None, caller: str | None, mode: str
+    ) -> tuple[Decision, int | None]:
         """The decision's draft and a reserved attempt; ``(the recorded decision, None)`` when locked out."""
-        draft = Decision(decision_id=uuid.uuid4().hex, time="", key_id=key_id, resource=str(resource), claim=claim,
-                         mode=mode, allow=False, reason="", speaker=None, score=None, threshold=None)
+        draft = Decision(
+            decision_id=uuid.uuid4().hex,
+            time="",
+            key_id=key_id,
+            resource=str(resource),
+            claim=claim,
+            mode=mode,
+            allow=False,
+            reason="",
+            speaker=None,
+            score=None,
+            threshold=None,
+        )
         try:
             found = self.store.policy.resource(resource)
             draft = replace(draft, resource=found.name, threshold=self.threshold_of(found, claim=claim is not None))
@@ -133,8 +166,11 @@ class AccessControl:
         except SpeakerIDError as exc:  # unknown resource, bad claim: audited, then raised
             self._record(replace(draft, reason=str(exc)))
             raise
-        subject = (f"claim:{name_key(draft.claim)}" if draft.claim is not None
-                   else f"identify:{found.name}:{caller or key_id or 'local'}")
+        subject = (
+            f"claim:{name_key(draft.claim)}"
+            if draft.claim is not None
+            else f"identify:{found.name}:{caller or key_id or 'local'}"
+        )
         attempts, seconds = self.lockout
         attempt, locked_until = self.store.audit.begin_attempt(subject, attempts=attempts, window_seconds=seconds)
         if attempt is None:
@@ -156,31 +192,50 @@ class AccessControl:
         return self._record(decision)
 
     def _record(self, decision: Decision) -> Decision:
-        decision = replace(decision, time=datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
+        decision = replace(decision, time=datetime.now(UTC).isoformat(timespec="milliseconds"))
         self.store.audit.record_decision(decision)
         return decision
 
-    def audit(self, since: str | None = None, until: str | None = None, resource: str | None = None,
-              allow: bool | None = None, limit: int | None = None, offset: int = 0) -> list[dict]:
+    def audit(
+        self,
+        since: str | None = None,
+        until: str | None = None,
+        resource: str | None = None,
+        allow: bool | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[dict]:
         """Decisions, oldest first; times are ISO 8601 (a time without a zone is UTC)."""
         if resource is not None:
             resource = resource_name(resource)
         if limit is not None:
             limit = validate.count("limit", limit, low=1, high=100_000)
         offset = validate.count("offset", offset, low=0)
-        rows = self.store.audit.decisions(since=validate.iso_time(since, "since") if since else None,
-                                    until=validate.iso_time(until, "until") if until else None,
-                                    resource=resource, allow=allow, limit=limit, offset=offset)
+        rows = self.store.audit.decisions(
+            since=validate.iso_time(since, "since") if since else None,
+            until=validate.iso_time(until, "until") if until else None,
+            resource=resource,
+            allow=allow,
+            limit=limit,
+            offset=offset,
+        )
         return [d.to_dict() for d in rows]
-
 
 
 class AccessStream:
     """A live access check: feed audio, get events; the first final decision is the door's answer
     (``label`` ``"allow"`` or ``"deny"``), audited once. See :meth:`AccessControl.stream`."""
 
-    def __init__(self, access: AccessControl, resource: str, claim: str | None, *, sample_rate: int,
-                 key_id: str | None, caller: str | None):
+    def __init__(
+        self,
+        access: AccessControl,
+        resource: str,
+        claim: str | None,
+        *,
+        sample_rate: int,
+        key_id: str | None,
+        caller: str | None,
+    ):
         self.access, self.rate = access, sample_rate
         mode = "stream-verify" if claim is not None else "stream-identify"
         self.draft, self.attempt = access._begin(resource, claim, key_id, caller, mode)
@@ -195,8 +250,12 @@ class AccessStream:
             self._settle(replace(self.draft, reason="claimed speaker is not enrolled"), None)
         else:
             self.decision = None
-            self.inner = access.sid.stream(sample_rate, "verify" if claim is not None else "identify",
-                                           claim=self.draft.claim, threshold=self.draft.threshold)
+            self.inner = access.sid.stream(
+                sample_rate,
+                "verify" if claim is not None else "identify",
+                claim=self.draft.claim,
+                threshold=self.draft.threshold,
+            )
 
     def feed(self, samples) -> list[Event]:
         if self.event is not None:
@@ -231,5 +290,6 @@ class AccessStream:
     def _settle(self, decision: Decision, final: Event | None) -> None:
         self.decision = self.access._finish(self.attempt, decision)
         t, speech = (final.t, final.speech_seconds) if final else (0.0, 0.0)
-        self.event = Event(t, speech, decision.speaker, "allow" if decision.allow else "deny", decision.score, True,
-                           decision.reason)
+        self.event = Event(
+            t, speech, decision.speaker, "allow" if decision.allow else "deny", decision.score, True, decision.reason
+        )

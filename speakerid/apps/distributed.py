@@ -10,13 +10,13 @@ stream back to the driver in whatever order they finish; the caller keys them by
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 
-from speakerid.flows.enrollment import Limits, read_clip
 from speakerid.base.errors import SpeakerIDError, UsageError
+from speakerid.flows.enrollment import Limits, read_clip
 from speakerid.voice.reader import VoiceReader
 
 BATCH = 4  # clips per call: small, so work spreads evenly and a slow clip does not hold many back
@@ -41,8 +41,10 @@ class ClipReader:
 
         self.work = work
         # one core per worker: Ray gives each actor one CPU
-        self.reader = VoiceReader(load_embedder(work.model, device=work.device, precision=work.precision, threads=1),
-                                  max_seconds=work.max_seconds)
+        self.reader = VoiceReader(
+            load_embedder(work.model, device=work.device, precision=work.precision, threads=1),
+            max_seconds=work.max_seconds,
+        )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         out: dict[str, list] = {k: [] for k in ("key", "vector", "error", "seconds", "speech_seconds", "sha256")}
@@ -87,8 +89,9 @@ def start(address: str | None) -> None:
         ray.init(address=address or None, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
 
 
-def read_on_ray(items: Sequence[tuple[str, str]], work: Work, *, workers: int, address: str | None = None,
-                progress: bool = True) -> Iterator[dict]:
+def read_on_ray(
+    items: Sequence[tuple[str, str]], work: Work, *, workers: int, address: str | None = None, progress: bool = True
+) -> Iterator[dict]:
     """Read ``(key, path)`` items on ``workers`` Ray actors; yields one dict per clip:
     ``key``, ``vector`` (float32), ``error`` ("" when read), ``seconds``, ``speech_seconds``, ``sha256``."""
     import ray
@@ -99,8 +102,14 @@ def read_on_ray(items: Sequence[tuple[str, str]], work: Work, *, workers: int, a
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # ours below counts clips; Ray's would print per operator
     dataset = ray.data.from_items([{"key": k, "path": p} for k, p in items], override_num_blocks=max(workers * 4, 1))
-    results = dataset.map_batches(ClipReader, fn_constructor_kwargs={"work": work}, batch_size=BATCH,
-                                  compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1, batch_format="numpy")
+    results = dataset.map_batches(
+        ClipReader,
+        fn_constructor_kwargs={"work": work},
+        batch_size=BATCH,
+        compute=ray.data.ActorPoolStrategy(size=workers),
+        num_cpus=1,
+        batch_format="numpy",
+    )
     for name in ("ray", "ray.data"):  # Ray Data configures its loggers when first used; quiet them after
         logging.getLogger(name).setLevel(logging.ERROR)
     with progress_bar(len(items), unit="clip", desc=f"embedding on Ray ({workers} workers)", enabled=progress) as bar:

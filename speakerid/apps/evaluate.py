@@ -15,18 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
-from store.embedding_cache import EmbeddingCache
-
+from speakerid.apps.voxceleb import Trial, read_iden_split, read_trials, speaker_of, wav_root
+from speakerid.base.errors import AudioError, SpeakerIDError
+from speakerid.base.prefetch import prefetched
+from speakerid.base.progress import progress
+from speakerid.decide.calibration import DEFAULT_FAR, calibrate
+from speakerid.decide.metrics import det_curve, eer, min_dcf
+from speakerid.decide.scoring import DEFAULT_THRESHOLD, Candidate, centroid, centroids, decide
 from speakerid.voice.audio import DEFAULT_MAX_SECONDS
 from speakerid.voice.embedder import Embedder, load_embedder
-from speakerid.base.errors import AudioError, SpeakerIDError
-from speakerid.decide.metrics import det_curve, eer, min_dcf
-from speakerid.base.progress import progress
-from speakerid.base.prefetch import prefetched
-from speakerid.decide.calibration import DEFAULT_FAR, calibrate
-from speakerid.decide.scoring import DEFAULT_THRESHOLD, Candidate, centroid, centroids, decide
 from speakerid.voice.reader import VoiceReader
-from speakerid.apps.voxceleb import Trial, read_iden_split, read_trials, speaker_of, wav_root
+from store.embedding_cache import EmbeddingCache
 
 SHOW_MISSING = 5
 
@@ -70,19 +69,30 @@ def evaluate(config: EvalConfig) -> tuple[dict, dict[str, tuple[np.ndarray, np.n
     if not split and not trial_lists:
         raise SpeakerIDError(f"{config.root}: nothing to evaluate (no iden_split.txt or trial list given or found)")
 
-    needed = sorted({rel for s, rel in split if s in (1, 3)} | {r for ts in trial_lists.values() for t in ts for r in (t.enrol, t.test)})
+    needed = sorted(
+        {rel for s, rel in split if s in (1, 3)}
+        | {r for ts in trial_lists.values() for t in ts for r in (t.enrol, t.test)}
+    )
     missing = [rel for rel in needed if not (wav / rel).is_file()]
     if missing and not config.skip_missing:
         shown = ", ".join(missing[:SHOW_MISSING]) + (", ..." if len(missing) > SHOW_MISSING else "")
-        raise MissingClipsError(f"{len(missing)} of {len(needed)} clips named by the lists are missing under {wav} "
-                                f"({shown}); pass --skip-missing to evaluate without them")
+        raise MissingClipsError(
+            f"{len(missing)} of {len(needed)} clips named by the lists are missing under {wav} "
+            f"({shown}); pass --skip-missing to evaluate without them"
+        )
     absent = set(missing)
     present = [rel for rel in needed if rel not in absent]
 
     embedder = load_embedder(config.model, device=config.device)
     vectors, stats = _embed_all(embedder, wav, present, config)
-    result: dict = {"model": embedder.model_id, "root": str(wav), "clips": len(present), "missing_clips": len(missing),
-                    "missing_examples": missing[:SHOW_MISSING], **stats}
+    result: dict = {
+        "model": embedder.model_id,
+        "root": str(wav),
+        "clips": len(present),
+        "missing_clips": len(missing),
+        "missing_examples": missing[:SHOW_MISSING],
+        **stats,
+    }
 
     curves = {}
     if split:
@@ -133,11 +143,17 @@ def _embed_all(embedder: Embedder, wav: Path, rels: list[str], config: EvalConfi
     embed_time = time.perf_counter() - start  # wall time of reading every clip: decode, speech, model
     if cache:
         cache.close()
-    stats = {"cached_clips": len(rels) - len(todo), "embedded_clips": len(todo) - len(failed),
-             "no_speech_clips": len(no_speech), "no_speech_examples": no_speech[:SHOW_MISSING],
-             "unreadable_clips": len(failed), "unreadable_examples": list(failed.values())[:SHOW_MISSING],
-             "audio_seconds": round(audio_seconds, 1), "embed_seconds": round(embed_time, 2),
-             "rtf": round(embed_time / embedded_seconds, 5) if embedded_seconds else None}
+    stats = {
+        "cached_clips": len(rels) - len(todo),
+        "embedded_clips": len(todo) - len(failed),
+        "no_speech_clips": len(no_speech),
+        "no_speech_examples": no_speech[:SHOW_MISSING],
+        "unreadable_clips": len(failed),
+        "unreadable_examples": list(failed.values())[:SHOW_MISSING],
+        "audio_seconds": round(audio_seconds, 1),
+        "embed_seconds": round(embed_time, 2),
+        "rtf": round(embed_time / embedded_seconds, 5) if embedded_seconds else None,
+    }
     return vectors, stats
 
 
@@ -148,10 +164,20 @@ def _read(embedder: Embedder, wav: Path, rels: list[str], config: EvalConfig):
     if config.ray is not None:
         from speakerid.apps.distributed import Work, read_on_ray
 
-        work = Work(model=str(embedder.model.path), device=config.device, precision=embedder.precision,
-                    max_seconds=DEFAULT_MAX_SECONDS, enrollment=None)
-        for row in read_on_ray([(rel, str(wav / rel)) for rel in rels], work, workers=config.ray_workers,
-                               address=config.ray or None, progress=config.progress):
+        work = Work(
+            model=str(embedder.model.path),
+            device=config.device,
+            precision=embedder.precision,
+            max_seconds=DEFAULT_MAX_SECONDS,
+            enrollment=None,
+        )
+        for row in read_on_ray(
+            [(rel, str(wav / rel)) for rel in rels],
+            work,
+            workers=config.ray_workers,
+            address=config.ray or None,
+            progress=config.progress,
+        ):
             yield row["key"], row["vector"], row["seconds"], row["speech_seconds"], row["error"]
         return
     reader = VoiceReader(embedder)
@@ -187,28 +213,36 @@ def identification(split: list[tuple[int, str]], vectors: dict[str, np.ndarray],
     ranked = np.argsort(-scores, axis=1, kind="stable")[:, :top_k]
     predicted = ranked[:, 0]
     precision, recall, f1 = macro_prf(truth, predicted)
-    return {"speakers": len(speakers), "enrol_utterances": sum(len(v) for v in enrol.values()),
-            "test_utterances": len(tests), "top1": float(np.mean(predicted == truth)),
-            "top5": float(np.mean((ranked == truth[:, None]).any(axis=1))),
-            "precision": precision, "recall": recall, "f1": f1}
+    return {
+        "speakers": len(speakers),
+        "enrol_utterances": sum(len(v) for v in enrol.values()),
+        "test_utterances": len(tests),
+        "top1": float(np.mean(predicted == truth)),
+        "top5": float(np.mean((ranked == truth[:, None]).any(axis=1))),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+    }
 
 
-def open_set(split: list[tuple[int, str]], vectors: dict[str, np.ndarray], fraction: float,
-             far: float) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
+def open_set(
+    split: list[tuple[int, str]], vectors: dict[str, np.ndarray], fraction: float, far: float
+) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
     """Enroll the first ``fraction`` of the speakers (sorted ids) from their split-1 clips and
     calibrate on those clips alone; then every other clip of an enrolled speaker must be named
     correctly and every clip of the others answered unknown — speakers and clips the threshold
     never saw. Also returns the open-set DET data: a known probe's score when its speaker ranks
     first (else -inf: wrong at any threshold), a stranger's best score."""
     speakers = sorted({speaker_of(r) for _, r in split})
-    enrolled = set(speakers[:max(1, min(len(speakers) - 1, round(fraction * len(speakers))))])
+    enrolled = set(speakers[: max(1, min(len(speakers) - 1, round(fraction * len(speakers))))])
     enrol = [(speaker_of(r), vectors[r]) for s, r in split if s == 1 and r in vectors and speaker_of(r) in enrolled]
     owners = [o for o, _ in enrol]
     matrix = np.stack([v for _, v in enrol])
     names, profiles = centroids(matrix, owners)
     calibration = calibrate(matrix, owners, far)
-    probes = [(r, speaker_of(r) in enrolled) for s, r in split
-              if r in vectors and (speaker_of(r) not in enrolled or s != 1)]
+    probes = [
+        (r, speaker_of(r) in enrolled) for s, r in split if r in vectors and (speaker_of(r) not in enrolled or s != 1)
+    ]
     answers: dict[str, list[int]] = {"calibrated": [0, 0], f"fixed {DEFAULT_THRESHOLD:g}": [0, 0]}
     det_scores, det_labels = [], []
     for rel, known in probes:
@@ -218,19 +252,35 @@ def open_set(split: list[tuple[int, str]], vectors: dict[str, np.ndarray], fract
         right = names[order[0]] == speaker_of(rel)
         det_scores.append((ranked[0].score if right else -np.inf) if known else ranked[0].score)
         det_labels.append(known)
-        for label, threshold in (("calibrated", calibration.threshold), (f"fixed {DEFAULT_THRESHOLD:g}", DEFAULT_THRESHOLD)):
+        for label, threshold in (
+            ("calibrated", calibration.threshold),
+            (f"fixed {DEFAULT_THRESHOLD:g}", DEFAULT_THRESHOLD),
+        ):
             answer = decide(ranked, threshold).speaker
             answers[label][0 if known else 1] += (answer == speaker_of(rel)) if known else answer is None
     known_count = sum(1 for _, k in probes if k)
     unknown_count = len(probes) - known_count
-    rates = {label: {"accept_correct": a / known_count if known_count else None,
-                     "unknown_rejected": u / unknown_count if unknown_count else None}
-             for label, (a, u) in answers.items()}
-    return ({"enrolled_speakers": len(enrolled), "held_out_speakers": len(speakers) - len(enrolled),
-             "known_probes": known_count, "unknown_probes": unknown_count, "far": far,
-             "threshold": calibration.threshold, "calibration": calibration.to_dict(),
-             **rates["calibrated"], "fixed": {"threshold": DEFAULT_THRESHOLD, **rates[f"fixed {DEFAULT_THRESHOLD:g}"]}},
-            (np.array(det_scores), np.array(det_labels, dtype=bool)))
+    rates = {
+        label: {
+            "accept_correct": a / known_count if known_count else None,
+            "unknown_rejected": u / unknown_count if unknown_count else None,
+        }
+        for label, (a, u) in answers.items()
+    }
+    return (
+        {
+            "enrolled_speakers": len(enrolled),
+            "held_out_speakers": len(speakers) - len(enrolled),
+            "known_probes": known_count,
+            "unknown_probes": unknown_count,
+            "far": far,
+            "threshold": calibration.threshold,
+            "calibration": calibration.to_dict(),
+            **rates["calibrated"],
+            "fixed": {"threshold": DEFAULT_THRESHOLD, **rates[f"fixed {DEFAULT_THRESHOLD:g}"]},
+        },
+        (np.array(det_scores), np.array(det_labels, dtype=bool)),
+    )
 
 
 def macro_prf(truth: np.ndarray, predicted: np.ndarray) -> tuple[float, float, float]:
@@ -256,13 +306,21 @@ def trial_scores(trials: list[Trial], vectors: dict[str, np.ndarray]) -> tuple[n
 
 
 def verification(scores: np.ndarray, labels: np.ndarray, skipped: int = 0) -> dict:
-    out = {"trials": int(len(scores)), "target_trials": int(labels.sum()), "nontarget_trials": int((~labels).sum()),
-           "skipped_trials": skipped}
+    out = {
+        "trials": int(len(scores)),
+        "target_trials": int(labels.sum()),
+        "nontarget_trials": int((~labels).sum()),
+        "skipped_trials": skipped,
+    }
     if len(scores) == 0 or labels.all() or not labels.any():
         return out | {"eer": None, "min_dcf_p0.01": None, "min_dcf_p0.05": None, "threshold_eer": None}
     rate, threshold = eer(scores, labels)
-    return out | {"eer": rate, "min_dcf_p0.01": min_dcf(scores, labels, 0.01)[0],
-                  "min_dcf_p0.05": min_dcf(scores, labels, 0.05)[0], "threshold_eer": threshold}
+    return out | {
+        "eer": rate,
+        "min_dcf_p0.01": min_dcf(scores, labels, 0.01)[0],
+        "min_dcf_p0.05": min_dcf(scores, labels, 0.05)[0],
+        "threshold_eer": threshold,
+    }
 
 
 def plot_det(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> None:
@@ -297,26 +355,38 @@ def plot_det(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> No
 
 
 def format_table(result: dict) -> str:
-    lines = [f"model {result['model']}  clips {result['clips']}  (cached {result['cached_clips']}, "
-             f"embedded {result['embedded_clips']}, no speech {result['no_speech_clips']}, "
-             f"unreadable {result['unreadable_clips']}, missing {result['missing_clips']})"]
+    lines = [
+        f"model {result['model']}  clips {result['clips']}  (cached {result['cached_clips']}, "
+        f"embedded {result['embedded_clips']}, no speech {result['no_speech_clips']}, "
+        f"unreadable {result['unreadable_clips']}, missing {result['missing_clips']})"
+    ]
     if result["rtf"] is not None:
-        lines.append(f"audio {result['audio_seconds']:.0f} s, embedding {result['embed_seconds']:.1f} s, rtf {result['rtf']:.4f}")
+        lines.append(
+            f"audio {result['audio_seconds']:.0f} s, embedding {result['embed_seconds']:.1f} s, rtf {result['rtf']:.4f}"
+        )
     if "identification" in result:
         i = result["identification"]
-        lines.append(f"identification  speakers {i['speakers']}  enrol {i['enrol_utterances']}  test {i['test_utterances']}  "
-                     f"top-1 {i['top1']:.4f}  top-5 {i['top5']:.4f}  P {i['precision']:.4f}  R {i['recall']:.4f}  F1 {i['f1']:.4f}")
+        lines.append(
+            f"identification  speakers {i['speakers']}  enrol {i['enrol_utterances']}  test {i['test_utterances']}  "
+            f"top-1 {i['top1']:.4f}  top-5 {i['top5']:.4f}  "
+            f"P {i['precision']:.4f}  R {i['recall']:.4f}  F1 {i['f1']:.4f}"
+        )
     if "open_set" in result:
         o = result["open_set"]
-        lines.append(f"open set        enrolled {o['enrolled_speakers']}  held out {o['held_out_speakers']}  threshold "
-                     f"{o['threshold']:.3f} ({o['calibration']['source']}, {o['far']:.1%} false accepts)  accept-correct "
-                     f"{o['accept_correct']:.4f}  unknown-rejected {o['unknown_rejected']:.4f}  (fixed {o['fixed']['threshold']:g}: "
-                     f"{o['fixed']['accept_correct']:.4f} / {o['fixed']['unknown_rejected']:.4f})")
+        lines.append(
+            f"open set        enrolled {o['enrolled_speakers']}  held out {o['held_out_speakers']}  threshold "
+            f"{o['threshold']:.3f} ({o['calibration']['source']}, {o['far']:.1%} false accepts)  accept-correct "
+            f"{o['accept_correct']:.4f}  unknown-rejected {o['unknown_rejected']:.4f}  "
+            f"(fixed {o['fixed']['threshold']:g}: "
+            f"{o['fixed']['accept_correct']:.4f} / {o['fixed']['unknown_rejected']:.4f})"
+        )
     for name, v in result.get("verification", {}).items():
         if v["eer"] is None:
             lines.append(f"{name:<22} trials {v['trials']} (skipped {v['skipped_trials']}): not enough trials to score")
             continue
-        lines.append(f"{name:<22} trials {v['trials']:>7} (skipped {v['skipped_trials']})  EER {v['eer']:.4%}  "
-                     f"minDCF(0.01) {v['min_dcf_p0.01']:.4f}  minDCF(0.05) {v['min_dcf_p0.05']:.4f}  "
-                     f"threshold at EER {v['threshold_eer']:.4f}")
+        lines.append(
+            f"{name:<22} trials {v['trials']:>7} (skipped {v['skipped_trials']})  EER {v['eer']:.4%}  "
+            f"minDCF(0.01) {v['min_dcf_p0.01']:.4f}  minDCF(0.05) {v['min_dcf_p0.05']:.4f}  "
+            f"threshold at EER {v['threshold_eer']:.4f}"
+        )
     return "\n".join(lines)

@@ -11,9 +11,8 @@ import hashlib
 import hmac
 import secrets
 
-from store import ApiKey, Store
-
 from speakerid.base.errors import UsageError
+from store import ApiKey, Store
 
 ROLES = ("admin", "client")
 MAX_LABEL = 100

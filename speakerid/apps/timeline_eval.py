@@ -8,10 +8,9 @@ are names. A reference speaker nobody enrolled counts as answered right when the
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from speakerid.base.errors import UsageError
 
@@ -40,13 +39,16 @@ def read_rttm(path: Path) -> dict[str, list[tuple[float, float, str]]]:
     return dict(turns)
 
 
-def evaluate_timelines(sid: SpeakerID, rttm: Path, recordings: list[Path], *, collar: float = 0.0,
-                       min_turn: float = 0.5) -> dict:
+def evaluate_timelines(
+    sid: SpeakerID, rttm: Path, recordings: list[Path], *, collar: float = 0.0, min_turn: float = 0.5
+) -> dict:
     try:
         from pyannote.core import Annotation, Segment, Timeline
         from pyannote.metrics.identification import IdentificationErrorRate
     except ImportError:
-        raise UsageError("eval timeline needs pyannote.metrics (a dependency): pip install 'pyannote.metrics>=3.2'") from None
+        raise UsageError(
+            "eval timeline needs pyannote.metrics (a dependency): pip install 'pyannote.metrics>=3.2'"
+        ) from None
     reference = read_rttm(rttm)
     enrolled = {s.name for s in sid.speakers()}
     total = IdentificationErrorRate(collar=collar, skip_overlap=False)
@@ -61,11 +63,24 @@ def evaluate_timelines(sid: SpeakerID, rttm: Path, recordings: list[Path], *, co
             ref[Segment(start, end), i] = label if label in enrolled else UNKNOWN
         for i, s in enumerate(result.segments):
             hyp[Segment(s.start, s.end), i] = s.speaker if s.speaker is not None else UNKNOWN
-        detail = total(ref, hyp, uem=Timeline([Segment(0, max(result.duration, ref.get_timeline().extent().end))]),
-                       detailed=True)
-        files.append({"file": str(recording), "ier": round(detail["identification error rate"], 6),
-                      **{k.replace(" ", "_"): round(detail[k], 3) for k in ("confusion", "missed detection",
-                                                                             "false alarm", "total")}})
+        detail = total(
+            ref, hyp, uem=Timeline([Segment(0, max(result.duration, ref.get_timeline().extent().end))]), detailed=True
+        )
+        files.append(
+            {
+                "file": str(recording),
+                "ier": round(detail["identification error rate"], 6),
+                **{
+                    k.replace(" ", "_"): round(detail[k], 3)
+                    for k in ("confusion", "missed detection", "false alarm", "total")
+                },
+            }
+        )
     summary = {k: round(float(total[k]), 3) for k in ("confusion", "missed detection", "false alarm", "total")}
-    return {"files": files, "ier": round(abs(total), 6), "collar": collar,
-            **{k.replace(" ", "_"): v for k, v in summary.items()}, "model": sid.embedder.model_id}
+    return {
+        "files": files,
+        "ier": round(abs(total), 6),
+        "collar": collar,
+        **{k.replace(" ", "_"): v for k, v in summary.items()},
+        "model": sid.embedder.model_id,
+    }

@@ -8,8 +8,10 @@ by the exception's class (see :mod:`speakerid.service.errors`). The base classes
 
 from __future__ import annotations
 
-from store.errors import (ConflictError, InvalidValueError, NotFoundError, SpeakerIDError,  # noqa: F401 (re-exported)
-                          StoreError)
+from store.errors import (
+    InvalidValueError,
+    SpeakerIDError,  # noqa: F401 (re-exported)
+)
 
 
 class AudioError(InvalidValueError):

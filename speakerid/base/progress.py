@@ -42,5 +42,14 @@ def progress(total: float | None = None, *, desc: str, unit: str = "it", enabled
         return tqdm(total=total, disable=True)
     if sys.stderr.isatty():
         return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, **options)
-    return _Lines(total=total, desc=desc, unit=unit, file=_Nowhere(), mininterval=EVERY, miniters=1, delay=EVERY,
-                  ascii=True, **options)
+    return _Lines(
+        total=total,
+        desc=desc,
+        unit=unit,
+        file=_Nowhere(),
+        mininterval=EVERY,
+        miniters=1,
+        delay=EVERY,
+        ascii=True,
+        **options,
+    )

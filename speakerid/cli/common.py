@@ -15,9 +15,10 @@ import logging
 import math
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import Any, NoReturn
 
 from speakerid.base.errors import SpeakerIDError, UsageError, one_line
 
@@ -64,13 +65,22 @@ def group(path: str, help: str) -> None:
     COMMANDS.groups[tuple(path.split())] = help
 
 
-def command(path: str, *arguments: tuple[tuple, dict], help: str, description: str | None = None,
-            json_flag: bool = True, device_flag: bool = True) -> Callable[[Handler], Handler]:
+def command(
+    path: str,
+    *arguments: tuple[tuple, dict],
+    help: str,
+    description: str | None = None,
+    json_flag: bool = True,
+    device_flag: bool = True,
+) -> Callable[[Handler], Handler]:
     """Declare ``handler`` as the command ``path`` (e.g. ``"access grant"``) with its arguments."""
+
     def register(handler: Handler) -> Handler:
-        COMMANDS.commands.append(Command(tuple(path.split()), handler, help, arguments, description, json_flag,
-                                         device_flag))
+        COMMANDS.commands.append(
+            Command(tuple(path.split()), handler, help, arguments, description, json_flag, device_flag)
+        )
         return handler
+
     return register
 
 
@@ -89,20 +99,40 @@ def common_options(json_flag: bool = True, device_flag: bool = True) -> argparse
     for commands whose ``--device`` is not the torch device.
     """
     parent = ArgumentParser(add_help=False)
-    parent.add_argument("--home", type=Path, default=argparse.SUPPRESS,
-                        help="store folder (default: $SPEAKERID_HOME, else ~/.local/share/speakerid)")
-    parent.add_argument("--store", default=argparse.SUPPRESS, metavar="URL",
-                        help="postgresql://USER@HOST:PORT/DB or a folder (default: $SPEAKERID_STORE, else --home)")
-    parent.add_argument("--model", default=argparse.SUPPRESS,
-                        help="hub id or local SpeechBrain model folder (default: $SPEAKERID_MODEL, else "
-                             "speechbrain/spkrec-ecapa-voxceleb)")
+    parent.add_argument(
+        "--home",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="store folder (default: $SPEAKERID_HOME, else ~/.local/share/speakerid)",
+    )
+    parent.add_argument(
+        "--store",
+        default=argparse.SUPPRESS,
+        metavar="URL",
+        help="postgresql://USER@HOST:PORT/DB or a folder (default: $SPEAKERID_STORE, else --home)",
+    )
+    parent.add_argument(
+        "--model",
+        default=argparse.SUPPRESS,
+        help="hub id or local SpeechBrain model folder (default: $SPEAKERID_MODEL, else "
+        "speechbrain/spkrec-ecapa-voxceleb)",
+    )
     if device_flag:
         parent.add_argument("--device", default=argparse.SUPPRESS, help="torch device, e.g. cpu or cuda (default: cpu)")
     if json_flag:
-        parent.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                            help="print one JSON object on stdout instead of text")
-    parent.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                        help="log progress and show tracebacks of unexpected errors")
+        parent.add_argument(
+            "--json",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="print one JSON object on stdout instead of text",
+        )
+    parent.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log progress and show tracebacks of unexpected errors",
+    )
     return parent
 
 
@@ -114,16 +144,23 @@ def build(prog: str, description: str, reg: Registry) -> ArgumentParser:
 
     def sub_of(path: tuple[str, ...]) -> argparse._SubParsersAction:
         if path not in subs:
-            owner = parser if not path else sub_of(path[:-1]).add_parser(
-                path[-1], help=reg.groups.get(path, ""), parents=[common])
-            subs[path] = owner.add_subparsers(dest="command_" + "_".join(path) if path else "command",
-                                              metavar="ACTION" if path else "COMMAND", required=True)
+            owner = (
+                parser
+                if not path
+                else sub_of(path[:-1]).add_parser(path[-1], help=reg.groups.get(path, ""), parents=[common])
+            )
+            subs[path] = owner.add_subparsers(
+                dest="command_" + "_".join(path) if path else "command",
+                metavar="ACTION" if path else "COMMAND",
+                required=True,
+            )
         return subs[path]
 
     for cmd in reg.commands:
         parent = common if cmd.json_flag and cmd.device_flag else common_options(cmd.json_flag, cmd.device_flag)
-        p = sub_of(cmd.path[:-1]).add_parser(cmd.path[-1], parents=[parent], help=cmd.help,
-                                             description=cmd.description or cmd.help)
+        p = sub_of(cmd.path[:-1]).add_parser(
+            cmd.path[-1], parents=[parent], help=cmd.help, description=cmd.description or cmd.help
+        )
         for flags, options in cmd.arguments:
             p.add_argument(*flags, **options)
         p.set_defaults(handler=cmd.handler)
@@ -167,8 +204,10 @@ def run(handler: Handler, args: argparse.Namespace) -> int:
     except Exception as exc:
         if verbose:
             raise
-        return _fail(f"unexpected {type(exc).__name__}: {one_line(exc)} (run with --verbose for details)",
-                     as_json=bool(option(args, "json")))
+        return _fail(
+            f"unexpected {type(exc).__name__}: {one_line(exc)} (run with --verbose for details)",
+            as_json=bool(option(args, "json")),
+        )
 
 
 def _fail(message: str, *, as_json: bool, code: int = 1) -> int:
@@ -190,8 +229,12 @@ def open_speakerid(args: argparse.Namespace):
     from speakerid.api import SpeakerID
 
     device = option(args, "device")
-    return SpeakerID.open(option(args, "home"), store=option(args, "store"), model=option(args, "model"),
-                          device=device if isinstance(device, str) else "cpu")
+    return SpeakerID.open(
+        option(args, "home"),
+        store=option(args, "store"),
+        model=option(args, "model"),
+        device=device if isinstance(device, str) else "cpu",
+    )
 
 
 def warn(message: str) -> None:

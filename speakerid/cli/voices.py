@@ -9,11 +9,13 @@ from speakerid.base.errors import UsageError
 from speakerid.cli.common import UNKNOWN, arg, command, emit, finite, open_speakerid, option, output_file, plural
 
 
-@command("identify",
-         arg("clip", metavar="CLIP", help="audio file"),
-         arg("--top-k", type=int, default=5, metavar="K", help="candidates to list (default 5)"),
-         arg("--threshold", type=finite, metavar="T", help="accept scores >= T (default: the store's)"),
-         help="who is speaking in CLIP (or unknown); exit 0 named, 3 unknown")
+@command(
+    "identify",
+    arg("clip", metavar="CLIP", help="audio file"),
+    arg("--top-k", type=int, default=5, metavar="K", help="candidates to list (default 5)"),
+    arg("--threshold", type=finite, metavar="T", help="accept scores >= T (default: the store's)"),
+    help="who is speaking in CLIP (or unknown); exit 0 named, 3 unknown",
+)
 def identify(args: argparse.Namespace) -> int:
     with open_speakerid(args) as sid:
         result = sid.identify(args.clip, top_k=args.top_k, threshold=args.threshold)
@@ -24,19 +26,24 @@ def identify(args: argparse.Namespace) -> int:
     return 0 if result.speaker is not None else UNKNOWN
 
 
-@command("verify",
-         arg("name", metavar="NAME"),
-         arg("clip", metavar="CLIP", help="audio file"),
-         arg("--threshold", type=finite, metavar="T", help="accept scores >= T (default: the store's)"),
-         arg("--far", type=finite, metavar="F", help="accept at this per-comparison false-accept rate, e.g. 0.001"),
-         help="is CLIP spoken by NAME? exit 0 accepted, 3 rejected")
+@command(
+    "verify",
+    arg("name", metavar="NAME"),
+    arg("clip", metavar="CLIP", help="audio file"),
+    arg("--threshold", type=finite, metavar="T", help="accept scores >= T (default: the store's)"),
+    arg("--far", type=finite, metavar="F", help="accept at this per-comparison false-accept rate, e.g. 0.001"),
+    help="is CLIP spoken by NAME? exit 0 accepted, 3 rejected",
+)
 def verify(args: argparse.Namespace) -> int:
     with open_speakerid(args) as sid:
         result = sid.verify(args.name, args.clip, threshold=args.threshold, far=args.far)
     verdict = "accepted" if result.accepted else "rejected"
     note = f"\nnote: {result.note}" if result.note else ""
-    emit(args, result.to_dict(),
-         f"{result.speaker}: {verdict} (score {result.score:.3f}, threshold {result.threshold:g}){note}")
+    emit(
+        args,
+        result.to_dict(),
+        f"{result.speaker}: {verdict} (score {result.score:.3f}, threshold {result.threshold:g}){note}",
+    )
     return 0 if result.accepted else UNKNOWN
 
 
@@ -45,8 +52,10 @@ def speakers(args: argparse.Namespace) -> int:
     with open_speakerid(args) as sid:
         found = sid.speakers()
         model = sid.store.voiceprints.model
-    text = "\n".join(f"{s.name:<24} {plural(s.clips, 'clip'):>10} {s.speech_seconds:>8.1f} s"
-                     for s in found) or "no speakers enrolled"
+    text = (
+        "\n".join(f"{s.name:<24} {plural(s.clips, 'clip'):>10} {s.speech_seconds:>8.1f} s" for s in found)
+        or "no speakers enrolled"
+    )
     emit(args, {"speakers": [s.to_dict() for s in found], "model": model}, text)
     return 0
 
@@ -60,10 +69,12 @@ def remove(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("threshold",
-         arg("value", nargs="?", type=finite, metavar="T", help="a cosine between -1 and 1, used instead of calibrating"),
-         arg("--reset", action="store_true", help="forget a threshold set by hand: calibrate again"),
-         help="show the decision threshold and where it came from, or set it by hand")
+@command(
+    "threshold",
+    arg("value", nargs="?", type=finite, metavar="T", help="a cosine between -1 and 1, used instead of calibrating"),
+    arg("--reset", action="store_true", help="forget a threshold set by hand: calibrate again"),
+    help="show the decision threshold and where it came from, or set it by hand",
+)
 def threshold(args: argparse.Namespace) -> int:
     with open_speakerid(args) as sid:
         if args.reset:
@@ -75,14 +86,24 @@ def threshold(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("calibrate",
-         arg("--far", type=finite, metavar="F",
-             help="false-accept target for identification, e.g. 0.01 (kept for the store; default 0.05)"),
-         arg("--trials", type=Path, metavar="FILE",
-             help="labelled trials of your own audio (VoxCeleb trial-list format: 1|0 enrol test)"),
-         arg("--root", type=Path, metavar="DIR", help="the folder the trial list's paths are relative to"),
-         arg("--apply", action="store_true", help="with --trials: use the threshold found as the store's"),
-         help="the threshold for a false-accept target: from the enrolled population, or from your trials")
+@command(
+    "calibrate",
+    arg(
+        "--far",
+        type=finite,
+        metavar="F",
+        help="false-accept target for identification, e.g. 0.01 (kept for the store; default 0.05)",
+    ),
+    arg(
+        "--trials",
+        type=Path,
+        metavar="FILE",
+        help="labelled trials of your own audio (VoxCeleb trial-list format: 1|0 enrol test)",
+    ),
+    arg("--root", type=Path, metavar="DIR", help="the folder the trial list's paths are relative to"),
+    arg("--apply", action="store_true", help="with --trials: use the threshold found as the store's"),
+    help="the threshold for a false-accept target: from the enrolled population, or from your trials",
+)
 def calibrate(args: argparse.Namespace) -> int:
     if bool(args.trials) != bool(args.root):
         raise UsageError("--trials and --root go together")
@@ -104,17 +125,19 @@ def calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("timeline",
-         arg("recording", metavar="RECORDING", help="audio file with one or more voices (read a block at a time)"),
-         arg("--rttm", type=output_file, metavar="OUT", help="also write the turns as RTTM"),
-         arg("--min-turn", type=finite, default=0.5, metavar="S", help="shortest turn between two others (default 0.5)"),
-         arg("--threshold", type=finite, metavar="T", help="a turn is named at >= T (default: the store's)"),
-         help="who spoke when: each turn labelled with an enrolled name or unknown-N")
+@command(
+    "timeline",
+    arg("recording", metavar="RECORDING", help="audio file with one or more voices (read a block at a time)"),
+    arg("--rttm", type=output_file, metavar="OUT", help="also write the turns as RTTM"),
+    arg("--min-turn", type=finite, default=0.5, metavar="S", help="shortest turn between two others (default 0.5)"),
+    arg("--threshold", type=finite, metavar="T", help="a turn is named at >= T (default: the store's)"),
+    help="who spoke when: each turn labelled with an enrolled name or unknown-N",
+)
 def timeline(args: argparse.Namespace) -> int:
     import os
 
-    from speakerid.voice.audio import describe
     from speakerid.base.progress import progress
+    from speakerid.voice.audio import describe
 
     total = None
     if os.path.isfile(args.recording):
@@ -124,29 +147,45 @@ def timeline(args: argparse.Namespace) -> int:
             total = sf.info(args.recording).duration
         except (sf.LibsndfileError, RuntimeError):
             total = None  # the reader says why below
-    with open_speakerid(args) as sid, progress(total, unit="s", desc="timeline",
-                                               bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} s") as bar:
-        result = sid.timeline(args.recording, threshold=args.threshold, min_turn=args.min_turn,
-                              progress=lambda seconds: bar.update(seconds - bar.n))
+    with (
+        open_speakerid(args) as sid,
+        progress(total, unit="s", desc="timeline", bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} s") as bar,
+    ):
+        result = sid.timeline(
+            args.recording,
+            threshold=args.threshold,
+            min_turn=args.min_turn,
+            progress=lambda seconds: bar.update(seconds - bar.n),
+        )
     if args.rttm:
         args.rttm.write_text(result.to_rttm(Path(describe(args.recording)).stem))
-    lines = [f"{s.start:8.2f} {s.end:8.2f}  {s.label:<20} {'' if s.score is None else f'{s.score:.3f}'}"
-             for s in result.segments] or ["no speech found"]
+    lines = [
+        f"{s.start:8.2f} {s.end:8.2f}  {s.label:<20} {'' if s.score is None else f'{s.score:.3f}'}"
+        for s in result.segments
+    ] or ["no speech found"]
     lines.append("; ".join(f"{label} {seconds:.1f} s" for label, seconds in result.speakers.items()))
     emit(args, result.to_dict(), "\n".join(lines))
     return 0
 
 
-@command("listen",
-         arg("--stdin", action="store_true", help="read raw 16-bit little-endian mono PCM from standard input"),
-         arg("--device", dest="input_device", type=int, metavar="N",
-             help="record from sound card N (sounddevice/PortAudio, the mic extra)"),
-         arg("--rate", type=int, default=16000, metavar="R", help="sample rate of the input (default 16000)"),
-         arg("--verify", metavar="NAME", help="verify that NAME is speaking instead of identifying"),
-         arg("--resource", metavar="R", help="an access check at resource R (with --claim to verify a claim)"),
-         arg("--claim", metavar="NAME", help="with --resource: the identity the speaker claims"),
-         help="identify while someone speaks: events as lines (JSON lines with --json), the final decision last; "
-              "e.g. arecord -f S16_LE -r 16000 -c 1 | speakerid listen --stdin", device_flag=False)
+@command(
+    "listen",
+    arg("--stdin", action="store_true", help="read raw 16-bit little-endian mono PCM from standard input"),
+    arg(
+        "--device",
+        dest="input_device",
+        type=int,
+        metavar="N",
+        help="record from sound card N (sounddevice/PortAudio, the mic extra)",
+    ),
+    arg("--rate", type=int, default=16000, metavar="R", help="sample rate of the input (default 16000)"),
+    arg("--verify", metavar="NAME", help="verify that NAME is speaking instead of identifying"),
+    arg("--resource", metavar="R", help="an access check at resource R (with --claim to verify a claim)"),
+    arg("--claim", metavar="NAME", help="with --resource: the identity the speaker claims"),
+    help="identify while someone speaks: events as lines (JSON lines with --json), the final decision last; "
+    "e.g. arecord -f S16_LE -r 16000 -c 1 | speakerid listen --stdin",
+    device_flag=False,
+)
 def listen(args: argparse.Namespace) -> int:
     import json
 
@@ -169,8 +208,11 @@ def listen(args: argparse.Namespace) -> int:
                 print(json.dumps(event.to_dict()), flush=True)
             else:
                 score = "" if event.score is None else f" score {event.score:.3f}"
-                print(f"{event.t:7.2f} s  {'FINAL ' if event.final else ''}{event.label}{score} "
-                      f"({event.reason}; {event.speech_seconds:.1f} s of speech)", flush=True)
+                print(
+                    f"{event.t:7.2f} s  {'FINAL ' if event.final else ''}{event.label}{score} "
+                    f"({event.reason}; {event.speech_seconds:.1f} s of speech)",
+                    flush=True,
+                )
 
         shown = None
         for chunk in _microphone(args.input_device, args.rate) if args.input_device is not None else _stdin(args.rate):
@@ -206,10 +248,18 @@ def _microphone(device: int, rate: int):
     try:
         import sounddevice
     except (ImportError, OSError) as exc:
-        raise UsageError(f"--device needs sounddevice and PortAudio: pip install 'speakerid-voiceprint[mic]' ({exc})") from None
-    blocks: "queue.Queue" = queue.Queue()
-    with sounddevice.InputStream(device=device, samplerate=rate, channels=1, dtype="int16", blocksize=rate // 10,
-                                 callback=lambda data, frames, when, status: blocks.put(data[:, 0].copy())):
+        raise UsageError(
+            f"--device needs sounddevice and PortAudio: pip install 'speakerid-voiceprint[mic]' ({exc})"
+        ) from None
+    blocks: queue.Queue = queue.Queue()
+    with sounddevice.InputStream(
+        device=device,
+        samplerate=rate,
+        channels=1,
+        dtype="int16",
+        blocksize=rate // 10,
+        callback=lambda data, frames, when, status: blocks.put(data[:, 0].copy()),
+    ):
         print("listening; Ctrl-C to stop", file=__import__("sys").stderr)
         try:
             while True:

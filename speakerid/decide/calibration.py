@@ -112,26 +112,34 @@ class Calibration:
         on the population, at least :data:`BACKGROUND_FROM` clips, within :data:`STANDS_IN_FOR` of them.
 
         >>> old = Calibration(threshold=0.4, source="calibrated", clips=10_000, generation=7)
-        >>> old.stands_in_for(10_500), old.stands_in_for(10_501), Calibration(0.4, "prior", clips=10_000).stands_in_for(10_001)
+        >>> prior = Calibration(0.4, "prior", clips=10_000)
+        >>> old.stands_in_for(10_500), old.stands_in_for(10_501), prior.stands_in_for(10_001)
         (True, False, False)
         """
-        return (self.source == "calibrated" and self.clips >= BACKGROUND_FROM
-                and abs(clips - self.clips) <= self.clips * STANDS_IN_FOR)
+        return (
+            self.source == "calibrated"
+            and self.clips >= BACKGROUND_FROM
+            and abs(clips - self.clips) <= self.clips * STANDS_IN_FOR
+        )
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Calibration":
+    def from_dict(cls, data: dict) -> Calibration:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
     def describe(self) -> str:
         if self.source == "user":
             return f"threshold {self.threshold:g} (set by hand)"
         if self.source == "prior":
-            return (f"threshold {self.threshold:g} (the prior: {self.speakers} speakers and {self.comparisons} "
-                    f"impostor comparisons are too few to measure; needs {MIN_SPEAKERS} speakers and "
-                    f"{MIN_COMPARISONS} comparisons)")
+            return (
+                f"threshold {self.threshold:g} (the prior: {self.speakers} speakers and {self.comparisons} "
+                f"impostor comparisons are too few to measure; needs {MIN_SPEAKERS} speakers and "
+                f"{MIN_COMPARISONS} comparisons)"
+            )
         miss = f", expected miss rate {self.expected_miss:.1%}" if self.expected_miss is not None else ""
-        return (f"threshold {self.threshold:.3f} calibrated for {self.far:.1%} false accepts among {self.speakers} "
-                f"speakers ({self.comparisons:,} impostor comparisons, {self.method}{miss})")
+        return (
+            f"threshold {self.threshold:.3f} calibrated for {self.far:.1%} false accepts among {self.speakers} "
+            f"speakers ({self.comparisons:,} impostor comparisons, {self.method}{miss})"
+        )
 
     def threshold_at(self, far: float, comparisons: int = 1) -> float:
         """The score at which a false-accept rate ``far`` is expected over ``comparisons`` scores
@@ -177,7 +185,7 @@ def population(vectors: np.ndarray, owners: list[str], *, seed: int = 0) -> Popu
     sample = []
     twins = 0
     for start in range(0, len(rows), 1024):
-        chunk = rows[start:start + 1024]
+        chunk = rows[start : start + 1024]
         scores = vectors[chunk] @ profiles.T
         scores[np.arange(len(chunk)), own[chunk]] = -np.inf  # a clip against its own profile is no impostor
         scores[:, repeats] = -np.inf  # nor twice against one voice enrolled under two names
@@ -210,9 +218,9 @@ def _repeats(profiles: np.ndarray) -> np.ndarray:
     once, however many names it was enrolled under."""
     repeats = np.zeros(len(profiles), dtype=bool)
     for start in range(0, len(profiles), 2048):
-        alike = profiles[start:start + 2048] @ profiles.T >= SAME_VOICE
+        alike = profiles[start : start + 2048] @ profiles.T >= SAME_VOICE
         for i, row in enumerate(alike):
-            repeats[start + i] = bool(row[:start + i].any())
+            repeats[start + i] = bool(row[: start + i].any())
     return repeats
 
 
@@ -231,7 +239,7 @@ def tail_quantile(top: np.ndarray, compared: int, p: float, quantiles=()) -> tup
     if fit < 2:
         return float(top[0]) if len(top) else 1.0, "too few scores"
     u = top[fit - 1]
-    beta = max(float(np.mean(top[:fit - 1] - u)), 1e-4)
+    beta = max(float(np.mean(top[: fit - 1] - u)), 1e-4)
     return float(u + beta * math.log(fit / max(expected, 1e-12))), "exponential tail"
 
 
@@ -242,9 +250,16 @@ def calibrate(vectors: np.ndarray, owners: list[str], far: float = DEFAULT_FAR, 
         return Calibration(threshold=DEFAULT_THRESHOLD, source="prior", far=far, generation=generation, method="prior")
     pop = population(vectors, list(owners))
     top, compared, targets, speakers, quantiles = pop.top, pop.compared, pop.targets, pop.speakers, pop.quantiles
-    base = dict(far=far, speakers=speakers, clips=len(vectors), comparisons=compared, target_scores=len(targets),
-                generation=generation, top=[round(float(x), 6) for x in top],
-                quantiles=[round(float(x), 6) for x in quantiles])
+    base = dict(
+        far=far,
+        speakers=speakers,
+        clips=len(vectors),
+        comparisons=compared,
+        target_scores=len(targets),
+        generation=generation,
+        top=[round(float(x), 6) for x in top],
+        quantiles=[round(float(x), 6) for x in quantiles],
+    )
     if speakers < MIN_SPEAKERS or compared < MIN_COMPARISONS:
         return Calibration(threshold=DEFAULT_THRESHOLD, source="prior", method="prior", **base)
     threshold, method = tail_quantile(top, compared, per_comparison(far, speakers), quantiles)
@@ -254,6 +269,11 @@ def calibrate(vectors: np.ndarray, owners: list[str], far: float = DEFAULT_FAR, 
     exceeding = int(np.sum(top >= threshold))
     expected_far = 1 - (1 - exceeding / compared) ** (speakers - 1) if exceeding < len(top) else None
     miss = float(np.mean(targets < threshold)) if len(targets) else None
-    return Calibration(threshold=round(threshold, 6), source="calibrated", method=method,
-                       expected_far=None if expected_far is None else round(expected_far, 6),
-                       expected_miss=None if miss is None else round(miss, 6), **base)
+    return Calibration(
+        threshold=round(threshold, 6),
+        source="calibrated",
+        method=method,
+        expected_far=None if expected_far is None else round(expected_far, 6),
+        expected_miss=None if miss is None else round(miss, 6),
+        **base,
+    )

@@ -48,9 +48,15 @@ class Identification:
     reason: str
 
     def to_dict(self) -> dict:
-        return {"speaker": self.speaker, "score": round(self.score, 6), "threshold": round(self.threshold, 6),
-                "candidates": [c.to_dict() for c in self.candidates], "speech_seconds": round(self.speech_seconds, 2),
-                "model": self.model, "reason": self.reason}
+        return {
+            "speaker": self.speaker,
+            "score": round(self.score, 6),
+            "threshold": round(self.threshold, 6),
+            "candidates": [c.to_dict() for c in self.candidates],
+            "speech_seconds": round(self.speech_seconds, 2),
+            "model": self.model,
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True)
@@ -64,9 +70,14 @@ class Verification:
     note: str = ""  # why the threshold is not the one asked for (a false-accept target too few speakers can set)
 
     def to_dict(self) -> dict:
-        out = {"speaker": self.speaker, "accepted": self.accepted, "score": round(self.score, 6),
-               "threshold": round(self.threshold, 6), "speech_seconds": round(self.speech_seconds, 2),
-               "model": self.model}
+        out = {
+            "speaker": self.speaker,
+            "accepted": self.accepted,
+            "score": round(self.score, 6),
+            "threshold": round(self.threshold, 6),
+            "speech_seconds": round(self.speech_seconds, 2),
+            "model": self.model,
+        }
         if self.note:
             out["note"] = self.note
         return out
@@ -79,8 +90,9 @@ class Decider:
     process (the service) may answer with a standing calibration while a thread measures the next.
     """
 
-    def __init__(self, voiceprints: Voiceprints, settings: Settings, *, margin: float = DEFAULT_MARGIN,
-                 background: bool = False):
+    def __init__(
+        self, voiceprints: Voiceprints, settings: Settings, *, margin: float = DEFAULT_MARGIN, background: bool = False
+    ):
         self.voiceprints, self.settings = voiceprints, settings
         self.margin, self.background = margin, background
         self.profiles = Profiles(voiceprints)
@@ -160,8 +172,9 @@ class Decider:
         if resource.threshold is not None:
             return resource.threshold
         comparisons = 1 if claim else max(len(self.profiles), 1)
-        return self.threshold_for(resource.far or DEFAULT_ACCESS_FAR, comparisons=comparisons,
-                                  prior=DEFAULT_ACCESS_THRESHOLD)
+        return self.threshold_for(
+            resource.far or DEFAULT_ACCESS_FAR, comparisons=comparisons, prior=DEFAULT_ACCESS_THRESHOLD
+        )
 
     def _measure(self, far: float, *, aside: bool = False) -> Calibration:
         generation, vectors, owners = self.profiles.snapshot()
@@ -192,15 +205,29 @@ class Decider:
         threading.Thread(target=work, name="speakerid-calibration", daemon=True).start()
 
     # -- decisions ---------------------------------------------------------------------------------
-    def identify(self, vector: np.ndarray, *, threshold: float | None = None, top_k: int = 5,
-                 speech_seconds: float = 0.0, model: str = "", exclude: str | None = None) -> Identification:
+    def identify(
+        self,
+        vector: np.ndarray,
+        *,
+        threshold: float | None = None,
+        top_k: int = 5,
+        speech_seconds: float = 0.0,
+        model: str = "",
+        exclude: str | None = None,
+    ) -> Identification:
         """The open-set answer for one voiceprint: the best candidate, or unknown."""
         threshold = self.threshold if threshold is None else threshold
         candidates = self.profiles.rank(vector, top_k=max(top_k, 2), exclude=exclude)
         decision = decide(candidates, threshold, self.margin)
-        return Identification(speaker=decision.speaker, score=decision.score, threshold=threshold,
-                              candidates=candidates[:top_k], speech_seconds=speech_seconds, model=model,
-                              reason=decision.reason)
+        return Identification(
+            speaker=decision.speaker,
+            score=decision.score,
+            threshold=threshold,
+            candidates=candidates[:top_k],
+            speech_seconds=speech_seconds,
+            model=model,
+            reason=decision.reason,
+        )
 
     def claimed(self, name: str) -> str:
         """The name a claim refers to, as enrolled; :class:`SpeakerNotFoundError` if no one is."""
@@ -213,16 +240,31 @@ class Decider:
             raise SpeakerNotFoundError(name)
         return profile
 
-    def verify(self, vector: np.ndarray, claim: str, *, threshold: float | None = None, far: float | None = None,
-               speech_seconds: float = 0.0, model: str = "") -> Verification:
+    def verify(
+        self,
+        vector: np.ndarray,
+        claim: str,
+        *,
+        threshold: float | None = None,
+        far: float | None = None,
+        speech_seconds: float = 0.0,
+        model: str = "",
+    ) -> Verification:
         """Is this voiceprint ``claim``'s? Accepted when the score against their profile reaches
         ``threshold`` (a cosine), else the one for a per-comparison false-accept rate ``far``, else
         the store's threshold."""
         threshold, note = self.verification_threshold(threshold=threshold, far=far)
         speaker = self.claimed(claim)
         score = float(np.dot(vector, self.profile(speaker)))
-        return Verification(speaker=speaker, accepted=score >= threshold, score=score, threshold=threshold,
-                            speech_seconds=speech_seconds, model=model, note=note)
+        return Verification(
+            speaker=speaker,
+            accepted=score >= threshold,
+            score=score,
+            threshold=threshold,
+            speech_seconds=speech_seconds,
+            model=model,
+            note=note,
+        )
 
     def verification_threshold(self, *, threshold: float | None = None, far: float | None = None) -> tuple[float, str]:
         """``(threshold, note)`` for a claim: the cosine given, else the one for ``far``, else the
@@ -234,10 +276,15 @@ class Decider:
         if far is None:
             return self.threshold, ""
         measured = self.measured()
-        note = "" if measured.source == "calibrated" else (
-            f"the false-accept target {far:g} could not be applied: {measured.speakers} speakers and "
-            f"{measured.comparisons} impostor comparisons are too few to measure it; the prior "
-            f"{DEFAULT_THRESHOLD:g} is used")
+        note = (
+            ""
+            if measured.source == "calibrated"
+            else (
+                f"the false-accept target {far:g} could not be applied: {measured.speakers} speakers and "
+                f"{measured.comparisons} impostor comparisons are too few to measure it; the prior "
+                f"{DEFAULT_THRESHOLD:g} is used"
+            )
+        )
         return self.threshold_for(far), note
 
     def classify(self, vector: np.ndarray, top_k: int | None = None) -> list[dict]:

@@ -13,8 +13,8 @@ clip embeddings shortlists candidate speakers, whose profiles are then scored.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -202,5 +202,7 @@ def decide(candidates: list[Candidate], threshold: float, margin: float = DEFAUL
     if best.score < threshold:
         return Decision(None, best.score, f"best score {best.score:.3f} is under the threshold {threshold:g}")
     if len(candidates) > 1 and best.score - candidates[1].score < margin:
-        return Decision(None, best.score, f"{best.speaker} and {candidates[1].speaker} score within {margin:g} of each other")
+        return Decision(
+            None, best.score, f"{best.speaker} and {candidates[1].speaker} score within {margin:g} of each other"
+        )
     return Decision(best.speaker, best.score, "match")

@@ -13,23 +13,22 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from store import NewEmbedding, SpeakerExistsError, Voiceprints, speaker_name
-
-from speakerid.voice.audio import AudioInput, describe, is_sample_pair
 from speakerid.base.digest import sha256_clip
 from speakerid.base.errors import EnrollmentError, InsufficientSpeechError, SpeakerIDError, UsageError
-from speakerid.base.progress import progress
 from speakerid.base.prefetch import prefetched
-from speakerid.flows.quality import MIN_CONSISTENCY, consistency, level_problem, minimum_consistency, odd_one_out
+from speakerid.base.progress import progress
 from speakerid.decide.decider import Decider
 from speakerid.decide.scoring import centroid
+from speakerid.flows.quality import MIN_CONSISTENCY, consistency, level_problem, minimum_consistency, odd_one_out
+from speakerid.voice.audio import AudioInput, describe, is_sample_pair
 from speakerid.voice.reader import VoiceReader
+from store import NewEmbedding, SpeakerExistsError, Voiceprints, speaker_name
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +69,15 @@ class EnrollResult:
     skipped: list[Skipped] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"speaker": self.speaker, "clips": self.clips, "speech_seconds": round(self.speech_seconds, 2),
-                "model": self.model, "total_clips": self.total_clips, "warnings": self.warnings,
-                "skipped": [s.to_dict() for s in self.skipped]}
+        return {
+            "speaker": self.speaker,
+            "clips": self.clips,
+            "speech_seconds": round(self.speech_seconds, 2),
+            "model": self.model,
+            "total_clips": self.total_clips,
+            "warnings": self.warnings,
+            "skipped": [s.to_dict() for s in self.skipped],
+        }
 
 
 @dataclass
@@ -98,8 +103,9 @@ def expand_clips(items: Sequence) -> list:
             folder = Path(os.fsdecode(item))
             found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
             if not found:
-                raise EnrollmentError(f"{describe(item)}: no audio files in this folder "
-                                      f"(looked for {', '.join(sorted(AUDIO_SUFFIXES))})")
+                raise EnrollmentError(
+                    f"{describe(item)}: no audio files in this folder (looked for {', '.join(sorted(AUDIO_SUFFIXES))})"
+                )
             out.extend(found)
         else:
             out.append(item)
@@ -126,23 +132,39 @@ def read_clip(reader: VoiceReader, limits: Limits, source: AudioInput, label: st
 class Enrollment:
     """One enrollment of one speaker; :meth:`run` does it. See :meth:`speakerid.SpeakerID.enroll`."""
 
-    def __init__(self, voiceprints: Voiceprints, reader: VoiceReader, decider: Decider, *,
-                 limits: Limits | None = None, skip_bad: bool = False, strict: bool = False):
+    def __init__(
+        self,
+        voiceprints: Voiceprints,
+        reader: VoiceReader,
+        decider: Decider,
+        *,
+        limits: Limits | None = None,
+        skip_bad: bool = False,
+        strict: bool = False,
+    ):
         self.voiceprints, self.reader, self.decider = voiceprints, reader, decider
         self.profiles = decider.profiles
         self.limits = limits or Limits()
         self.skip_bad, self.strict = skip_bad, strict
         self.skipped: list[Skipped] = []
 
-    def run(self, name: str, clips: object, *, mode: str = "new", metadata: dict | None = None,
-            labels: Sequence[str | None] | None = None) -> EnrollResult:
+    def run(
+        self,
+        name: str,
+        clips: object,
+        *,
+        mode: str = "new",
+        metadata: dict | None = None,
+        labels: Sequence[str | None] | None = None,
+    ) -> EnrollResult:
         """``labels``: how to call each clip in messages when clips are bytes (e.g. upload file names)."""
         name, mode = self.begin(name, mode)
         sources = expand_clips(as_clip_list(clips))
         names = list(labels) if labels is not None and len(labels) == len(sources) else [None] * len(sources)
         decoded = prefetched(self.decode, zip(sources, names))  # the next clips decode while this one embeds
-        with progress(len(sources), desc=f"enrolling {name}", unit="clip",
-                      enabled=len(sources) >= PROGRESS_FROM) as bar:
+        with progress(
+            len(sources), desc=f"enrolling {name}", unit="clip", enabled=len(sources) >= PROGRESS_FROM
+        ) as bar:
             read = []
             for item in decoded:
                 read.append(self.embed(item))
@@ -175,8 +197,9 @@ class Enrollment:
         audio, speech, sha256 = decoded
         return Clip(source=audio.source, vector=self.reader.embed(speech), sha256=sha256, speech_seconds=speech.seconds)
 
-    def finish(self, name: str, read: Sequence[Clip | Skipped], *, mode: str = "new",
-               metadata: dict | None = None) -> EnrollResult:
+    def finish(
+        self, name: str, read: Sequence[Clip | Skipped], *, mode: str = "new", metadata: dict | None = None
+    ) -> EnrollResult:
         """The checks across clips, then the one write. ``read``: every clip, read or refused."""
         self.skipped = [r for r in read if isinstance(r, Skipped)]
         prepared = [r for r in read if isinstance(r, Clip)]
@@ -186,21 +209,36 @@ class Enrollment:
         if existing is not None:
             prepared = self._fit_existing(name, prepared)
         if not prepared:
-            raise EnrollmentError(f"{name}: no usable clip; " + "; ".join(f"{s.clip}: {s.reason}" for s in self.skipped))
+            raise EnrollmentError(
+                f"{name}: no usable clip; " + "; ".join(f"{s.clip}: {s.reason}" for s in self.skipped)
+            )
         new_speech = sum(c.speech_seconds for c in prepared)
         speech = new_speech + (existing.speech_seconds if existing else 0.0)
         if speech < self.limits.min_speech:
             left = f" (after leaving out {len(self.skipped)} clips)" if self.skipped else ""
-            raise EnrollmentError(f"{name}: {speech:.1f} s of speech in total{left}, need at least "
-                                  f"{self.limits.min_speech:g} s; add more or longer clips")
+            raise EnrollmentError(
+                f"{name}: {speech:.1f} s of speech in total{left}, need at least "
+                f"{self.limits.min_speech:g} s; add more or longer clips"
+            )
         vectors = np.stack([c.vector for c in prepared])
         warnings = self._duplicate_voice(name, vectors)
         model = self.reader.embedder.model_id
         speaker = self.voiceprints.add_speaker(
-            name, [NewEmbedding(c.vector, clip_sha256=c.sha256, speech_seconds=c.speech_seconds) for c in prepared],
-            model=model, mode=mode, metadata=metadata)
-        return EnrollResult(speaker=speaker.name, clips=len(prepared), speech_seconds=new_speech, model=model,
-                            total_clips=speaker.clips, warnings=warnings, skipped=list(self.skipped))
+            name,
+            [NewEmbedding(c.vector, clip_sha256=c.sha256, speech_seconds=c.speech_seconds) for c in prepared],
+            model=model,
+            mode=mode,
+            metadata=metadata,
+        )
+        return EnrollResult(
+            speaker=speaker.name,
+            clips=len(prepared),
+            speech_seconds=new_speech,
+            model=model,
+            total_clips=speaker.clips,
+            warnings=warnings,
+            skipped=list(self.skipped),
+        )
 
     # -- the gates ---------------------------------------------------------------------------------
     def _refuse_or_skip(self, clip: str, reason: str) -> None:
@@ -213,8 +251,9 @@ class Enrollment:
         kept = []
         for clip in clips:
             if clip.sha256 in seen:
-                self._refuse_or_skip(clip.source, f"same audio as {seen[clip.sha256]}; each clip must be a "
-                                                  "different recording")
+                self._refuse_or_skip(
+                    clip.source, f"same audio as {seen[clip.sha256]}; each clip must be a different recording"
+                )
                 continue
             seen[clip.sha256] = clip.source
             kept.append(clip)
@@ -229,13 +268,17 @@ class Enrollment:
             scores = consistency(vectors)
             bar = minimum_consistency(len(clips))
             if len(clips) == 2 and scores[0] < bar:
-                raise EnrollmentError(f"{clips[0].source} and {clips[1].source} do not sound like the same speaker "
-                                      f"(similarity {scores[0]:.2f}, need {bar:.2f}); enroll from clips of one person")
+                raise EnrollmentError(
+                    f"{clips[0].source} and {clips[1].source} do not sound like the same speaker "
+                    f"(similarity {scores[0]:.2f}, need {bar:.2f}); enroll from clips of one person"
+                )
             odd = sorted((float(s), c.source) for s, c in zip(scores, clips) if s < bar)
             if odd:
                 listed = ", ".join(f"{source} ({score:.2f})" for score, source in odd)
-                raise EnrollmentError(f"voice differs from the other clips, probably someone else: {listed}; "
-                                      f"need similarity {bar:.2f}; remove these clips")
+                raise EnrollmentError(
+                    f"voice differs from the other clips, probably someone else: {listed}; "
+                    f"need similarity {bar:.2f}; remove these clips"
+                )
             return clips
         kept = list(clips)
         while len(kept) >= 2:  # leave out the worst clip, then look again at the rest
@@ -243,12 +286,19 @@ class Enrollment:
             if worst is None:
                 break
             if worst == -1:
-                raise EnrollmentError(f"{kept[0].source} and {kept[1].source} do not sound like the same speaker, "
-                                      "and no third clip says which one is; enroll from clips of one person")
+                raise EnrollmentError(
+                    f"{kept[0].source} and {kept[1].source} do not sound like the same speaker, "
+                    "and no third clip says which one is; enroll from clips of one person"
+                )
             score = float(consistency(np.stack([c.vector for c in kept]))[worst])
-            self.skipped.append(Skipped(kept[worst].source, f"voice differs from the other clips (similarity "
-                                                            f"{score:.2f}, need {minimum_consistency(len(kept)):.2f}); "
-                                                            "probably someone else"))
+            self.skipped.append(
+                Skipped(
+                    kept[worst].source,
+                    f"voice differs from the other clips (similarity "
+                    f"{score:.2f}, need {minimum_consistency(len(kept)):.2f}); "
+                    "probably someone else",
+                )
+            )
             del kept[worst]
         return kept
 
@@ -263,8 +313,11 @@ class Enrollment:
                 continue
             score = float(clip.vector @ profile) if profile is not None else 1.0
             if score < MIN_CONSISTENCY:
-                self._refuse_or_skip(clip.source, f"voice differs from {name}'s enrolled voice (similarity "
-                                                  f"{score:.2f}, need {MIN_CONSISTENCY:.2f}); probably someone else")
+                self._refuse_or_skip(
+                    clip.source,
+                    f"voice differs from {name}'s enrolled voice (similarity "
+                    f"{score:.2f}, need {MIN_CONSISTENCY:.2f}); probably someone else",
+                )
                 continue
             kept.append(clip)
         return kept
@@ -274,8 +327,10 @@ class Enrollment:
         bar = self.decider.threshold  # from this score on, two voices count as one person
         if not found or found[0].score < bar:
             return []
-        message = (f"the voice of {name} matches the enrolled speaker {found[0].speaker} "
-                   f"(score {found[0].score:.2f} >= {bar:.2f}); same person under two names?")
+        message = (
+            f"the voice of {name} matches the enrolled speaker {found[0].speaker} "
+            f"(score {found[0].score:.2f} >= {bar:.2f}); same person under two names?"
+        )
         if self.strict:
             raise EnrollmentError(message + " (refused: --strict)")
         log.warning(message)

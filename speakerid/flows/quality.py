@@ -32,8 +32,10 @@ def level_problem(audio: Audio, speech: Speech) -> str | None:
         return f"heavily clipped ({clipped:.1%} of samples at full scale); record again with lower input gain"
     level = speech_level_dbfs(audio, speech)
     if level < MIN_SPEECH_DBFS:
-        return (f"too quiet (speech at {level:.0f} dBFS, need at least {MIN_SPEECH_DBFS:.0f} dBFS); "
-                "speak closer to the microphone or raise its gain")
+        return (
+            f"too quiet (speech at {level:.0f} dBFS, need at least {MIN_SPEECH_DBFS:.0f} dBFS); "
+            "speak closer to the microphone or raise its gain"
+        )
     return None
 
 

@@ -23,12 +23,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from speakerid.voice.audio import SAMPLE_RATE, Audio, Resampler
 from speakerid.base import validate
 from speakerid.base.errors import InsufficientSpeechError, UsageError
-from speakerid.decide.scoring import centroid
 from speakerid.decide.decider import Decider
+from speakerid.decide.scoring import centroid
 from speakerid.flows.timeline import WINDOW, WINDOW_THRESHOLD
+from speakerid.voice.audio import SAMPLE_RATE, Audio, Resampler
 from speakerid.voice.engine import Embedder
 from speakerid.voice.vad import DEFAULT_MIN_SPEECH, SpeechDetector
 
@@ -64,8 +64,16 @@ class Event:
 class Stream:
     """Feed audio with :meth:`feed`, get events; :meth:`close` gives the final decision."""
 
-    def __init__(self, embedder: Embedder, decider: Decider, *, sample_rate: int = SAMPLE_RATE, mode: str = "identify",
-                 claim: str | None = None, threshold: float | None = None):
+    def __init__(
+        self,
+        embedder: Embedder,
+        decider: Decider,
+        *,
+        sample_rate: int = SAMPLE_RATE,
+        mode: str = "identify",
+        claim: str | None = None,
+        threshold: float | None = None,
+    ):
         if mode not in MODES:
             raise UsageError(f"mode must be one of {', '.join(MODES)} (access: AccessControl.stream), not {mode!r}")
         self.rate = validate.count("sample_rate", sample_rate, low=8000, high=192_000)
@@ -135,7 +143,7 @@ class Stream:
 
     def _find_speech(self, end: int) -> None:
         start = max(self.offset, self.looked - int(CONTEXT * SAMPLE_RATE))
-        piece = self.audio[start - self.offset:]
+        piece = self.audio[start - self.offset :]
         for a, b in self.detector.segments(Audio(piece, "stream")) if np.any(piece) else []:
             a, b = max(a + start, self.looked), b + start
             if b <= a:
@@ -153,7 +161,7 @@ class Stream:
         while self.next_window + width <= end:
             a = self.next_window
             if a >= self.offset and self._speech_share(a, a + width) >= 0.5:
-                batch.append(self.audio[a - self.offset:a - self.offset + width])
+                batch.append(self.audio[a - self.offset : a - self.offset + width])
                 starts.append(a)
             self.next_window += hop
         if not batch:
@@ -173,8 +181,8 @@ class Stream:
         sound like another enrolled speaker, or like no one."""
         if len(self.windows) < CHANGE_WINDOWS + 2:
             return False
-        newest = centroid(np.stack(self.recent[-(CHANGE_WINDOWS - 1):] + [vector]))
-        earlier = centroid(np.stack(self.windows[:-(CHANGE_WINDOWS - 1)]))
+        newest = centroid(np.stack(self.recent[-(CHANGE_WINDOWS - 1) :] + [vector]))
+        earlier = centroid(np.stack(self.windows[: -(CHANGE_WINDOWS - 1)]))
         if float(newest @ earlier) >= CHANGE_SCORE:
             return False
         before, after = self.decider.profiles.rank(earlier, top_k=1), self.decider.profiles.rank(newest, top_k=1)
@@ -183,7 +191,7 @@ class Stream:
     def _change_event(self) -> Event:
         before = self._answer()
         event = Event(self.seconds, self.speech_seconds, before[0], before[1], before[2], False, "speaker changed")
-        keep = self.recent[-(CHANGE_WINDOWS - 1):]
+        keep = self.recent[-(CHANGE_WINDOWS - 1) :]
         self.windows, self.recent = list(keep), list(keep)
         self.agreeing, self.last_answer = 0, None
         if self.final is not None:
@@ -199,11 +207,21 @@ class Stream:
         if self.mode == "verify":
             score = float(evidence @ self.decider.profile(self.claim))
             accepted = score >= self.threshold
-            return (self.claim if accepted else None, "accepted" if accepted else "rejected", score,
-                    "match" if accepted else f"score {score:.3f} is under the threshold {self.threshold:g}", accepted)
+            return (
+                self.claim if accepted else None,
+                "accepted" if accepted else "rejected",
+                score,
+                "match" if accepted else f"score {score:.3f} is under the threshold {self.threshold:g}",
+                accepted,
+            )
         found = self.decider.identify(evidence, threshold=self.threshold, top_k=2)
-        return found.speaker, found.speaker or "unknown", found.score if found.candidates else None, found.reason, \
-            found.speaker is not None
+        return (
+            found.speaker,
+            found.speaker or "unknown",
+            found.score if found.candidates else None,
+            found.reason,
+            found.speaker is not None,
+        )
 
     def _decide(self, *, final: bool, closing: bool = False) -> Event:
         speaker, label, score, reason, sure = self._answer()
@@ -214,9 +232,16 @@ class Stream:
         self.agreeing = self.agreeing + 1 if answer == self.last_answer else 1
         self.last_answer = answer
         clear_no = score is not None and score < self.threshold - NO_MARGIN and self.speech_seconds >= 2 * FINAL_SPEECH
-        early = (not final and (sure and self.speech_seconds >= FINAL_SPEECH or clear_no) and self.agreeing >= STABLE)
-        event = Event(self.seconds, self.speech_seconds, speaker, label, score, final or early,
-                      ("early: " + reason) if early else reason)
+        early = not final and (sure and self.speech_seconds >= FINAL_SPEECH or clear_no) and self.agreeing >= STABLE
+        event = Event(
+            self.seconds,
+            self.speech_seconds,
+            speaker,
+            label,
+            score,
+            final or early,
+            ("early: " + reason) if early else reason,
+        )
         if event.final:
             self.final = event
         return event
@@ -234,5 +259,3 @@ def _as_float(samples) -> np.ndarray:
     if not np.isfinite(data).all():
         raise UsageError("stream samples contain NaN or infinite values")
     return data
-
-

@@ -20,14 +20,14 @@ second), not with the audio.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
-from speakerid.voice.audio import SAMPLE_RATE, Audio, AudioInput, stream_audio
 from speakerid.base.errors import AudioError
 from speakerid.decide.scoring import centroid
+from speakerid.voice.audio import SAMPLE_RATE, Audio, AudioInput, stream_audio
 from speakerid.voice.vad import SpeechDetector
 
 WINDOW = 1.5  # seconds embedded at a time
@@ -54,8 +54,13 @@ class Segment:
     score: float | None  # the turn's score against its profile (or the best one, for a stranger)
 
     def to_dict(self) -> dict:
-        return {"start": round(self.start, 3), "end": round(self.end, 3), "speaker": self.speaker,
-                "label": self.label, "score": None if self.score is None else round(self.score, 4)}
+        return {
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            "speaker": self.speaker,
+            "label": self.label,
+            "score": None if self.score is None else round(self.score, 4),
+        }
 
 
 @dataclass
@@ -67,15 +72,21 @@ class Timeline:
     speakers: dict[str, float] = field(default_factory=dict)  # label -> seconds of speech
 
     def to_dict(self) -> dict:
-        return {"segments": [s.to_dict() for s in self.segments],
-                "speakers": {k: round(v, 2) for k, v in self.speakers.items()}, "model": self.model,
-                "duration": round(self.duration, 3), "threshold": self.threshold}
+        return {
+            "segments": [s.to_dict() for s in self.segments],
+            "speakers": {k: round(v, 2) for k, v in self.speakers.items()},
+            "model": self.model,
+            "duration": round(self.duration, 3),
+            "threshold": self.threshold,
+        }
 
     def to_rttm(self, file_id: str) -> str:
         """The standard RTTM lines: ``SPEAKER <file> 1 <start> <dur> <NA> <NA> <label> <NA> <NA>``."""
         file_id = "_".join(file_id.split()) or "recording"
-        return "".join(f"SPEAKER {file_id} 1 {s.start:.3f} {s.end - s.start:.3f} <NA> <NA> {s.label} <NA> <NA>\n"
-                       for s in self.segments)
+        return "".join(
+            f"SPEAKER {file_id} 1 {s.start:.3f} {s.end - s.start:.3f} <NA> <NA> {s.label} <NA> <NA>\n"
+            for s in self.segments
+        )
 
 
 @dataclass
@@ -85,9 +96,18 @@ class _Windows:
     speech: list[tuple[float, float]] = field(default_factory=list)  # regions, seconds
 
 
-def build_timeline(embed: Callable[[np.ndarray], np.ndarray], names: list[str], profiles: np.ndarray,
-                   threshold: float, audio: AudioInput, *, name: str | None = None, model: str = "",
-                   min_turn: float = DEFAULT_MIN_TURN, progress: Callable[[float], None] | None = None) -> Timeline:
+def build_timeline(
+    embed: Callable[[np.ndarray], np.ndarray],
+    names: list[str],
+    profiles: np.ndarray,
+    threshold: float,
+    audio: AudioInput,
+    *,
+    name: str | None = None,
+    model: str = "",
+    min_turn: float = DEFAULT_MIN_TURN,
+    progress: Callable[[float], None] | None = None,
+) -> Timeline:
     """The timeline of ``audio`` against ``profiles`` (one row per name in ``names``).
 
     ``embed`` turns ``(N, samples)`` of 16 kHz audio into N L2-normalised vectors; ``threshold`` is the calibrated
@@ -131,18 +151,21 @@ def _windows(embed, blocks, label: str, progress) -> tuple[_Windows, float]:
         batch = []
         while next_window + width <= done:
             local = next_window - carry_start
-            if speech_mask[local:local + width].mean() >= 0.5:
+            if speech_mask[local : local + width].mean() >= 0.5:
                 out.starts.append(next_window / SAMPLE_RATE)
-                batch.append(samples[local:local + width])
+                batch.append(samples[local : local + width])
             next_window += hop
         for start in range(0, len(batch), BATCH):  # windows of one length: embedded together, nothing padded
-            out.vectors.extend(embed(np.stack(batch[start:start + BATCH])))
+            out.vectors.extend(embed(np.stack(batch[start : start + BATCH])))
         keep = done - next_window  # what later windows still need
-        carry, carry_start = samples[len(samples) - keep:] if keep > 0 else np.zeros(0, np.float32), done - max(keep, 0)
+        carry, carry_start = (
+            samples[len(samples) - keep :] if keep > 0 else np.zeros(0, np.float32),
+            done - max(keep, 0),
+        )
         if progress:
             progress(done / SAMPLE_RATE)
     # the last stretch, shorter than a window: one window over what is left, if it is speech
-    if len(carry) >= SAMPLE_RATE // 2 and speech_mask[len(speech_mask) - len(carry):].mean() >= 0.5:
+    if len(carry) >= SAMPLE_RATE // 2 and speech_mask[len(speech_mask) - len(carry) :].mean() >= 0.5:
         out.starts.append(carry_start / SAMPLE_RATE)
         out.vectors.extend(embed(carry[None]))
     if done == 0:
@@ -286,7 +309,7 @@ def _absorb_short(turns: list[list], min_turn: float) -> list[list]:
     changed = True
     while changed:
         changed = False
-        for k, (start, end, lab, members) in enumerate(turns):
+        for k, (start, end, _lab, members) in enumerate(turns):
             if end - start >= min_turn:
                 continue
             before = turns[k - 1] if k > 0 and start - turns[k - 1][1] <= 2 * FRAME else None
@@ -315,5 +338,3 @@ def _runs(path: np.ndarray):
         if t == len(path) or path[t] != path[start]:
             yield start, t
             start = t
-
-

@@ -12,11 +12,11 @@ from starlette.concurrency import run_in_threadpool
 
 from speakerid.base.errors import UsageError
 from speakerid.base.paths import last_evaluation
-from speakerid.flows.quality import consistency, level_problem, minimum_consistency, speech_level_dbfs
 from speakerid.flows.enrollment import MIN_CLIP_SPEECH, MIN_TOTAL_SPEECH
-from speakerid.voice.vad import DEFAULT_MIN_SPEECH
+from speakerid.flows.quality import consistency, level_problem, minimum_consistency, speech_level_dbfs
 from speakerid.service.auth import caller
 from speakerid.service.uploads import read_audio
+from speakerid.voice.vad import DEFAULT_MIN_SPEECH
 
 if TYPE_CHECKING:
     from speakerid.service.app import Service
@@ -32,7 +32,7 @@ class Limits(BaseModel):
     far: float | None = None
 
 
-def add(app: FastAPI, service: "Service") -> None:
+def add(app: FastAPI, service: Service) -> None:
     sid, access, gate, config = service.sid, service.access, service.gate, service.config
 
     client, admin = caller(gate, "client"), caller(gate, "admin")
@@ -40,7 +40,11 @@ def add(app: FastAPI, service: "Service") -> None:
     @app.get("/v1/whoami")
     def whoami(key=client):
         """The caller's key and role (``admin`` on an open loopback server without keys)."""
-        return {"key_id": key.id if key else None, "role": key.role if key else "admin", "name": key.name if key else ""}
+        return {
+            "key_id": key.id if key else None,
+            "role": key.role if key else "admin",
+            "name": key.name if key else "",
+        }
 
     @app.get("/v1/threshold")
     def threshold(key=client):
@@ -56,8 +60,11 @@ def add(app: FastAPI, service: "Service") -> None:
 
     @app.get("/v1/access/resources")
     def resources(key=admin):
-        return {"resources": access.resources(), "groups": access.groups(),
-                "lockout": dict(zip(("attempts", "seconds"), access.lockout))}
+        return {
+            "resources": access.resources(),
+            "groups": access.groups(),
+            "lockout": dict(zip(("attempts", "seconds"), access.lockout)),
+        }
 
     @app.post("/v1/access/grants", status_code=201)
     def grant(body: Grant, key=admin):
@@ -120,10 +127,15 @@ def _quality(sid, uploads: list[tuple[bytes, str]]) -> dict:
             report["problems"].append(getattr(exc, "reason", None) or str(exc))
             clips.append(report)
             continue
-        report.update(seconds=round(audio.seconds, 2), speech_seconds=round(speech.seconds, 2),
-                      level_dbfs=round(speech_level_dbfs(audio, speech), 1))
+        report.update(
+            seconds=round(audio.seconds, 2),
+            speech_seconds=round(speech.seconds, 2),
+            level_dbfs=round(speech_level_dbfs(audio, speech), 1),
+        )
         if speech.seconds < MIN_CLIP_SPEECH:
-            report["problems"].append(f"too short: {speech.seconds:.1f} s of speech, a clip needs {MIN_CLIP_SPEECH:g} s")
+            report["problems"].append(
+                f"too short: {speech.seconds:.1f} s of speech, a clip needs {MIN_CLIP_SPEECH:g} s"
+            )
         problem = level_problem(audio, speech)
         if problem:
             report["problems"].append(problem.split(";")[0])
@@ -139,4 +151,3 @@ def _quality(sid, uploads: list[tuple[bytes, str]]) -> dict:
                 clips[i]["problems"].append("someone else? the voice differs from the other clips")
     total = sum(c.get("speech_seconds", 0) for c in clips if not c["problems"])
     return {"clips": clips, "speech_seconds": round(total, 2), "needed": MIN_TOTAL_SPEECH}
-

@@ -15,13 +15,12 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 
-from speakerid.apps.access import AccessControl
 from speakerid.api import Options, SpeakerID
+from speakerid.apps.access import AccessControl
 from speakerid.service import errors
 from speakerid.service.auth import Gate
 from speakerid.service.config import ServiceConfig
 from speakerid.service.metrics import Metrics
-
 
 ACCESS_LOG = logging.getLogger("speakerid.access_log")
 
@@ -81,20 +80,30 @@ class EmptyParametersAreAbsent:
 
 def create_app(config: ServiceConfig | None = None) -> FastAPI:
     config = config or ServiceConfig.from_env()
-    sid = SpeakerID.open(config.home, store=config.store, model=config.model, device=config.device,
-                         options=Options(max_seconds=config.max_seconds, background_calibration=True))
+    sid = SpeakerID.open(
+        config.home,
+        store=config.store,
+        model=config.model,
+        device=config.device,
+        options=Options(max_seconds=config.max_seconds, background_calibration=True),
+    )
     sid.embedder  # noqa: B018 -- load the model now, not on the first request
     _log_requests(config.access_log)
-    service = Service(config=config, sid=sid, access=AccessControl(sid), gate=Gate(sid.store, config),
-                      metrics=Metrics())
+    service = Service(
+        config=config, sid=sid, access=AccessControl(sid), gate=Gate(sid.store, config), metrics=Metrics()
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
         sid.close()  # on SQLite: folds the write-ahead log in, so erased vectors do not linger there
 
-    app = FastAPI(title="speakerid", version="0.2.0", lifespan=lifespan,
-                  description="Speaker identification, verification, enrollment and voice access control.")
+    app = FastAPI(
+        title="speakerid",
+        version="0.2.0",
+        lifespan=lifespan,
+        description="Speaker identification, verification, enrollment and voice access control.",
+    )
     app.state.service = service
     app.add_middleware(EmptyParametersAreAbsent)
     errors.install(app)
@@ -106,9 +115,15 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
         route = request.scope.get("route")
         elapsed = time.perf_counter() - start
         service.metrics.observe(getattr(route, "path", "unmatched"), response.status_code, elapsed)
-        ACCESS_LOG.info("%s %s %s %d %.0f ms key=%s", request.client.host if request.client else "-",
-                        request.method, printable(request.url.path), response.status_code, 1000 * elapsed,
-                        getattr(request.state, "key_id", None) or "-")
+        ACCESS_LOG.info(
+            "%s %s %s %d %.0f ms key=%s",
+            request.client.host if request.client else "-",
+            request.method,
+            printable(request.url.path),
+            response.status_code,
+            1000 * elapsed,
+            getattr(request.state, "key_id", None) or "-",
+        )
         return response
 
     from speakerid.service import admin_routes, classify, console, routes, stream

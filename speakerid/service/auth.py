@@ -12,10 +12,9 @@ import time
 
 from fastapi import Depends, HTTPException, Request
 
-from store import ApiKey, Store
-
 from speakerid.apps.keys import authenticate
 from speakerid.service.config import ServiceConfig
+from store import ApiKey, Store
 
 BAD_KEY_BURST = 10  # wrong keys a client address may send ...
 BAD_KEY_RATE = 10 / 60  # ... and then one every 6 s
@@ -72,11 +71,13 @@ class Gate:
         key = None
         if token or self.required:
             if not token:
-                raise HTTPException(401, "missing API key (Authorization: Bearer <key>)",
-                                    headers={"WWW-Authenticate": "Bearer"})
+                raise HTTPException(
+                    401, "missing API key (Authorization: Bearer <key>)", headers={"WWW-Authenticate": "Bearer"}
+                )
             if not self.bad_keys.allow(client, spend=False):
-                raise HTTPException(429, "too many wrong API keys from this address; wait a minute",
-                                    headers={"Retry-After": "6"})
+                raise HTTPException(
+                    429, "too many wrong API keys from this address; wait a minute", headers={"Retry-After": "6"}
+                )
             key = authenticate(self.store, token)
             if key is None:
                 self.bad_keys.allow(client)  # spend one of this address's wrong-key allowance
@@ -90,8 +91,10 @@ class Gate:
 
 def caller(gate: Gate, role: str):
     """A FastAPI dependency admitting callers with ``role`` (``client`` or ``admin``): their key, or None."""
+
     def admit(request: Request) -> ApiKey | None:
         key = gate.admit(presented_key(request.headers), request.client.host if request.client else "?", role)
         request.state.key_id = key.id if key else None  # for the access log: which key, never the key
         return key
+
     return Depends(admit)

@@ -29,8 +29,7 @@ if TYPE_CHECKING:
     from speakerid.service.app import Service
 
 
-
-def add(app: FastAPI, service: "Service") -> None:
+def add(app: FastAPI, service: Service) -> None:
     sid, gate, config = service.sid, service.gate, service.config
 
     @app.post("/v1/classify")
@@ -38,7 +37,7 @@ def add(app: FastAPI, service: "Service") -> None:
         if request.headers.get("content-type", "").lower().startswith("application/json"):
             data, top_k = await _json_body(request, config.max_upload_bytes, config.idle_seconds, top_k)
         else:
-            (data, _), = await read_audio(request, limit=config.max_upload_bytes, idle=config.idle_seconds)
+            ((data, _),) = await read_audio(request, limit=config.max_upload_bytes, idle=config.idle_seconds)
         if top_k is not None:
             top_k = validate.count("top_k", top_k, low=1, high=10_000)
         return await run_in_threadpool(sid.classify, data, top_k=top_k, name="upload")
@@ -50,6 +49,6 @@ async def _json_body(request: Request, limit: int, idle: float, top_k: int | Non
         body = json.loads(raw)
         data = base64.b64decode(body["inputs"], validate=True)
     except (ValueError, KeyError, TypeError, binascii.Error):
-        raise HTTPException(422, "a JSON body is {\"inputs\": \"<base64 audio>\", \"parameters\": {...}}") from None
+        raise HTTPException(422, 'a JSON body is {"inputs": "<base64 audio>", "parameters": {...}}') from None
     parameters = body.get("parameters") or {}
     return data, parameters.get("top_k", top_k) if isinstance(parameters, dict) else top_k

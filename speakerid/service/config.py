@@ -59,7 +59,7 @@ class ServiceConfig:
         return {ENV: json.dumps(asdict(self))}
 
     @classmethod
-    def from_env(cls) -> "ServiceConfig":
+    def from_env(cls) -> ServiceConfig:
         raw = os.environ.get(ENV)
         return cls(**json.loads(raw)) if raw else cls()
 

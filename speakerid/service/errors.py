@@ -10,9 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from store import ConflictError, InvalidValueError, NotFoundError, ReadOnlyStoreError, SpeakerIDError
-
 from speakerid.base.errors import AudioTooLongError, ModelError
+from store import ConflictError, InvalidValueError, NotFoundError, ReadOnlyStoreError, SpeakerIDError
 
 log = logging.getLogger(__name__)
 

@@ -18,15 +18,22 @@ class Metrics:
             self.seconds[route] += seconds
 
     def render(self, speakers: int) -> str:
-        lines = ["# HELP speakerid_requests_total HTTP requests by route and status.",
-                 "# TYPE speakerid_requests_total counter"]
+        lines = [
+            "# HELP speakerid_requests_total HTTP requests by route and status.",
+            "# TYPE speakerid_requests_total counter",
+        ]
         with self._lock:
             for (route, status), n in sorted(self.requests.items()):
                 lines.append(f'speakerid_requests_total{{route="{route}",status="{status}"}} {n}')
-            lines += ["# HELP speakerid_request_seconds_total Time spent answering, by route.",
-                      "# TYPE speakerid_request_seconds_total counter"]
+            lines += [
+                "# HELP speakerid_request_seconds_total Time spent answering, by route.",
+                "# TYPE speakerid_request_seconds_total counter",
+            ]
             for route, s in sorted(self.seconds.items()):
                 lines.append(f'speakerid_request_seconds_total{{route="{route}"}} {s:.6f}')
-        lines += ["# HELP speakerid_speakers Enrolled speakers.", "# TYPE speakerid_speakers gauge",
-                  f"speakerid_speakers {speakers}"]
+        lines += [
+            "# HELP speakerid_speakers Enrolled speakers.",
+            "# TYPE speakerid_speakers gauge",
+            f"speakerid_speakers {speakers}",
+        ]
         return "\n".join(lines) + "\n"

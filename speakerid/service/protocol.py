@@ -30,8 +30,10 @@ def timeout_response(seconds: float) -> bytes:
     b'HTTP/1.1 408 Request Timeout'
     """
     body = error_response(408, f"request headers not complete within {seconds:g} s").body
-    return (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
+    return (
+        b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+    )
 
 
 @functools.cache

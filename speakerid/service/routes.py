@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from speakerid.service.app import Service
 
 
-def add(app: FastAPI, service: "Service") -> None:
+def add(app: FastAPI, service: Service) -> None:
     sid, access, gate, config = service.sid, service.access, service.gate, service.config
 
     client, admin = caller(gate, "client"), caller(gate, "admin")
@@ -35,26 +35,27 @@ def add(app: FastAPI, service: "Service") -> None:
 
     @app.post("/v1/identify")
     async def identify(request: Request, top_k: int = 5, threshold: float | None = None, key=client):
-        (data, name), = await clips(request)
+        ((data, name),) = await clips(request)
         result = await run_in_threadpool(sid.identify, data, top_k=top_k, threshold=threshold, name=name)
         return result.to_dict()
 
     @app.post("/v1/verify")
     async def verify(request: Request, speaker: str, threshold: float | None = None, key=client):
-        (data, name), = await clips(request)
+        ((data, name),) = await clips(request)
         return (await run_in_threadpool(sid.verify, speaker, data, threshold=threshold, name=name)).to_dict()
 
     @app.post("/v1/access/check")
     async def access_check(request: Request, resource: str, claim: str | None = None, key=client):
-        (data, name), = await clips(request)
+        ((data, name),) = await clips(request)
         who = key.id if key else (request.client.host if request.client else None)
-        decision = await run_in_threadpool(access.check, resource, data, claim, key_id=key.id if key else None,
-                                           caller=who, name=name)
+        decision = await run_in_threadpool(
+            access.check, resource, data, claim, key_id=key.id if key else None, caller=who, name=name
+        )
         return decision.to_dict()
 
     @app.post("/v1/timeline")
     async def timeline(request: Request, min_turn: float = 0.5, threshold: float | None = None, key=client):
-        (data, name), = await clips(request)
+        ((data, name),) = await clips(request)
         result = await run_in_threadpool(sid.timeline, data, threshold=threshold, min_turn=min_turn, name=name)
         return result.to_dict()
 
@@ -63,13 +64,23 @@ def add(app: FastAPI, service: "Service") -> None:
         if mode not in ("new", "append", "replace"):
             raise UsageError(f"mode is new, append or replace, not {mode!r}")
         uploads = await clips(request, many=True)
-        result = await run_in_threadpool(sid.enroll, speaker, [d for d, _ in uploads], replace=mode == "replace",
-                                         append=mode == "append", skip_bad=skip_bad, labels=[n for _, n in uploads])
+        result = await run_in_threadpool(
+            sid.enroll,
+            speaker,
+            [d for d, _ in uploads],
+            replace=mode == "replace",
+            append=mode == "append",
+            skip_bad=skip_bad,
+            labels=[n for _, n in uploads],
+        )
         return result.to_dict()
 
     @app.get("/v1/speakers")
     def speakers(key=admin):
-        return {"speakers": [s.to_dict() for s in sid.store.voiceprints.speakers()], "model": sid.store.voiceprints.model}
+        return {
+            "speakers": [s.to_dict() for s in sid.store.voiceprints.speakers()],
+            "model": sid.store.voiceprints.model,
+        }
 
     @app.get("/v1/speakers/{speaker}")
     def speaker(speaker: str, key=admin):
@@ -82,11 +93,23 @@ def add(app: FastAPI, service: "Service") -> None:
         return {"removed": name}
 
     @app.get("/v1/audit")
-    def audit(since: str | None = None, until: str | None = None, resource: str | None = None,
-              decision: str | None = None, limit: int = 100, offset: int = 0, key=admin):
+    def audit(
+        since: str | None = None,
+        until: str | None = None,
+        resource: str | None = None,
+        decision: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        key=admin,
+    ):
         if decision not in (None, "allow", "deny"):
             raise UsageError(f"decision is allow or deny, not {decision!r}")
-        rows = access.audit(since=since, until=until, resource=resource,
-                            allow=None if decision is None else decision == "allow",
-                            limit=validate.count("limit", limit, low=1, high=1000), offset=offset)
+        rows = access.audit(
+            since=since,
+            until=until,
+            resource=resource,
+            allow=None if decision is None else decision == "allow",
+            limit=validate.count("limit", limit, low=1, high=1000),
+            offset=offset,
+        )
         return {"decisions": rows, "limit": limit, "offset": offset}

@@ -23,9 +23,8 @@ import numpy as np
 from fastapi import FastAPI, HTTPException, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
-from store import SpeakerIDError
-
 from speakerid.service.auth import presented_key
+from store import SpeakerIDError
 
 if TYPE_CHECKING:
     from speakerid.service.app import Service
@@ -40,7 +39,7 @@ class Closed(Exception):
         self.code, self.reason = code, reason[:120]  # a close reason must fit in a control frame
 
 
-def add(app: FastAPI, service: "Service") -> None:
+def add(app: FastAPI, service: Service) -> None:
     import os
 
     turns = asyncio.Semaphore(max(1, os.cpu_count() or 1))
@@ -82,29 +81,34 @@ async def _start_message(ws: WebSocket, idle: float) -> dict:
     message = await _receive(ws, idle)
     text = message.get("text")
     if text is None:
-        raise Closed(1003, "the first message is JSON: {\"type\": \"start\", \"sample_rate\": 16000, \"mode\": ...}")
+        raise Closed(1003, 'the first message is JSON: {"type": "start", "sample_rate": 16000, "mode": ...}')
     try:
         start = json.loads(text)
     except ValueError:
         raise Closed(1003, "the start message is not JSON") from None
     if not isinstance(start, dict) or start.get("type") != "start":
-        raise Closed(1003, "the first message must be {\"type\": \"start\", ...}")
+        raise Closed(1003, 'the first message must be {"type": "start", ...}')
     return start
 
 
-def _open(service: "Service", start: dict, key, client: str):
+def _open(service: Service, start: dict, key, client: str):
     mode, rate = start.get("mode", "identify"), start.get("sample_rate", 16000)
     if mode == "access":
         if not start.get("resource"):
             raise Closed(1008, "access mode needs a resource")
-        return service.access.stream(str(start["resource"]), start.get("claim"), sample_rate=rate,
-                                     key_id=key.id if key else None, caller=key.id if key else client)
+        return service.access.stream(
+            str(start["resource"]),
+            start.get("claim"),
+            sample_rate=rate,
+            key_id=key.id if key else None,
+            caller=key.id if key else client,
+        )
     if mode not in ("identify", "verify"):
         raise Closed(1008, f"mode is identify, verify or access, not {mode!r}")
     return service.sid.stream(rate, mode, claim=start.get("claim"), threshold=start.get("threshold"))
 
 
-async def _serve(ws: WebSocket, live, service: "Service", turns: asyncio.Semaphore) -> None:
+async def _serve(ws: WebSocket, live, service: Service, turns: asyncio.Semaphore) -> None:
     config = service.config
     received = 0
     while True:
@@ -127,9 +131,9 @@ async def _serve(ws: WebSocket, live, service: "Service", turns: asyncio.Semapho
         try:
             command = json.loads(text or "")
         except ValueError:
-            raise Closed(1003, "text messages are JSON, e.g. {\"type\": \"end\"}") from None
+            raise Closed(1003, 'text messages are JSON, e.g. {"type": "end"}') from None
         if not isinstance(command, dict) or command.get("type") != "end":
-            raise Closed(1003, "the only message after start is {\"type\": \"end\"}")
+            raise Closed(1003, 'the only message after start is {"type": "end"}')
         async with turns:
             final = await run_in_threadpool(live.close)
         await ws.send_json(final.to_dict())
@@ -140,7 +144,7 @@ async def _serve(ws: WebSocket, live, service: "Service", turns: asyncio.Semapho
 async def _receive(ws: WebSocket, idle: float) -> dict:
     try:
         message = await asyncio.wait_for(ws.receive(), timeout=idle)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise Closed(1008, f"nothing received for {idle:g} s") from None
     if message["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(message.get("code", 1000))

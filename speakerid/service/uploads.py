@@ -10,7 +10,7 @@ Content types are matched case-insensitively; a raw body may come with no conten
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from fastapi import HTTPException, Request
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -30,7 +30,7 @@ async def _limited(request: Request, limit: int, idle: float) -> AsyncIterator[b
             chunk = await asyncio.wait_for(chunks.__anext__(), timeout=idle)
         except StopAsyncIteration:
             return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise HTTPException(408, f"no data for {idle:g} s; upload abandoned") from None
         total += len(chunk)
         if total > limit:
@@ -45,8 +45,9 @@ async def read_audio(request: Request, *, limit: int, idle: float, many: bool = 
         raise HTTPException(413, f"upload of {int(declared)} bytes exceeds the limit of {limit} bytes")
     kind = request.headers.get("content-type", "").strip().lower()
     if kind.startswith("multipart/form-data"):
-        parser = _InMemoryParser(request.headers, _limited(request, limit, idle), max_files=100, max_fields=20,
-                                 max_part_size=64 * 1024)
+        parser = _InMemoryParser(
+            request.headers, _limited(request, limit, idle), max_files=100, max_fields=20, max_part_size=64 * 1024
+        )
         try:
             form = await parser.parse()
         except MultiPartException as exc:
@@ -58,8 +59,11 @@ async def read_audio(request: Request, *, limit: int, idle: float, many: bool = 
         await form.close()
         return out
     if kind.startswith(REFUSED_TYPES):
-        raise HTTPException(415, f"content type {kind.split(';')[0]} is not audio; send the file's bytes "
-                                 "(audio/*, application/octet-stream or no content type) or multipart/form-data")
+        raise HTTPException(
+            415,
+            f"content type {kind.split(';')[0]} is not audio; send the file's bytes "
+            "(audio/*, application/octet-stream or no content type) or multipart/form-data",
+        )
     return [(await read_body(request, limit=limit, idle=idle), "upload")]
 
 

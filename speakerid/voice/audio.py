@@ -16,7 +16,6 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import soundfile as sf
@@ -30,7 +29,7 @@ MAX_CHANNELS = 2  # mono or stereo; averaging a multitrack file would mix differ
 DEFAULT_MAX_SECONDS = 600.0
 HEAD_BYTES = 1 << 16  # enough to find a WAV's data chunk and a container's signature
 
-AudioInput = Union[str, os.PathLike, bytes, tuple]  # a path, a file's bytes, or (samples, sample_rate)
+AudioInput = str | os.PathLike | bytes | tuple  # a path, a file's bytes, or (samples, sample_rate)
 
 
 @dataclass(frozen=True)
@@ -75,8 +74,9 @@ def load_audio(
     if is_sample_pair(source):
         samples, rate = _from_array(label, source)
     elif isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
-        samples, rate = _decode(label, bytes(source) if isinstance(source, (bytearray, memoryview)) else source,
-                                max_seconds)
+        samples, rate = _decode(
+            label, bytes(source) if isinstance(source, (bytearray, memoryview)) else source, max_seconds
+        )
     else:
         raise AudioError(label, _not_audio(source))
     _check_samples(label, samples, rate, max_seconds)
@@ -138,8 +138,9 @@ def is_sample_pair(source: object) -> bool:
     if not (isinstance(source, tuple) and len(source) == 2):
         return False
     samples, rate = source
-    numeric = isinstance(samples, np.ndarray) or (isinstance(samples, list) and bool(samples)
-                                                  and isinstance(samples[0], (int, float, np.number, list)))
+    numeric = isinstance(samples, np.ndarray) or (
+        isinstance(samples, list) and bool(samples) and isinstance(samples[0], (int, float, np.number, list))
+    )
     return numeric and isinstance(rate, (int, np.integer)) and not isinstance(rate, bool)
 
 
@@ -207,10 +208,10 @@ class Resampler:
         if ready <= self.produced:
             return np.zeros(0, dtype=np.float32)
         first = self.start * self.up // self.down  # the output index resample_poly(buffer)[0] stands for
-        out = resample(self.buffer, self.down, self.up)[self.produced - first:ready - first]
+        out = resample(self.buffer, self.down, self.up)[self.produced - first : ready - first]
         self.produced = ready
         keep_from = max(self.start, (ready * self.down // self.up - self.context) // self.down * self.down)
-        self.buffer, self.start = self.buffer[keep_from - self.start:], keep_from
+        self.buffer, self.start = self.buffer[keep_from - self.start :], keep_from
         return out
 
 
@@ -244,8 +245,10 @@ def _decode(label: str, source, max_seconds: float) -> tuple[np.ndarray, int]:
                 raise AudioTooLongError(label, _too_long(frames / rate, max_seconds))
             data = f.read(dtype="float32", always_2d=True)
             if 0 < len(data) < frames:
-                raise AudioError(label, f"truncated: the header promises {frames / rate:.2f} s, "
-                                        f"the file holds {len(data) / rate:.2f} s")
+                raise AudioError(
+                    label,
+                    f"truncated: the header promises {frames / rate:.2f} s, the file holds {len(data) / rate:.2f} s",
+                )
         _check_wav_length(label, head, size, rate, len(data))
     except AudioError:
         raise
@@ -276,14 +279,17 @@ def _check_wav_length(label: str, head: bytes, size: int, rate: int, frames: int
         return
     offset = 12
     while offset + 8 <= len(head):
-        chunk, declared = head[offset:offset + 4], struct.unpack("<I", head[offset + 4:offset + 8])[0]
+        chunk, declared = head[offset : offset + 4], struct.unpack("<I", head[offset + 4 : offset + 8])[0]
         if chunk == b"data":
             present = size - offset - 8
             if declared in (0, 0xFFFFFFFF) or declared <= present:  # 0 / -1: a streamed WAV of unknown length
                 return
             held = frames / rate
-            raise AudioError(label, f"truncated: the header promises {held * declared / max(present, 1):.2f} s, "
-                                    f"the file holds {held:.2f} s")
+            raise AudioError(
+                label,
+                f"truncated: the header promises {held * declared / max(present, 1):.2f} s, "
+                f"the file holds {held:.2f} s",
+            )
         offset += 8 + declared + (declared & 1)
 
 

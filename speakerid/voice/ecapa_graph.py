@@ -29,7 +29,6 @@ from torch import nn
 
 from speakerid.voice.onnx_ops import mirrored, on_uint8_grid, sliced
 
-
 MAX_ATTENTION_BOUND = 40.0  # exp(+-40), and its products with squared deviations, are normal fp32 numbers
 
 
@@ -233,12 +232,12 @@ class SERes2NetBlock(nn.Module):
                 continue
             scale = product.take_input_scale()
             columns = torch.ones(self.tdnn1.out_channels)
-            columns[i * width:(i + 1) * width] = scale
+            columns[i * width : (i + 1) * width] = scale
             self.tdnn1.scale_outputs(columns)
             if i > 1:
                 self.res2net[i - 2].scale_outputs(scale)
                 arriving = torch.ones(self.tdnn2.in_channels)
-                arriving[(i - 1) * width:i * width] = scale
+                arriving[(i - 1) * width : i * width] = scale
                 self.tdnn2.expect_scaled_input(arriving)
 
 
@@ -266,7 +265,9 @@ class EcapaGraph(nn.Module):
             fbanks.log_mel = log_mel
         self.mel = _frozen(torch.cat([mel, mel]))  # the real and imaginary parts' squares, both filtered
         self.amin, self.top_db = fbanks.amin, fbanks.top_db
-        self.db_per_neper = fbanks.multiplier / math.log(10)  # SpeechBrain's constant dB offset cancels in the mean removal
+        self.db_per_neper = fbanks.multiplier / math.log(
+            10
+        )  # SpeechBrain's constant dB offset cancels in the mean removal
 
         model = mods.embedding_model
         self.block0 = _tdnn(model.blocks[0])
@@ -319,7 +320,9 @@ class EcapaGraph(nn.Module):
         total = time_mean(weights, average)
         shift = time_mean(weights * deviation, average) / total  # attentive mean - plain mean
         variance = time_mean(weights * squared, average) / total - shift * shift
-        pooled = torch.cat([frames_mean + shift * scale, torch.sqrt(torch.clamp(variance * squared_scale, min=self.eps))], 2)
+        pooled = torch.cat(
+            [frames_mean + shift * scale, torch.sqrt(torch.clamp(variance * squared_scale, min=self.eps))], 2
+        )
         return self.fc(pooled * self.out_norm_scale + self.out_norm_shift)[:, 0]
 
     def fold_input_scales(self) -> None:
@@ -338,9 +341,14 @@ class EcapaGraph(nn.Module):
         (it reads the features: cosine 0.998 in int8). The once-per-clip products (squeeze-excitation,
         output) gain nothing from int8. The attention product reads tanh outputs (bounded, no
         outliers), so it needs no smoothing and has no measured range."""
-        return {name: module for name, module in self.named_modules()
-                if isinstance(module, Product) and min(module.weight.shape) >= 128
-                and not name.endswith(("se1", "se2")) and name not in ("fc", "block0")}
+        return {
+            name: module
+            for name, module in self.named_modules()
+            if isinstance(module, Product)
+            and min(module.weight.shape) >= 128
+            and not name.endswith(("se1", "se2"))
+            and name not in ("fc", "block0")
+        }
 
     def twice_quantised(self) -> str:
         """The product quantised twice (:meth:`Product.quantise_twice`): the last block's second,
@@ -368,7 +376,9 @@ def unsupported(classifier) -> list[str]:
         reasons.append("not ECAPA-TDNN")
     if not isinstance(features, Fbank) or features.deltas or features.context or not features.compute_STFT.center:
         reasons.append("features are not plain Fbank")
-    elif features.compute_STFT.pad_mode != "constant" or features.compute_STFT.win_length != features.compute_STFT.n_fft:
+    elif (
+        features.compute_STFT.pad_mode != "constant" or features.compute_STFT.win_length != features.compute_STFT.n_fft
+    ):
         reasons.append("unsupported STFT padding or window")
     if not isinstance(norm, InputNormalization) or norm.norm_type != "sentence" or norm.std_norm:
         reasons.append("normalisation is not sentence mean")
@@ -385,5 +395,13 @@ def export(graph: EcapaGraph, path, frames: int = 200) -> None:
     example[0, :, 0] = 1e-3  # any audible input; the values do not shape the graph
     graph.eval()
     with torch.no_grad():
-        torch.onnx.export(graph, (example,), str(path), input_names=["frames"], output_names=["embedding"],
-                          dynamic_axes={"frames": {0: "clips", 1: "time"}}, opset_version=17, dynamo=False)
+        torch.onnx.export(
+            graph,
+            (example,),
+            str(path),
+            input_names=["frames"],
+            output_names=["embedding"],
+            dynamic_axes={"frames": {0: "clips", 1: "time"}},
+            opset_version=17,
+            dynamo=False,
+        )

@@ -35,14 +35,26 @@ class Activations:
     mean: dict[str, torch.Tensor]
 
     def save(self, path: Path) -> None:
-        np.savez_compressed(path, **{f"{kind}/{name}": t.numpy().astype(np.float32)
-                                     for kind in ("peak", "mean") for name, t in getattr(self, kind).items()})
+        np.savez_compressed(
+            path,
+            **{
+                f"{kind}/{name}": t.numpy().astype(np.float32)
+                for kind in ("peak", "mean")
+                for name, t in getattr(self, kind).items()
+            },
+        )
 
     @classmethod
     def load(cls, path: Path) -> Activations:
         with np.load(path) as stored:
-            found = {kind: {key.split("/", 1)[1]: torch.from_numpy(stored[key]) for key in stored.files
-                            if key.startswith(f"{kind}/")} for kind in ("peak", "mean")}
+            found = {
+                kind: {
+                    key.split("/", 1)[1]: torch.from_numpy(stored[key])
+                    for key in stored.files
+                    if key.startswith(f"{kind}/")
+                }
+                for kind in ("peak", "mean")
+            }
         return cls(**found)
 
 
@@ -53,11 +65,15 @@ def measure(graph: EcapaGraph, clips_frames: list[torch.Tensor]) -> Activations:
     frames: dict[str, int] = {}
     hooks = []
     for name, module in graph.products().items():
+
         def record(_module, inputs, name=name):
             x = inputs[0].detach()
-            peak[name] = torch.maximum(peak[name], x.abs().amax(dim=(0, 1))) if name in peak else x.abs().amax(dim=(0, 1))
+            peak[name] = (
+                torch.maximum(peak[name], x.abs().amax(dim=(0, 1))) if name in peak else x.abs().amax(dim=(0, 1))
+            )
             total[name] = total.get(name, 0) + x.sum(dim=(0, 1))
             frames[name] = frames.get(name, 0) + x.shape[0] * x.shape[1]
+
         hooks.append(module.register_forward_pre_hook(record))
     try:
         with torch.no_grad():
@@ -81,7 +97,7 @@ def smooth(graph: EcapaGraph, peaks: dict[str, torch.Tensor], alpha: float) -> N
         if name in peaks:
             peak = peaks[name].float()
             peak = peak.clamp(min=max(float(peak.median()), 1e-5))
-            module.scale_inputs(peak ** alpha / module.input_weight_peaks().clamp(min=1e-5) ** (1 - alpha))
+            module.scale_inputs(peak**alpha / module.input_weight_peaks().clamp(min=1e-5) ** (1 - alpha))
 
 
 def int8_rounded(weight: torch.Tensor) -> torch.Tensor:

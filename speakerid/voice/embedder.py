@@ -39,8 +39,9 @@ _load_lock = threading.Lock()
 __all__ = ["PRECISIONS", "Embedder", "load_embedder", "make_embedder"]
 
 
-def load_embedder(model: str | None = None, device: str = "cpu", precision: str | None = None,
-                  threads: int | None = None) -> Embedder:
+def load_embedder(
+    model: str | None = None, device: str = "cpu", precision: str | None = None, threads: int | None = None
+) -> Embedder:
     """The process-wide engine for ``model`` (hub id or folder; see :mod:`speakerid.voice.models`).
 
     ``precision``: ``auto`` (``SPEAKERID_PRECISION``, else int8 where the CPU has VNNI or AMX-INT8
@@ -59,8 +60,9 @@ def load_embedder(model: str | None = None, device: str = "cpu", precision: str 
         return _loaded[key]
 
 
-def make_embedder(model: ModelFolder, device: str = "cpu", precision: str | None = None,
-                  threads: int | None = None) -> Embedder:
+def make_embedder(
+    model: ModelFolder, device: str = "cpu", precision: str | None = None, threads: int | None = None
+) -> Embedder:
     """A new engine for a resolved model folder (see :func:`load_embedder` for the arguments)."""
     precision = precision or os.environ.get("SPEAKERID_PRECISION") or "auto"
     if precision not in PRECISIONS:

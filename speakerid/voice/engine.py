@@ -9,8 +9,8 @@ architectures and devices). :func:`speakerid.voice.embedder.load_embedder` picks
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

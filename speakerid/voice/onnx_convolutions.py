@@ -72,7 +72,10 @@ def _as_products(node, lengths: dict[str, int], weights, graph) -> list | None:
     x, w = node.input[0], node.input[1]
     if w not in weights or weights[w].ndim != 3 or attrs.get("group", 1) != 1 or x not in lengths:
         return None
-    if any(d != 1 for d in attrs.get("dilations", [1])) or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+    if any(d != 1 for d in attrs.get("dilations", [1])) or attrs.get("auto_pad", b"NOTSET") not in (
+        b"NOTSET",
+        "NOTSET",
+    ):
         return None
     weight = weights[w]
     outputs, channels, kernel = weight.shape
@@ -85,7 +88,9 @@ def _as_products(node, lengths: dict[str, int], weights, graph) -> list | None:
 
     def const(label: str, value) -> str:
         value = np.asarray(value)
-        tensor = numpy_helper.from_array(value.astype(np.int64 if value.dtype.kind == "i" else np.float32), f"{name}/{label}")
+        tensor = numpy_helper.from_array(
+            value.astype(np.int64 if value.dtype.kind == "i" else np.float32), f"{name}/{label}"
+        )
         graph.initializer.append(tensor)
         return tensor.name
 
@@ -98,16 +103,30 @@ def _as_products(node, lengths: dict[str, int], weights, graph) -> list | None:
         frames = add("Pad", [frames, const("pads", [0, pad_left, 0, 0, pad_right, 0])], "padded")
     if channels == 1 and stride > 1 and kernel % stride == 0 and not (pad_left or pad_right):
         # one channel, kernel a whole number of strides: cut into hops, which become the channels
-        frames = add("Slice", [frames, const("hops_start", [0]), const("hops_end", [(count - 1 + kernel // stride) * stride]),
-                               const("hops_axis", [1])], "whole_hops")
+        frames = add(
+            "Slice",
+            [
+                frames,
+                const("hops_start", [0]),
+                const("hops_end", [(count - 1 + kernel // stride) * stride]),
+                const("hops_axis", [1]),
+            ],
+            "whole_hops",
+        )
         frames = add("Reshape", [frames, const("hops_shape", [0, -1, stride])], "hops")
         kernel, channels, stride = kernel // stride, stride, 1
         matrix = weight[:, 0, :].T  # rows ordered (hop, sample in hop), as the taps are stacked below
     else:
         matrix = weight.transpose(2, 1, 0).reshape(kernel * channels, outputs)  # rows ordered (tap, channel)
     axis, step = const("tap_axis", [1]), const("tap_step", [stride])
-    taps = [add("Slice", [frames, const(f"tap{k}_start", [k]), const(f"tap{k}_end", [k + (count - 1) * stride + 1]), axis, step],
-                f"tap{k}") for k in range(kernel)]
+    taps = [
+        add(
+            "Slice",
+            [frames, const(f"tap{k}_start", [k]), const(f"tap{k}_end", [k + (count - 1) * stride + 1]), axis, step],
+            f"tap{k}",
+        )
+        for k in range(kernel)
+    ]
     stacked = taps[0] if kernel == 1 else add("Concat", taps, "stacked", axis=2)
     y = add("MatMul", [stacked, const("matrix", matrix)], "product")
     if len(node.input) > 2 and node.input[2]:

@@ -29,8 +29,8 @@ import numpy as np
 
 from speakerid.base.digest import sha256_file
 from speakerid.base.errors import ModelError, one_line
-from speakerid.voice.models import DEFAULT_MODEL, ModelFolder
 from speakerid.base.paths import cache_dir
+from speakerid.voice.models import DEFAULT_MODEL, ModelFolder
 
 if TYPE_CHECKING:  # the graph needs torch, imported only when a file is built
     from speakerid.voice.ecapa_graph import EcapaGraph
@@ -73,12 +73,16 @@ def engine_here(model_id: str | None = DEFAULT_MODEL) -> str:
         return f"ONNX Runtime {forced} (SPEAKERID_PRECISION={forced})"
     found = sorted(cpu_flags() & set(INT8_FLAGS))
     if model_id is not None and model_id not in ACTIVATIONS:
-        return (f"ONNX Runtime fp32 ({model_id} has no int8 activations measured on speech; "
-                "architectures other than ECAPA-TDNN run through SpeechBrain)")
+        return (
+            f"ONNX Runtime fp32 ({model_id} has no int8 activations measured on speech; "
+            "architectures other than ECAPA-TDNN run through SpeechBrain)"
+        )
     if found:
         return f"ONNX Runtime int8 (this CPU has {', '.join(found)})"
-    return (f"ONNX Runtime fp32 (this CPU has none of {', '.join(INT8_FLAGS)}: int8 would not be faster; "
-            "about plain SpeechBrain's speed)")
+    return (
+        f"ONNX Runtime fp32 (this CPU has none of {', '.join(INT8_FLAGS)}: int8 would not be faster; "
+        "about plain SpeechBrain's speed)"
+    )
 
 
 def frames(samples: np.ndarray, n_fft: int = 400, hop: int = 160) -> np.ndarray:
@@ -101,11 +105,17 @@ def onnx_file(model: ModelFolder, precision: str) -> Path:
     restate, and :class:`ModelError` when int8 is asked of a model without measured activations.
     """
     if precision == "int8" and model.id not in ACTIVATIONS:
-        raise ModelError(f"{model.id}: int8 needs activations measured on speech; only {', '.join(ACTIVATIONS)} has them")
+        raise ModelError(
+            f"{model.id}: int8 needs activations measured on speech; only {', '.join(ACTIVATIONS)} has them"
+        )
     folder = cache_dir() / "onnx" / model.id.replace("/", "--")
     path, marker = folder / f"{precision}.onnx", folder / "not-convertible.json"
-    stamp = {"converter": CONVERTER, "model": model.id, "smoothing": SMOOTHING,
-             "activations": sha256_file(ACTIVATIONS[model.id]) if precision == "int8" else None}
+    stamp = {
+        "converter": CONVERTER,
+        "model": model.id,
+        "smoothing": SMOOTHING,
+        "activations": sha256_file(ACTIVATIONS[model.id]) if precision == "int8" else None,
+    }
     with _build_lock:
         known = _read_json(marker)
         if known and known.get("converter") == CONVERTER:  # a newer converter may restate the model
@@ -206,8 +216,14 @@ def quantise(source: Path, target: Path, weights: set[str]) -> None:
     others = [node.name for node in graph.node if node.op_type == "MatMul" and node.name not in chosen]
     logging.disable(logging.WARNING)  # the quantiser's advice to pre-process is for image models
     try:
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["MatMul"], nodes_to_exclude=others)
+        quantize_dynamic(
+            str(source),
+            str(target),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul"],
+            nodes_to_exclude=others,
+        )
     finally:
         logging.disable(logging.NOTSET)
 

@@ -19,7 +19,7 @@ class _Slice(torch.autograd.Function):
     @staticmethod
     def symbolic(g, x, spec: tuple):
         axes, starts, ends, steps = zip(*spec)
-        ends = [(2**62 if step > 0 else -2**62) if end is None else end for end, step in zip(ends, steps)]
+        ends = [(2**62 if step > 0 else -(2**62)) if end is None else end for end, step in zip(ends, steps)]
         const = [g.op("Constant", value_t=torch.tensor(v, dtype=torch.int64)) for v in (starts, ends, axes, steps)]
         return g.op("Slice", x, *const)
 
@@ -80,4 +80,3 @@ def mirrored(x: torch.Tensor, pad: int) -> torch.Tensor:
     [2.0, 1.0, 0.0, 1.0, 2.0, 3.0, 2.0, 1.0]
     """
     return _Mirrored.apply(x, pad)
-

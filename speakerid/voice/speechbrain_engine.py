@@ -45,8 +45,13 @@ def load_speechbrain(folder, device: str = "cpu"):
 
     folder = str(folder)
     try:
-        classifier = EncoderClassifier.from_hparams(source=folder, savedir=None, overrides={"pretrained_path": folder},
-                                                    run_opts={"device": device}, local_strategy=LocalStrategy.NO_LINK)
+        classifier = EncoderClassifier.from_hparams(
+            source=folder,
+            savedir=None,
+            overrides={"pretrained_path": folder},
+            run_opts={"device": device},
+            local_strategy=LocalStrategy.NO_LINK,
+        )
     except Exception as exc:  # SpeechBrain raises anything from yaml, torch or its fetcher
         raise ModelError(f"{folder}: cannot load the model ({one_line(exc)})") from None
     if classifier is None:

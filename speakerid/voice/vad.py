@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from speakerid.voice.audio import SAMPLE_RATE, Audio
 from speakerid.base.errors import AudioError, InsufficientSpeechError, ModelError
+from speakerid.voice.audio import SAMPLE_RATE, Audio
 
 # Seconds of speech needed to identify or verify. Where accuracy collapses with probe length
 # (benchmarks/calibration.py, 16 speakers enrolled): top-1 at 16 kHz 0.89 / 0.93 / 1.00 with 0.4 /
@@ -58,8 +58,13 @@ class SpeechDetector:
     def segments(self, audio: Audio) -> list[tuple[int, int]]:
         """Speech regions as ``(start, end)`` sample offsets into ``audio.samples``."""
         samples = audible(audio.samples)
-        return speech_regions(self.probabilities(samples), len(samples), threshold=self.threshold,
-                              min_silence=self.min_silence_ms / 1000, pad=self.pad_ms / 1000)
+        return speech_regions(
+            self.probabilities(samples),
+            len(samples),
+            threshold=self.threshold,
+            min_silence=self.min_silence_ms / 1000,
+            pad=self.pad_ms / 1000,
+        )
 
     def probabilities(self, samples: np.ndarray) -> np.ndarray:
         """Speech probability of each 32 ms frame (the last one zero-padded)."""
@@ -68,20 +73,30 @@ class SpeechDetector:
                 self._session = _silero_session()
         count = -(-len(samples) // self.FRAME)
         padded = np.zeros(count * self.FRAME + self.CONTEXT, dtype=np.float32)
-        padded[self.CONTEXT:self.CONTEXT + len(samples)] = samples
+        padded[self.CONTEXT : self.CONTEXT + len(samples)] = samples
         # each row: the previous frame's last CONTEXT samples (zeros first), then the frame
-        rows = np.lib.stride_tricks.sliding_window_view(padded, self.FRAME + self.CONTEXT)[::self.FRAME]
+        rows = np.lib.stride_tricks.sliding_window_view(padded, self.FRAME + self.CONTEXT)[:: self.FRAME]
         state = [np.zeros((1, 1, 128), dtype=np.float32) for _ in range(2)]
         out = []
         for first in range(0, count, self.BLOCK):
-            block = np.ascontiguousarray(rows[first:first + self.BLOCK])
-            probs, *state = self._session.run(["speech_probs", "hn", "cn"], {"input": block, "h": state[0], "c": state[1]})
+            block = np.ascontiguousarray(rows[first : first + self.BLOCK])
+            probs, *state = self._session.run(
+                ["speech_probs", "hn", "cn"], {"input": block, "h": state[0], "c": state[1]}
+            )
             out.append(probs.reshape(-1))
         return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 
-def speech_regions(probabilities, length: int, *, threshold: float = 0.5, min_silence: float = 0.1,
-                   pad: float = 0.03, min_speech: float = 0.25, frame: int = 512) -> list[tuple[int, int]]:
+def speech_regions(
+    probabilities,
+    length: int,
+    *,
+    threshold: float = 0.5,
+    min_silence: float = 0.1,
+    pad: float = 0.03,
+    min_speech: float = 0.25,
+    frame: int = 512,
+) -> list[tuple[int, int]]:
     """silero-vad's rule from frame probabilities to regions (16 kHz, no length limit): speech
     starts at a frame >= ``threshold`` and ends where the probability stays below ``threshold -
     0.15`` for ``min_silence`` s; regions of ``min_speech`` s or less are dropped; each side is
