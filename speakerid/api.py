@@ -281,13 +281,22 @@ class SpeakerID:
         *,
         claim: str | None = None,
         threshold: float | None = None,
+        known_claims_only: bool = True,
     ) -> Stream:
         """Decisions while audio arrives: ``stream.feed(samples) -> [Event]``, ``stream.close() -> Event``
         (see :mod:`speakerid.flows.streaming`). ``mode``: ``"identify"`` or ``"verify"`` (with ``claim``);
         for doors, ``AccessControl(sid).stream(resource)``."""
         if mode == "access":
             raise UsageError("an access stream needs the access rules: AccessControl(sid).stream(resource, claim=...)")
-        return Stream(self.embedder, self.decider, sample_rate=sample_rate, mode=mode, claim=claim, threshold=threshold)
+        return Stream(
+            self.embedder,
+            self.decider,
+            sample_rate=sample_rate,
+            mode=mode,
+            claim=claim,
+            threshold=threshold,
+            known_claims_only=known_claims_only,
+        )
 
     def classify(self, audio: AudioInput, *, top_k: int | None = None, name: str | None = None) -> list[dict]:
         """How the evidence splits between the enrolled people and "unknown" (see :meth:`Decider.classify`)."""

@@ -7,6 +7,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from .database import Tx
+from .names import name_key
 from .records import Decision, Event
 from .roles import AuditLog
 from .schema import INSERT_DECISION
@@ -115,3 +117,26 @@ class SQLAuditLog(AuditLog):
             params.append(kind)
         sql = "SELECT time, kind, speaker, detail FROM events" + (" WHERE " + " AND ".join(where) if where else "")
         return [Event(t, k, s, json.loads(d)) for t, k, s, d in self._db.query(sql + " ORDER BY id", params)]
+
+
+def forget_name(tx: Tx, name: str, alias: str) -> None:
+    """Inside the write that erases ``name``: every place the audit log and the change log keep
+    it (the speaker and claim columns, a denial's reason, a grant's principal) says ``alias``
+    instead, and its lockout attempts go. Claims are matched by name identity (``ALICE`` is alice)."""
+    key = name_key(name)
+    claims = [c for (c,) in tx.all("SELECT DISTINCT claim FROM audit WHERE claim IS NOT NULL") if name_key(c) == key]
+    for spelled in {name, *claims}:
+        tx.execute(
+            "UPDATE audit SET reason = REPLACE(reason, ?, ?) WHERE speaker = ? OR claim = ?",
+            [spelled, alias, spelled, spelled],
+        )
+        tx.execute("UPDATE audit SET claim = ? WHERE claim = ?", [alias, spelled])
+    tx.execute("UPDATE audit SET speaker = ? WHERE speaker = ?", [alias, name])
+    tx.execute("DELETE FROM attempts WHERE subject = ?", [f"claim:{key}"])  # a lockout of a name that is gone
+    tx.execute("UPDATE events SET speaker = ? WHERE speaker = ?", [alias, name])
+    for event_id, detail in tx.all("SELECT id, detail FROM events WHERE kind IN ('grant', 'revoke')"):
+        data = json.loads(detail)
+        principal = data.get("principal")
+        if isinstance(principal, str) and not principal.startswith("@") and name_key(principal) == key:
+            data["principal"] = alias
+            tx.execute("UPDATE events SET detail = ? WHERE id = ?", [json.dumps(data), event_id])

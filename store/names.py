@@ -4,7 +4,8 @@ so enroll, verify, remove, claims, grants, HTTP paths and the CLI cannot disagre
 - A name is NFC-normalised and stripped of surrounding whitespace; that is how it is shown.
 - Refused: an empty name, over 200 characters, control characters, invisible format characters
   (zero-width spaces and joiners, bidi overrides, byte-order marks), line or paragraph
-  separators, and for speakers a leading ``@``, which always means a group.
+  separators, and for speakers a leading ``@`` (or a look-alike: ``＠``, ``﹫``), which always
+  means a group; a group is written with one plain ``@`` (``@@ops`` and ``＠staff`` are refused).
 - Two names are the same name when they differ only by case, width, compatibility form or runs
   of inner whitespace (their :func:`name_key` agrees): ``Alice`` finds ``alice``, and enrolling
   ``ＡＬＩＣＥ`` next to ``alice`` is refused as the same speaker.
@@ -54,20 +55,41 @@ def _clean(raw: object, kind: str) -> str:
     return name
 
 
+def _marked(name: str) -> bool:
+    """Whether a name starts with ``@`` or a character that reads as one (``＠``, ``﹫``)."""
+    return unicodedata.normalize("NFKC", name[:1]) == "@"
+
+
 def speaker_name(raw: object) -> str:
-    """The display form of a speaker's name, or :class:`InvalidNameError`."""
+    """The display form of a speaker's name, or :class:`InvalidNameError`.
+
+    >>> speaker_name("＠staff")
+    Traceback (most recent call last):
+    ...
+    store.errors.InvalidNameError: invalid speaker name '＠staff': a leading @ names a group, not a speaker
+    """
     name = _clean(raw, "speaker")
-    if name.startswith("@"):
+    if _marked(name):
         raise InvalidNameError(f"invalid speaker name {name!r}: a leading @ names a group, not a speaker")
     return name
 
 
 def group_name(raw: object) -> str:
-    """A group's name without its ``@`` (``"@staff"`` and ``"staff"`` are the same group)."""
+    """A group's name without its ``@`` (``"@staff"`` and ``"staff"`` are the same group).
+
+    >>> group_name("@staff"), group_name("staff")
+    ('staff', 'staff')
+    >>> group_name("@@ops")
+    Traceback (most recent call last):
+    ...
+    store.errors.InvalidNameError: invalid group name '@@ops': a group is written with one plain @
+    """
     name = _clean(raw, "group")
+    if _marked(name) and not name.startswith("@"):
+        raise InvalidNameError(f"invalid group name {raw!r}: a group is written with one plain @")
     name = name[1:].strip() if name.startswith("@") else name
-    if not name or name.startswith("@"):
-        raise InvalidNameError(f"invalid group name {raw!r}: a group name follows one @")
+    if not name or _marked(name):
+        raise InvalidNameError(f"invalid group name {raw!r}: a group is written with one plain @")
     return name
 
 
@@ -78,7 +100,7 @@ def resource_name(raw: object) -> str:
 
 def principal(raw: object) -> tuple[str, str]:
     """Who a grant is for: ``("group", name)`` for ``@name``, else ``("speaker", name)``."""
-    if isinstance(raw, str) and raw.strip().startswith("@"):
+    if isinstance(raw, str) and _marked(raw.strip()):
         return "group", group_name(raw)
     return "speaker", speaker_name(raw)
 

@@ -8,11 +8,13 @@ to date after the commit.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .audit import forget_name
 from .database import Tx
 from .errors import DuplicateClipError, InvalidValueError, SpeakerExistsError, SpeakerNotFoundError
 from .names import name_key, speaker_name
@@ -82,7 +84,7 @@ class SQLVoiceprints(Voiceprints):
                 speaker_id = tx.value(
                     "INSERT INTO speakers (name, name_key, created, updated, metadata) "
                     "VALUES (?, ?, ?, ?, ?) RETURNING id",
-                    [name, name_key(name), stamp, stamp, json.dumps(metadata or {})],
+                    [name, name_key(name), stamp, stamp, metadata_json(metadata or {})],
                 )
             else:
                 speaker_id, name = row[0], row[1]
@@ -90,7 +92,7 @@ class SQLVoiceprints(Voiceprints):
                 merged.update(metadata or {})
                 tx.execute(
                     "UPDATE speakers SET updated = ?, metadata = ? WHERE id = ?",
-                    [stamp, json.dumps(merged), speaker_id],
+                    [stamp, metadata_json(merged), speaker_id],
                 )
                 if mode == "replace":
                     tx.execute("DELETE FROM embeddings WHERE speaker_id = ?", [speaker_id])
@@ -138,7 +140,9 @@ class SQLVoiceprints(Voiceprints):
             # Grants and group memberships go with the speaker row (ON DELETE CASCADE).
             tx.execute("DELETE FROM embeddings WHERE speaker_id = ?", [row[0]])
             tx.execute("DELETE FROM speakers WHERE id = ?", [row[0]])
-            self._core._event(tx, "remove", row[1])
+            alias = f"erased-{secrets.token_hex(6)}"  # random: nothing in the store leads back to the name
+            forget_name(tx, row[1], alias)
+            self._core._event(tx, "remove", alias)
 
     # -- reading ---------------------------------------------------------------------------------
     def speaker(self, name: str) -> Speaker:
@@ -296,6 +300,29 @@ class SQLVoiceprints(Voiceprints):
             )
             for r in tx.all(sql, params)
         ]
+
+
+def metadata_json(metadata: object) -> str:
+    """A speaker's metadata as stored: a JSON object of finite numbers, text, lists and objects.
+
+    >>> metadata_json({"team": "lab", "floor": 3})
+    '{"team": "lab", "floor": 3}'
+    >>> metadata_json({"x": float("nan")})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    store.errors.InvalidValueError: metadata must be a JSON object of finite numbers, text, lists and objects (...)
+    """
+    if not isinstance(metadata, dict):
+        raise InvalidValueError(f"metadata must be an object of names and values, not {type(metadata).__name__}")
+    try:
+        text = json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidValueError(
+            f"metadata must be a JSON object of finite numbers, text, lists and objects ({exc})"
+        ) from None
+    if len(text) > 64 * 1024:
+        raise InvalidValueError(f"metadata of {len(text)} characters; the limit is 65536")
+    return text
 
 
 def stack(name: str, embeddings: Sequence[NewEmbedding]) -> np.ndarray:

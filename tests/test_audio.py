@@ -157,7 +157,7 @@ def test_restated_speech_model_gives_silero_probabilities(tmp_path, monkeypatch)
     import onnx
     import onnxruntime as ort
 
-    from speakerid import onnx_model, vad
+    from speakerid.voice import onnx_model, vad
 
     monkeypatch.setenv("SPEAKERID_CACHE", str(tmp_path / "cache"))
     published = vad._silero_file()

@@ -235,14 +235,18 @@ def test_hugging_face_client_classifies(tmp_path, model_dir, monkeypatch):
         for speaker in ("id90001", "id90002", "id90003"):
             sid.enroll(speaker, clips_of(speaker, 1))
         key, _ = create_key(sid.store, "client")
+        admin_key, _ = create_key(sid.store, "admin")
     with serving(home) as (base, _):
-        client = InferenceClient(model=base + "/v1/classify", token=key)
-        known = client.audio_classification(clips_of("id90002", 3)[0].read_bytes())
+        admin = InferenceClient(model=base + "/v1/classify", token=admin_key)
+        known = admin.audio_classification(clips_of("id90002", 3)[0].read_bytes())
         assert known[0].label == "id90002" and {e.label for e in known} == {"id90001", "id90002", "id90003", "unknown"}
         assert all(0 <= e.score <= 1 for e in known) and abs(sum(e.score for e in known) - 1) < 1e-3
+        client = InferenceClient(model=base + "/v1/classify", token=key)  # a client key: the answer, not the roster
+        told = client.audio_classification(clips_of("id90002", 3)[0].read_bytes())
+        assert [e.label for e in told] == ["id90002", "unknown"] and told[0].score == known[0].score
         stranger = client.audio_classification(clips_of("id90101", 3)[0].read_bytes())
         assert stranger[0].label == "unknown"
-        top = client.audio_classification(str(clips_of("id90003", 3)[0]), top_k=2)  # JSON with base64 inputs
+        top = admin.audio_classification(str(clips_of("id90003", 3)[0]), top_k=2)  # JSON with base64 inputs
         assert [e.label for e in top][:1] == ["id90003"] and len(top) == 2
         from huggingface_hub.errors import HfHubHTTPError
 

@@ -144,3 +144,12 @@ def test_the_live_audio_guides_block_runs_as_written(tmp_path, capsys):
     printed = capsys.readouterr().out.splitlines()
     assert any("'speaker': 'alice'" in line for line in printed[:-1]), printed
     assert "alice" in printed[-1] and "final=True" in printed[-1], printed[-1]
+
+
+def test_every_promise_of_the_threat_model_names_a_test_that_exists():
+    security = (ROOT / "SECURITY.md").read_text()
+    named = set(re.findall(r"`(test_\w+)`", security))
+    defined = {
+        m for path in (ROOT / "tests").glob("test_*.py") for m in re.findall(r"^def (test_\w+)", path.read_text(), re.M)
+    }
+    assert len(named) >= 15 and named <= defined, sorted(named - defined)

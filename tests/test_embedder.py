@@ -135,7 +135,7 @@ def test_precision_is_checked(embedder):
 def test_onnx_files_are_built_once_private_and_rebuilt_when_stale(tmp_path, embedder, monkeypatch):
     import os
 
-    from speakerid import onnx_model
+    from speakerid.voice import onnx_model
 
     monkeypatch.setenv("SPEAKERID_CACHE", str(tmp_path / "cache"))
     built = onnx_model.onnx_file(embedder.model, "fp32")

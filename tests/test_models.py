@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from speakerid import models
 from speakerid.base.errors import ModelError, ModelIntegrityError
+from speakerid.voice import models
 
 from conftest import run_cli
 

@@ -93,11 +93,14 @@ def test_health_metrics_and_openapi(server):
     assert families["speakerid_requests"][healthz] >= 1
     httpx.get(base + "/healthz")
     assert _metrics(base)["speakerid_requests"][healthz] == families["speakerid_requests"][healthz] + 1
-    spec = httpx.get(base + "/openapi.json").json()
+    _, keys, *_ = server
+    spec = httpx.get(base + "/openapi.json", headers=auth(keys["admin"])).json()
     assert {"/v1/identify", "/v1/verify", "/v1/access/check", "/v1/speakers/{speaker}/enrollments"} <= set(
         spec["paths"]
     )
-    assert httpx.get(base + "/docs").status_code == 200
+    assert httpx.get(base + "/openapi.json").status_code == 401  # behind the same rule as the rest
+    assert httpx.get(base + "/openapi.json", headers=auth(keys["client"])).status_code == 403
+    assert httpx.get(base + "/docs").status_code == 404 and httpx.get(base + "/redoc").status_code == 404
 
 
 def test_auth_matrix(server):

@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from speakerid.base import validate
-from speakerid.decide.decider import DEFAULT_ACCESS_FAR
+from speakerid.base.text import printable
+from speakerid.decide.decider import DEFAULT_ACCESS_FAR, Verification
 from speakerid.flows.streaming import Event
 from speakerid.voice.audio import AudioInput
 from store import Decision, Resource, SpeakerIDError, name_key, resource_name, speaker_name
@@ -30,6 +31,7 @@ DEFAULT_LOCKOUT_ATTEMPTS = 5
 DEFAULT_LOCKOUT_SECONDS = 300.0
 MAX_LOCKOUT_ATTEMPTS = 1000
 MAX_LOCKOUT_SECONDS = 30 * 24 * 3600.0
+VERIFY_RESOURCE = "(verify)"  # how the audit log names POST /v1/verify by a client key
 
 
 class AccessControl:
@@ -128,6 +130,73 @@ class AccessControl:
             raise
         return self._finish(attempt, decision)
 
+    def verify_claim(
+        self,
+        claim: str,
+        audio: AudioInput,
+        *,
+        key_id: str | None = None,
+        threshold: float | None = None,
+        name: str | None = None,
+    ) -> tuple[Verification, Decision]:
+        """``POST /v1/verify`` for a client key: the claim goes through the same lockout as a door's
+        (a claim locked at a door is locked here too), and the answer is audited (resource
+        :data:`VERIFY_RESOURCE`). An unknown claim is a denial like any other."""
+        try:
+            claim = speaker_name(claim)
+        except SpeakerIDError as exc:
+            self._record(self._draft(VERIFY_RESOURCE, printable(str(claim)), key_id, "api-verify", reason=str(exc)))
+            raise
+        draft = self._draft(VERIFY_RESOURCE, claim, key_id, "api-verify")
+        attempts, seconds = self.lockout
+        attempt, locked_until = self.store.audit.begin_attempt(
+            f"claim:{name_key(claim)}", attempts=attempts, window_seconds=seconds
+        )
+        if attempt is None:
+            decision = self._record(replace(draft, reason=f"locked out until {locked_until}"))
+            return Verification(speaker=claim, accepted=False, score=0.0, threshold=threshold or 0.0), decision
+        try:
+            if claim not in self.store.voiceprints:
+                voice = self.sid.read(audio, name)  # read anyway: an unknown claim costs what a real one does
+                verdict = Verification(
+                    speaker=claim,
+                    accepted=False,
+                    score=0.0,
+                    threshold=threshold if threshold is not None else self.sid.decider.threshold,
+                    speech_seconds=voice.speech.seconds,
+                    model=self.sid.embedder.model_id,
+                )
+                decision = replace(draft, reason="claimed speaker is not enrolled")
+            else:
+                verdict = self.sid.verify(claim, audio, threshold=threshold, name=name)
+                decision = self._conclude(
+                    replace(draft, threshold=verdict.threshold),
+                    verdict.speaker if verdict.accepted else None,
+                    verdict.score,
+                    check=False,
+                )
+        except SpeakerIDError as exc:
+            self.store.audit.finish_attempt(attempt, "refused")
+            self._record(replace(draft, reason=str(exc)))
+            raise
+        return verdict, self._finish(attempt, decision)
+
+    @staticmethod
+    def _draft(resource: str, claim: str | None, key_id: str | None, mode: str, reason: str = "") -> Decision:
+        return Decision(
+            decision_id=uuid.uuid4().hex,
+            time="",
+            key_id=key_id,
+            resource=resource,
+            claim=claim,
+            mode=mode,
+            allow=False,
+            reason=reason,
+            speaker=None,
+            score=None,
+            threshold=None,
+        )
+
     def stream(
         self,
         resource: str,
@@ -144,20 +213,11 @@ class AccessControl:
     def _begin(
         self, resource: str, claim: str | None, key_id: str | None, caller: str | None, mode: str
     ) -> tuple[Decision, int | None]:
-        """The decision's draft and a reserved attempt; ``(the recorded decision, None)`` when locked out."""
-        draft = Decision(
-            decision_id=uuid.uuid4().hex,
-            time="",
-            key_id=key_id,
-            resource=str(resource),
-            claim=claim,
-            mode=mode,
-            allow=False,
-            reason="",
-            speaker=None,
-            score=None,
-            threshold=None,
-        )
+        """The decision's draft and a reserved attempt; ``(the recorded decision, None)`` when locked out.
+        Until they pass the naming rule, the resource and claim are audited as :func:`printable`
+        shows them (escaped, at most 200 characters): what a caller sent never forges a line."""
+        shown_claim = None if claim is None else printable(str(claim))
+        draft = self._draft(printable(str(resource)), shown_claim, key_id, mode)
         try:
             found = self.store.policy.resource(resource)
             draft = replace(draft, resource=found.name, threshold=self.threshold_of(found, claim=claim is not None))
@@ -177,13 +237,14 @@ class AccessControl:
             return self._record(replace(draft, reason=f"locked out until {locked_until}")), None
         return draft, attempt
 
-    def _conclude(self, draft: Decision, speaker: str | None, score: float | None) -> Decision:
-        """The rules, once the voice matched ``speaker`` (``None``: it matched no one allowed to try)."""
+    def _conclude(self, draft: Decision, speaker: str | None, score: float | None, *, check: bool = True) -> Decision:
+        """The rules, once the voice matched ``speaker`` (``None``: it matched no one allowed to try);
+        ``check=False``: no resource's grants to check (a plain verification)."""
         score = None if score is None else round(float(score), 6)
         if speaker is None:
             reason = "voice does not match the claimed speaker" if draft.claim is not None else "voice not recognised"
             return replace(draft, reason=reason, score=score)
-        if not self.store.policy.allowed(speaker, draft.resource):
+        if check and not self.store.policy.allowed(speaker, draft.resource):
             return replace(draft, reason=f"{speaker} is not allowed on {draft.resource}", speaker=speaker, score=score)
         return replace(draft, allow=True, reason="allowed", speaker=speaker, score=score)
 
@@ -192,6 +253,7 @@ class AccessControl:
         return self._record(decision)
 
     def _record(self, decision: Decision) -> Decision:
+        """Into the audit log, with the time (every field is checked or escaped text by now)."""
         decision = replace(decision, time=datetime.now(UTC).isoformat(timespec="milliseconds"))
         self.store.audit.record_decision(decision)
         return decision
@@ -240,21 +302,21 @@ class AccessStream:
         mode = "stream-verify" if claim is not None else "stream-identify"
         self.draft, self.attempt = access._begin(resource, claim, key_id, caller, mode)
         self.inner = None
+        self.unknown = False  # a claim nobody enrolled: the audit log says so, the caller hears a mismatch
         self.event: Event | None = None
         self.told = False  # the final event has been handed out
         if self.attempt is None:  # locked out: the answer is already given (and audited)
             self.decision: Decision | None = self.draft
             self.event = Event(0.0, 0.0, None, "deny", None, True, self.draft.reason)
-        elif self.draft.claim is not None and self.draft.claim not in access.store.voiceprints:
+        else:  # an unknown claim is heard out like any other, and denied as a voice that does not match
             self.decision = None
-            self._settle(replace(self.draft, reason="claimed speaker is not enrolled"), None)
-        else:
-            self.decision = None
+            self.unknown = self.draft.claim is not None and self.draft.claim not in access.store.voiceprints
             self.inner = access.sid.stream(
                 sample_rate,
                 "verify" if claim is not None else "identify",
                 claim=self.draft.claim,
                 threshold=self.draft.threshold,
+                known_claims_only=False,
             )
 
     def feed(self, samples) -> list[Event]:
@@ -285,7 +347,15 @@ class AccessStream:
         decision = self.access._conclude(self.draft, final.speaker if matched else None, final.score)
         if not matched and "need at least" in final.reason:  # too little speech: say so, as identify would
             decision = replace(decision, reason=final.reason)
+        if self.unknown:
+            decision = replace(decision, reason="claimed speaker is not enrolled")  # the audit log's truth
         self._settle(decision, final)
+
+    def abandon(self, why: str) -> None:
+        """The caller went away (or was cut off) before a final decision: a denial, audited, so a
+        door's attempt never vanishes without a trace. Nothing happens after a decision."""
+        if self.event is None and self.attempt is not None:
+            self._settle(replace(self.draft, reason=f"stream ended before a decision ({why})"), None)
 
     def _settle(self, decision: Decision, final: Event | None) -> None:
         self.decision = self.access._finish(self.attempt, decision)

@@ -94,6 +94,10 @@ def iso_time(value: Any, what: str = "time") -> str:
 
     >>> iso_time("2026-11-24T09:00")
     '2026-11-24T09:00:00.000+00:00'
+    >>> iso_time("9999-12-31T23:59-12:00")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    store.errors.InvalidValueError: time must be an ISO 8601 time between the years 1 and 9999 in UTC, got ...
     """
     try:
         moment = datetime.fromisoformat(str(value))
@@ -101,4 +105,9 @@ def iso_time(value: Any, what: str = "time") -> str:
         raise InvalidValueError(f"{what} must be an ISO 8601 time such as 2026-11-24T09:00, got {value!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+    try:
+        return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+    except OverflowError:
+        raise InvalidValueError(
+            f"{what} must be an ISO 8601 time between the years 1 and 9999 in UTC, got {value!r}"
+        ) from None

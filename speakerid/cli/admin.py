@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from speakerid.base.errors import UsageError
+from speakerid.base.text import printable
 from speakerid.cli.common import arg, command, emit, finite, group, open_speakerid, option
 from speakerid.service.config import ServiceConfig
 
@@ -87,6 +88,12 @@ DEFAULTS = ServiceConfig()
         help=f"live streams at once (default {DEFAULTS.max_streams})",
     ),
     arg(
+        "--trusted-proxy",
+        metavar="IP",
+        help="the reverse proxy whose X-Forwarded-For names the caller (default: none; the caller is "
+        "whoever connected)",
+    ),
+    arg(
         "--no-access-log",
         action="store_true",
         help="do not log a line per request (address, method, path, status, time, key id) on stderr",
@@ -115,6 +122,7 @@ def serve(args: argparse.Namespace) -> int:
         header_seconds=args.header_seconds,
         max_streams=args.max_streams,
         access_log=not args.no_access_log,
+        trusted_proxy=args.trusted_proxy,
     )
     with open_speakerid(args) as sid:
         keys = sid.store.policy.ever_had_keys()
@@ -126,7 +134,8 @@ def serve(args: argparse.Namespace) -> int:
         )
     os.environ.update(config.to_env())
     print(
-        f"speakerid serving {where} on http://{args.host}:{args.port} (console at /console, API docs at /docs)",
+        f"speakerid serving {where} on http://{args.host}:{args.port} "
+        "(console at /console, OpenAPI at /openapi.json with an admin key)",
         file=sys.stderr,
     )
     uvicorn.run(
@@ -138,8 +147,16 @@ def serve(args: argparse.Namespace) -> int:
         log_level="warning",
         timeout_keep_alive=5,
         http="speakerid.service.protocol:HeaderDeadline",
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise: a made-up value would
+        # then be the caller, with fresh lockout attempts and rate limits. Only a named proxy is believed.
+        proxy_headers=config.trusted_proxy is not None,
+        forwarded_allow_ips=config.trusted_proxy or "",
+        ws_max_size=WS_MAX_MESSAGE,  # uvicorn's default lets one WebSocket message be 16 MiB
     )
     return 0
+
+
+WS_MAX_MESSAGE = 128 * 1024  # bytes: a start message or a 64 kB audio frame, with room to spare
 
 
 group("keys", "API keys for the HTTP service")
@@ -361,9 +378,10 @@ def audit(args: argparse.Namespace) -> int:
         )
     text = (
         "\n".join(
-            f"{r['time']}  {'allow' if r['allow'] else 'deny ':<5} {r['resource']:<16} "
-            f"claim={r['claim'] or '-':<12} speaker={r['speaker'] or '-':<12} "
-            f"score={r['score'] if r['score'] is not None else '-'}  key={r['key_id'] or '-'}  {r['reason']}"
+            f"{printable(r['time'])}  {'allow' if r['allow'] else 'deny ':<5} {printable(r['resource']):<16} "
+            f"claim={printable(r['claim'] or '-'):<12} speaker={printable(r['speaker'] or '-'):<12} "
+            f"score={r['score'] if r['score'] is not None else '-'}  key={printable(r['key_id'] or '-')}  "
+            f"{printable(r['reason'], 400)}"
             for r in rows
         )
         or "no access decisions"

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from speakerid.base.errors import SpeakerIDError, UsageError, one_line
+from speakerid.base.text import printable
 
 Handler = Callable[[argparse.Namespace], "int | None"]
 UNKNOWN = 3  # exit status of a decision that names no one: identify "unknown", verify rejected, access denied
@@ -211,7 +212,7 @@ def run(handler: Handler, args: argparse.Namespace) -> int:
 
 
 def _fail(message: str, *, as_json: bool, code: int = 1) -> int:
-    message = " ".join(message.split())  # one line, whatever the message held
+    message = printable(" ".join(message.split()), 2000)  # one line, whatever the message held
     if as_json:
         print(json.dumps({"error": message}))
     print(f"error: {message}", file=sys.stderr)
@@ -238,7 +239,7 @@ def open_speakerid(args: argparse.Namespace):
 
 
 def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
+    print(f"warning: {printable(message, 2000)}", file=sys.stderr)
 
 
 def finite(text: str) -> float:

@@ -31,6 +31,7 @@ from speakerid.flows.timeline import WINDOW, WINDOW_THRESHOLD
 from speakerid.voice.audio import SAMPLE_RATE, Audio, Resampler
 from speakerid.voice.engine import Embedder
 from speakerid.voice.vad import DEFAULT_MIN_SPEECH, SpeechDetector
+from store import SpeakerNotFoundError
 
 UPDATE = 0.5  # seconds of audio between looks
 MIN_SPEECH = DEFAULT_MIN_SPEECH  # speech before the first guess (as identify needs)
@@ -73,14 +74,21 @@ class Stream:
         mode: str = "identify",
         claim: str | None = None,
         threshold: float | None = None,
+        known_claims_only: bool = True,
     ):
         if mode not in MODES:
             raise UsageError(f"mode must be one of {', '.join(MODES)} (access: AccessControl.stream), not {mode!r}")
         self.rate = validate.count("sample_rate", sample_rate, low=8000, high=192_000)
+        self.unknown_claim = False
         if mode == "verify":
             if claim is None:
                 raise UsageError("verify mode needs a claim: the name to verify")
-            claim = decider.claimed(claim)
+            try:
+                claim = decider.claimed(claim)
+            except SpeakerNotFoundError:
+                if known_claims_only:
+                    raise
+                self.unknown_claim = True  # answered as a voice that does not match, never "no such name"
         self.decider, self.mode, self.claim = decider, mode, claim
         self.threshold = decider.threshold if threshold is None else validate.threshold(threshold)
         self.embedder = embedder
@@ -204,6 +212,8 @@ class Stream:
         if not self.windows:
             return None, "unknown", None, "no speech yet", False
         evidence = centroid(np.stack(self.windows))
+        if self.mode == "verify" and self.unknown_claim:
+            return None, "rejected", None, "voice does not match the claimed speaker", False
         if self.mode == "verify":
             score = float(evidence @ self.decider.profile(self.claim))
             accepted = score >= self.threshold

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from speakerid.base.errors import UsageError
@@ -15,7 +15,7 @@ from speakerid.base.paths import last_evaluation
 from speakerid.flows.enrollment import MIN_CLIP_SPEECH, MIN_TOTAL_SPEECH
 from speakerid.flows.quality import consistency, level_problem, minimum_consistency, speech_level_dbfs
 from speakerid.service.auth import caller
-from speakerid.service.uploads import read_audio
+from speakerid.service.uploads import json_body, read_audio, read_model
 from speakerid.voice.vad import DEFAULT_MIN_SPEECH
 
 if TYPE_CHECKING:
@@ -23,11 +23,13 @@ if TYPE_CHECKING:
 
 
 class Grant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     principal: str
     resource: str
 
 
 class Limits(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     threshold: float | None = None
     far: float | None = None
 
@@ -66,9 +68,10 @@ def add(app: FastAPI, service: Service) -> None:
             "lockout": dict(zip(("attempts", "seconds"), access.lockout)),
         }
 
-    @app.post("/v1/access/grants", status_code=201)
-    def grant(body: Grant, key=admin):
-        access.grant(body.principal, body.resource)
+    @app.post("/v1/access/grants", status_code=201, openapi_extra=json_body(Grant))
+    async def grant(request: Request, key=admin):
+        body = await read_model(request, Grant, idle=config.idle_seconds)  # read once the key is checked
+        await run_in_threadpool(access.grant, body.principal, body.resource)
         return {"granted": body.principal, "resource": body.resource}
 
     @app.delete("/v1/access/grants")
@@ -76,22 +79,17 @@ def add(app: FastAPI, service: Service) -> None:
         access.revoke(principal, resource)
         return {"revoked": principal, "resource": resource}
 
-    @app.put("/v1/access/resources/{resource}")
-    def limits(resource: str, body: Limits, key=admin):
-        if body.threshold is not None and body.far is not None:
-            raise UsageError("give a threshold or a false-accept rate, not both")
-        if body.far is not None:
-            access.set_far(resource, body.far)
-        else:
-            access.set_threshold(resource, body.threshold)
-        return next(r for r in access.resources() if r["resource"] == sid.store.policy.resource(resource).name)
+    @app.put("/v1/access/resources/{resource:path}", openapi_extra=json_body(Limits))
+    async def limits(request: Request, resource: str, key=admin):
+        body = await read_model(request, Limits, idle=config.idle_seconds)
+        return await run_in_threadpool(_set_limits, access, sid, resource, body)
 
-    @app.put("/v1/access/groups/{group}/members/{speaker}")
+    @app.put("/v1/access/groups/{group}/members/{speaker:path}")
     def join(group: str, speaker: str, key=admin):
         access.add_to_group(group, speaker)
         return {"groups": access.groups()}
 
-    @app.delete("/v1/access/groups/{group}/members/{speaker}")
+    @app.delete("/v1/access/groups/{group}/members/{speaker:path}")
     def leave(group: str, speaker: str, key=admin):
         if not access.remove_from_group(group, speaker):
             raise UsageError(f"{speaker} is not in @{group.lstrip('@')}")
@@ -113,6 +111,16 @@ def add(app: FastAPI, service: Service) -> None:
         if not path.is_file():
             raise UsageError("no evaluation plot yet: run speakerid eval voxceleb --plot")
         return FileResponse(path, media_type="image/png")
+
+
+def _set_limits(access, sid, resource: str, body: Limits) -> dict:
+    if body.threshold is not None and body.far is not None:
+        raise UsageError("give a threshold or a false-accept rate, not both")
+    if body.far is not None:
+        access.set_far(resource, body.far)
+    else:
+        access.set_threshold(resource, body.threshold)
+    return next(r for r in access.resources() if r["resource"] == sid.store.policy.resource(resource).name)
 
 
 def _quality(sid, uploads: list[tuple[bytes, str]]) -> dict:

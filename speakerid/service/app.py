@@ -8,7 +8,9 @@ audio or value, 429 rate limited. An empty query parameter (``?claim=``) counts 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -17,22 +19,15 @@ from fastapi import FastAPI, Request
 
 from speakerid.api import Options, SpeakerID
 from speakerid.apps.access import AccessControl
+from speakerid.base.text import printable
 from speakerid.service import errors
-from speakerid.service.auth import Gate
+from speakerid.service.auth import Gate, caller
 from speakerid.service.config import ServiceConfig
+from speakerid.service.guard import Guard
 from speakerid.service.metrics import Metrics
 
 ACCESS_LOG = logging.getLogger("speakerid.access_log")
-
-
-def printable(text: str, limit: int = 200) -> str:
-    """Untrusted text as one log line can show it: control characters escaped, length bounded.
-
-    >>> printable("/v1/speakers/a\\nFAKE 200")
-    '/v1/speakers/a\\\\nFAKE 200'
-    """
-    escaped = text.encode("unicode_escape", "backslashreplace").decode("ascii")
-    return escaped if len(escaped) <= limit else escaped[:limit] + "..."
+DECODING = max(2, os.cpu_count() or 1)  # requests decoding and embedding audio at once
 
 
 def _log_requests(on: bool) -> None:
@@ -47,13 +42,15 @@ def _log_requests(on: bool) -> None:
 
 @dataclass
 class Service:
-    """What every route needs, made once per process."""
+    """What every route needs, made once per process. ``decoding`` bounds the requests decoding and
+    embedding audio at once (the rest queue), and with it the memory they hold (SECURITY.md)."""
 
     config: ServiceConfig
     sid: SpeakerID
     access: AccessControl
     gate: Gate
     metrics: Metrics
+    decoding: asyncio.Semaphore
 
 
 class EmptyParametersAreAbsent:
@@ -90,7 +87,12 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
     sid.embedder  # noqa: B018 -- load the model now, not on the first request
     _log_requests(config.access_log)
     service = Service(
-        config=config, sid=sid, access=AccessControl(sid), gate=Gate(sid.store, config), metrics=Metrics()
+        config=config,
+        sid=sid,
+        access=AccessControl(sid),
+        gate=Gate(sid.store, config),
+        metrics=Metrics(),
+        decoding=asyncio.Semaphore(DECODING),
     )
 
     @asynccontextmanager
@@ -103,10 +105,18 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
         version="0.2.0",
         lifespan=lifespan,
         description="Speaker identification, verification, enrollment and voice access control.",
+        docs_url=None,  # no docs UI: Swagger's and ReDoc's pages load scripts from a CDN
+        redoc_url=None,
+        openapi_url=None,  # served below, behind an admin key like the rest
     )
     app.state.service = service
     app.add_middleware(EmptyParametersAreAbsent)
+    app.add_middleware(Guard, loopback=not config.open_to_network, limit=config.max_upload_bytes * 4 // 3 + 65536)
     errors.install(app)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi(key=caller(service.gate, "admin")):
+        return app.openapi()
 
     @app.middleware("http")
     async def measure(request: Request, call_next):

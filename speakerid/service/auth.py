@@ -17,7 +17,9 @@ from speakerid.service.config import ServiceConfig
 from store import ApiKey, Store
 
 BAD_KEY_BURST = 10  # wrong keys a client address may send ...
-BAD_KEY_RATE = 10 / 60  # ... and then one every 6 s
+BAD_KEY_RATE = 10 / 60  # ... and then one every 6 s. A right key is never refused for them: the brake
+#                          limits guesses, not the kiosks behind the same address (a key holds 256
+#                          random bits; the brake keeps the noise down, the key's length keeps it safe)
 
 
 class RateLimiter:
@@ -74,13 +76,12 @@ class Gate:
                 raise HTTPException(
                     401, "missing API key (Authorization: Bearer <key>)", headers={"WWW-Authenticate": "Bearer"}
                 )
-            if not self.bad_keys.allow(client, spend=False):
-                raise HTTPException(
-                    429, "too many wrong API keys from this address; wait a minute", headers={"Retry-After": "6"}
-                )
             key = authenticate(self.store, token)
-            if key is None:
-                self.bad_keys.allow(client)  # spend one of this address's wrong-key allowance
+            if key is None:  # a wrong key: these, and only these, are limited per address
+                if not self.bad_keys.allow(client):
+                    raise HTTPException(
+                        429, "too many wrong API keys from this address; wait a minute", headers={"Retry-After": "6"}
+                    )
                 raise HTTPException(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
             if role == "admin" and key.role != "admin":
                 raise HTTPException(403, f"this needs an admin key; key {key.id} is a {key.role} key")

@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from speakerid.base import validate
+from speakerid.service import disclosure
 from speakerid.service.auth import caller
-from speakerid.service.uploads import read_audio, read_body
+from speakerid.service.uploads import parse_json, read_audio, read_body
 
 if TYPE_CHECKING:
     from speakerid.service.app import Service
@@ -40,13 +40,14 @@ def add(app: FastAPI, service: Service) -> None:
             ((data, _),) = await read_audio(request, limit=config.max_upload_bytes, idle=config.idle_seconds)
         if top_k is not None:
             top_k = validate.count("top_k", top_k, low=1, high=10_000)
-        return await run_in_threadpool(sid.classify, data, top_k=top_k, name="upload")
+        async with service.decoding:
+            ranked = await run_in_threadpool(sid.classify, data, name="upload")
+        return disclosure.labels(ranked, key, top_k)
 
 
 async def _json_body(request: Request, limit: int, idle: float, top_k: int | None) -> tuple[bytes, int | None]:
-    raw = await read_body(request, limit=limit * 4 // 3 + 1024, idle=idle)  # base64 is a third larger
+    body = parse_json(await read_body(request, limit=limit * 4 // 3 + 1024, idle=idle))  # base64 is a third larger
     try:
-        body = json.loads(raw)
         data = base64.b64decode(body["inputs"], validate=True)
     except (ValueError, KeyError, TypeError, binascii.Error):
         raise HTTPException(422, 'a JSON body is {"inputs": "<base64 audio>", "parameters": {...}}') from None

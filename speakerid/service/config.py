@@ -11,6 +11,7 @@ import os
 from dataclasses import asdict, dataclass
 
 from speakerid.base import validate
+from speakerid.base.errors import UsageError
 
 ENV = "SPEAKERID_SERVICE"
 
@@ -34,6 +35,7 @@ class ServiceConfig:
     header_seconds: float = 10.0  # a request's headers must be complete this long after the connection is free
     max_streams: int = 16
     access_log: bool = True  # one line per request on stderr: address, method, path, status, time, key id
+    trusted_proxy: str | None = None  # the reverse proxy whose X-Forwarded-For is believed (none by default)
 
     def __post_init__(self) -> None:
         validate.count("port", self.port, low=1, high=65535)
@@ -46,6 +48,13 @@ class ServiceConfig:
         validate.seconds("idle seconds", self.idle_seconds, low=1, high=3600)
         validate.seconds("header seconds", self.header_seconds, low=1, high=3600)
         validate.count("max streams", self.max_streams, low=1, high=10_000)
+        if self.trusted_proxy is not None:
+            try:
+                ipaddress.ip_address(self.trusted_proxy)
+            except ValueError:
+                raise UsageError(
+                    f"--trusted-proxy must be the proxy's IP address, got {self.trusted_proxy!r}"
+                ) from None
 
     @property
     def max_upload_bytes(self) -> int:

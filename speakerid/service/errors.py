@@ -26,6 +26,13 @@ STATUS: list[tuple[type, int]] = [
 ]
 
 
+class BodyTooLarge(Exception):
+    """A request body counted past the service's limit as it streamed in (413)."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"body exceeds the limit of {limit} bytes")
+
+
 def status_of(exc: SpeakerIDError) -> int:
     return next((code for kind, code in STATUS if isinstance(exc, kind)), 500)
 
@@ -50,6 +57,10 @@ def install(app: FastAPI) -> None:
             where = " ".join(str(p) for p in e.get("loc", ()) if p not in ("query", "path", "body"))
             problems.append(f"{where}: {e.get('msg', 'invalid')}" if where else e.get("msg", "invalid"))
         return error_response(422, "; ".join(problems) or "invalid request")
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(request: Request, exc: BodyTooLarge):
+        return error_response(413, str(exc))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from speakerid.base import validate
 from speakerid.base.errors import UsageError
+from speakerid.service import disclosure
 from speakerid.service.auth import caller
 from speakerid.service.uploads import read_audio
 
@@ -25,6 +26,11 @@ def add(app: FastAPI, service: Service) -> None:
     async def clips(request: Request, many: bool = False) -> list[tuple[bytes, str]]:
         return await read_audio(request, limit=config.max_upload_bytes, idle=config.idle_seconds, many=many)
 
+    async def work(function, *args, **kwargs):
+        """Decoding and embedding, at most ``service.decoding`` at once (the rest queue)."""
+        async with service.decoding:
+            return await run_in_threadpool(function, *args, **kwargs)
+
     @app.get("/healthz")
     def healthz():
         return {"status": "ok", "model": sid.embedder.model_id, "speakers": len(sid.store.voiceprints.speakers())}
@@ -35,36 +41,42 @@ def add(app: FastAPI, service: Service) -> None:
 
     @app.post("/v1/identify")
     async def identify(request: Request, top_k: int = 5, threshold: float | None = None, key=client):
+        disclosure.no_lower_bar(key, threshold, sid.threshold)
         ((data, name),) = await clips(request)
-        result = await run_in_threadpool(sid.identify, data, top_k=top_k, threshold=threshold, name=name)
-        return result.to_dict()
+        result = await work(sid.identify, data, top_k=top_k, threshold=threshold, name=name)
+        return disclosure.identification(result.to_dict(), key)
 
     @app.post("/v1/verify")
     async def verify(request: Request, speaker: str, threshold: float | None = None, key=client):
+        disclosure.no_lower_bar(key, threshold, sid.threshold)
         ((data, name),) = await clips(request)
-        return (await run_in_threadpool(sid.verify, speaker, data, threshold=threshold, name=name)).to_dict()
+        if not disclosure.is_client(key):
+            return (await work(sid.verify, speaker, data, threshold=threshold, name=name)).to_dict()
+        verdict, _ = await work(access.verify_claim, speaker, data, key_id=key.id, threshold=threshold, name=name)
+        return disclosure.verification(verdict.to_dict(), key)
 
     @app.post("/v1/access/check")
     async def access_check(request: Request, resource: str, claim: str | None = None, key=client):
         ((data, name),) = await clips(request)
         who = key.id if key else (request.client.host if request.client else None)
-        decision = await run_in_threadpool(
+        decision = await work(
             access.check, resource, data, claim, key_id=key.id if key else None, caller=who, name=name
         )
-        return decision.to_dict()
+        return disclosure.decision(decision.to_dict(), key)
 
     @app.post("/v1/timeline")
     async def timeline(request: Request, min_turn: float = 0.5, threshold: float | None = None, key=client):
+        disclosure.no_lower_bar(key, threshold, sid.threshold)
         ((data, name),) = await clips(request)
-        result = await run_in_threadpool(sid.timeline, data, threshold=threshold, min_turn=min_turn, name=name)
+        result = await work(sid.timeline, data, threshold=threshold, min_turn=min_turn, name=name)
         return result.to_dict()
 
-    @app.post("/v1/speakers/{speaker}/enrollments", status_code=201)
+    @app.post("/v1/speakers/{speaker:path}/enrollments", status_code=201)
     async def enroll(request: Request, speaker: str, mode: str = "new", skip_bad: bool = False, key=admin):
         if mode not in ("new", "append", "replace"):
             raise UsageError(f"mode is new, append or replace, not {mode!r}")
         uploads = await clips(request, many=True)
-        result = await run_in_threadpool(
+        result = await work(
             sid.enroll,
             speaker,
             [d for d, _ in uploads],
@@ -82,11 +94,11 @@ def add(app: FastAPI, service: Service) -> None:
             "model": sid.store.voiceprints.model,
         }
 
-    @app.get("/v1/speakers/{speaker}")
+    @app.get("/v1/speakers/{speaker:path}")
     def speaker(speaker: str, key=admin):
         return sid.store.voiceprints.speaker(speaker).to_dict()
 
-    @app.delete("/v1/speakers/{speaker}")
+    @app.delete("/v1/speakers/{speaker:path}")
     def delete(speaker: str, key=admin):
         name = sid.store.voiceprints.display_name(speaker)
         sid.remove(name)
@@ -110,6 +122,6 @@ def add(app: FastAPI, service: Service) -> None:
             resource=resource,
             allow=None if decision is None else decision == "allow",
             limit=validate.count("limit", limit, low=1, high=1000),
-            offset=offset,
+            offset=validate.count("offset", offset, low=0, high=10**12),
         )
         return {"decisions": rows, "limit": limit, "offset": offset}

@@ -17,13 +17,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
+from speakerid.service import disclosure
 from speakerid.service.auth import presented_key
+from speakerid.service.disclosure import is_client
 from store import SpeakerIDError
 
 if TYPE_CHECKING:
@@ -37,6 +40,7 @@ MAX_FRAME = 64 * 1024  # bytes: 2 s of 16 kHz audio in one frame is plenty
 class Closed(Exception):
     def __init__(self, code: int, reason: str):
         self.code, self.reason = code, reason[:120]  # a close reason must fit in a control frame
+        super().__init__(self.reason)
 
 
 def add(app: FastAPI, service: Service) -> None:
@@ -50,6 +54,7 @@ def add(app: FastAPI, service: Service) -> None:
         nonlocal open_streams
         await ws.accept()
         counted = False
+        live = None
         try:
             start = await _start_message(ws, service.config.idle_seconds)
             client = ws.client.host if ws.client else "?"
@@ -61,16 +66,23 @@ def add(app: FastAPI, service: Service) -> None:
                 raise Closed(1013, f"{open_streams} streams open; try again later")
             open_streams += 1
             counted = True
+            if start["threshold"] is not None and is_client(key):
+                standing = await run_in_threadpool(lambda: service.sid.threshold)
+                if start["threshold"] < standing:
+                    raise Closed(1008, "a client key may raise the threshold, not lower it")
             live = await run_in_threadpool(_open, service, start, key, client)
-            await _serve(ws, live, service, turns)
+            await _serve(ws, live, service, turns, key)
         except Closed as exc:
+            await _abandon(live, f"closed: {exc.reason}")
             await _close(ws, exc.code, exc.reason)
         except WebSocketDisconnect:
-            pass
+            await _abandon(live, "the caller disconnected")
         except SpeakerIDError as exc:
+            await _abandon(live, str(exc))
             await _close(ws, 1008, str(exc))
         except Exception:  # noqa: BLE001 -- the connection must end cleanly whatever happened
             log.exception("stream failed")
+            await _abandon(live, "internal error")
             await _close(ws, 1011, "internal error; see the server log")
         finally:
             if counted:
@@ -88,27 +100,82 @@ async def _start_message(ws: WebSocket, idle: float) -> dict:
         raise Closed(1003, "the start message is not JSON") from None
     if not isinstance(start, dict) or start.get("type") != "start":
         raise Closed(1003, 'the first message must be {"type": "start", ...}')
-    return start
+    return checked_start(start)
+
+
+START_FIELDS = {  # field: (types it may have, default); checked before anything is reserved or written
+    "type": ((str,), "start"),
+    "sample_rate": ((int,), 16000),
+    "mode": ((str,), "identify"),
+    "claim": ((str, type(None)), None),
+    "resource": ((str, type(None)), None),
+    "threshold": ((int, float, type(None)), None),
+    "key": ((str, type(None)), None),
+}
+
+
+def checked_start(start: dict) -> dict:
+    """The start message with its defaults, or 1003 naming the first field of the wrong type or
+    unknown: a malformed start never reserves a lockout attempt nor writes an audit row.
+
+    >>> checked_start({"type": "start", "mode": "verify", "claim": "alice"})["sample_rate"]
+    16000
+    >>> checked_start({"type": "start", "claim": {}})
+    Traceback (most recent call last):
+    ...
+    speakerid.service.stream.Closed: start message: claim must be text or null, not object
+    """
+    out = {}
+    for field in start:
+        if field not in START_FIELDS:
+            raise Closed(1003, f"start message: unknown field {str(field)[:40]!r}")
+    for field, (types, default) in START_FIELDS.items():
+        value = start.get(field, default)
+        if isinstance(value, bool) or not isinstance(value, types):
+            wanted = "text" if str in types else "a number" if float in types else "an integer"
+            raise Closed(
+                1003,
+                f"start message: {field} must be {wanted}{' or null' if type(None) in types else ''}, "
+                f"not {_json_type(value)}",
+            )
+        out[field] = value
+    if out["threshold"] is not None and not math.isfinite(out["threshold"]):
+        raise Closed(1003, "start message: threshold must be a finite number")
+    return out
+
+
+def _json_type(value: object) -> str:
+    return {dict: "object", list: "array", str: "text", bool: "true/false", type(None): "null"}.get(
+        type(value), "a number"
+    )
 
 
 def _open(service: Service, start: dict, key, client: str):
-    mode, rate = start.get("mode", "identify"), start.get("sample_rate", 16000)
+    mode, rate = start["mode"], start["sample_rate"]
     if mode == "access":
-        if not start.get("resource"):
+        if not start["resource"]:
             raise Closed(1008, "access mode needs a resource")
         return service.access.stream(
-            str(start["resource"]),
-            start.get("claim"),
+            start["resource"],
+            start["claim"],
             sample_rate=rate,
             key_id=key.id if key else None,
             caller=key.id if key else client,
         )
     if mode not in ("identify", "verify"):
         raise Closed(1008, f"mode is identify, verify or access, not {mode!r}")
-    return service.sid.stream(rate, mode, claim=start.get("claim"), threshold=start.get("threshold"))
+    return service.sid.stream(
+        rate, mode, claim=start["claim"], threshold=start["threshold"], known_claims_only=not is_client(key)
+    )
 
 
-async def _serve(ws: WebSocket, live, service: Service, turns: asyncio.Semaphore) -> None:
+async def _abandon(live, why: str) -> None:
+    """A door stream that ends without a final decision is a denial in the audit log."""
+    if live is not None and hasattr(live, "abandon"):
+        await run_in_threadpool(live.abandon, why)
+
+
+async def _serve(ws: WebSocket, live, service: Service, turns: asyncio.Semaphore, key) -> None:
     config = service.config
     received = 0
     while True:
@@ -126,7 +193,7 @@ async def _serve(ws: WebSocket, live, service: Service, turns: asyncio.Semaphore
             async with turns:
                 events = await run_in_threadpool(live.feed, samples)
             for event in events:
-                await ws.send_json(event.to_dict())
+                await ws.send_json(disclosure.event(event.to_dict(), key))
             continue
         try:
             command = json.loads(text or "")
@@ -136,7 +203,7 @@ async def _serve(ws: WebSocket, live, service: Service, turns: asyncio.Semaphore
             raise Closed(1003, 'the only message after start is {"type": "end"}')
         async with turns:
             final = await run_in_threadpool(live.close)
-        await ws.send_json(final.to_dict())
+        await ws.send_json(disclosure.event(final.to_dict(), key))
         await ws.close(1000, "done")
         return
 

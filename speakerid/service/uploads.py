@@ -10,10 +10,16 @@ Content types are matched case-insensitively; a raw body may come with no conten
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
+from typing import TypeVar
 
 from fastapi import HTTPException, Request
+from pydantic import BaseModel, ValidationError
 from starlette.formparsers import MultiPartException, MultiPartParser
+
+JSON_LIMIT = 64 * 1024  # a JSON body that is not audio: grants, a resource's limits
+Model = TypeVar("Model", bound=BaseModel)
 
 REFUSED_TYPES = ("text/", "application/json", "application/x-www-form-urlencoded", "image/")
 
@@ -73,3 +79,36 @@ async def read_body(request: Request, *, limit: int, idle: float) -> bytes:
     async for chunk in _limited(request, limit, idle):
         body += chunk
     return bytes(body)
+
+
+def parse_json(raw: bytes) -> object:
+    """A JSON body, or 422: not JSON, not UTF-8, or nested deeper than Python's parser goes.
+
+    >>> parse_json(b'{"a": [1, 2]}')
+    {'a': [1, 2]}
+    >>> parse_json(b"[" * 100_000)
+    Traceback (most recent call last):
+    ...
+    fastapi.exceptions.HTTPException: 422: the body is not valid JSON (nested too deeply)
+    """
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise HTTPException(422, "the body is not valid JSON (nested too deeply)") from None
+    except ValueError as exc:
+        raise HTTPException(422, f"the body is not valid JSON ({str(exc)[:80]})") from None
+
+
+async def read_model(request: Request, model: type[Model], *, idle: float, limit: int = JSON_LIMIT) -> Model:
+    """The JSON body as ``model``, read only now (after the route's key check), at most ``limit`` bytes."""
+    data = parse_json(await read_body(request, limit=limit, idle=idle))
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{' '.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+        raise HTTPException(422, problems[:300]) from None
+
+
+def json_body(model: type[BaseModel]) -> dict:
+    """The OpenAPI description of a JSON body a route reads itself (see :func:`read_model`)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}

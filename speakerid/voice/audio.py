@@ -71,14 +71,12 @@ def load_audio(
     input and the reason when it cannot be used.
     """
     label = describe(source, name)
-    if is_sample_pair(source):
-        samples, rate = _from_array(label, source)
-    elif isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
-        samples, rate = _decode(
-            label, bytes(source) if isinstance(source, (bytearray, memoryview)) else source, max_seconds
-        )
-    else:
+    if isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)) and not is_sample_pair(source):
+        data = bytes(source) if isinstance(source, (bytearray, memoryview)) else source
+        return Audio(samples=_decode(label, data, max_seconds), source=label)
+    if not is_sample_pair(source):
         raise AudioError(label, _not_audio(source))
+    samples, rate = _from_array(label, source)
     _check_samples(label, samples, rate, max_seconds)
     mono = samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0]
     mono = np.ascontiguousarray(mono, dtype=np.float32)
@@ -215,7 +213,10 @@ class Resampler:
         return out
 
 
-def _decode(label: str, source, max_seconds: float) -> tuple[np.ndarray, int]:
+def _decode(label: str, source, max_seconds: float) -> np.ndarray:
+    """A file's audio as mono 16 kHz float32, decoded a block at a time: what is held at once is the
+    result and one block, whatever the file's rate and channels (120 s of 192 kHz stereo would be
+    184 MB of float32 decoded whole; here it is 7.7 MB and a 1.5 MB block)."""
     if isinstance(source, (bytes, bytearray)):
         if not source:
             raise AudioError(label, "empty input (0 bytes)")
@@ -243,20 +244,29 @@ def _decode(label: str, source, max_seconds: float) -> tuple[np.ndarray, int]:
             _check_format(label, rate, channels)
             if frames > 0 and frames / rate > max_seconds:
                 raise AudioTooLongError(label, _too_long(frames / rate, max_seconds))
-            data = f.read(dtype="float32", always_2d=True)
-            if 0 < len(data) < frames:
+            resampler, parts, read = Resampler(rate), [], 0
+            while block := len(data := f.read(rate, dtype="float32", always_2d=True)):  # one second at a time
+                read += block
+                if read / rate > max_seconds:  # a header that hid the length
+                    raise AudioTooLongError(label, _too_long(read / rate, max_seconds))
+                if not np.isfinite(data).all():
+                    raise AudioError(label, "contains NaN or infinite samples")
+                parts.append(resampler.feed(data.mean(axis=1, dtype=np.float32) if channels > 1 else data[:, 0]))
+            parts.append(resampler.feed(np.zeros(0, dtype=np.float32), last=True))
+            if 0 < read < frames:
                 raise AudioError(
-                    label,
-                    f"truncated: the header promises {frames / rate:.2f} s, the file holds {len(data) / rate:.2f} s",
+                    label, f"truncated: the header promises {frames / rate:.2f} s, the file holds {read / rate:.2f} s"
                 )
-        _check_wav_length(label, head, size, rate, len(data))
+        if read == 0:
+            raise AudioError(label, "contains no audio (0 samples)")
+        _check_wav_length(label, head, size, rate, read)
     except AudioError:
         raise
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
         raise AudioError(label, f"not a readable audio file ({_why_unreadable(head, exc)})") from None
     except OSError as exc:
         raise AudioError(label, f"cannot read the file ({exc.strerror or exc})") from None
-    return data, rate
+    return np.concatenate(parts)
 
 
 def _read_head(path: bytes) -> bytes:
