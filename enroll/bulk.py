@@ -103,7 +103,9 @@ def _enroll_on_ray(
     from speakerid.apps.distributed import Work, read_on_ray
 
     embedder = sid.embedder
-    job = Enrollment(sid.store.voiceprints, sid.reader, sid.decider, limits=limits, skip_bad=skip_bad)
+    job = Enrollment(
+        sid.store.voiceprints, sid.reader, sid.decider, limits=limits, skip_bad=skip_bad, audit=sid.store.audit
+    )
     names: dict[str, str] = {}  # the manifest's name -> the name as enrolled
     items = []
     for name, clips in todo.items():

@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse (instead of warning) when the voice matches another enrolled speaker",
     )
     parser.add_argument(
+        "--allow-similar",
+        action="store_true",
+        help="enroll a voice that sounds like an enrolled one (a second name, a reversed or re-timed copy); "
+        "refused without it, and logged either way",
+    )
+    parser.add_argument(
         "--skip-bad",
         action="store_true",
         help="leave out clips that fail a check (reported with the reason) instead of refusing all",
@@ -113,6 +119,7 @@ def enroll(args: argparse.Namespace) -> int:
             skip_bad=args.skip_bad,
             min_speech=args.min_speech,
             min_clip_speech=args.min_clip_speech,
+            allow_similar=args.allow_similar,
         )
     for message in result.warnings:
         warn(message)
@@ -122,9 +129,25 @@ def enroll(args: argparse.Namespace) -> int:
         args,
         result.to_dict(),
         f"enrolled {result.speaker}: {plural(result.clips, 'clip')}, {result.speech_seconds:.1f} s of speech "
-        f"({plural(result.total_clips, 'clip')} in total; model {result.model})",
+        f"({plural(result.total_clips, 'clip')} in total; model {result.model})\n{quality_line(result.quality)}",
     )
     return 0
+
+
+def quality_line(quality: dict) -> str:
+    """The enrollment's feedback in one line.
+
+    >>> quality_line({"speech_seconds": 41.2, "agreement": 0.81, "expected_accept": 0.95, "advice": ["good"]})
+    'quality: 41.2 s of speech, clips agree 0.81, new recordings expected to be named 95 % of the time; good'
+    """
+    parts = [f"{quality['speech_seconds']:g} s of speech"]
+    if quality.get("agreement") is not None:
+        parts.append(f"clips agree {quality['agreement']:.2f}")
+    if quality.get("expected_accept") is not None:
+        parts.append(
+            f"new recordings expected to be named {quality['expected_accept']:.0%} of the time".replace("%", " %")
+        )
+    return "quality: " + ", ".join(parts) + "; " + "; ".join(quality.get("advice", []))
 
 
 def enroll_many(args: argparse.Namespace) -> int:

@@ -185,11 +185,14 @@ class SpeakerID:
         min_speech: float = MIN_TOTAL_SPEECH,
         min_clip_speech: float = MIN_CLIP_SPEECH,
         labels: list[str | None] | None = None,
+        allow_similar: bool = False,
     ) -> EnrollResult:
         """Enroll ``name`` from clips (paths, folders, bytes or ``(samples, rate)`` pairs).
 
         Every clip is read and checked before anything is written (see :mod:`speakerid.flows.enrollment`);
-        ``skip_bad`` leaves failing clips out instead of refusing the enrollment.
+        ``skip_bad`` leaves failing clips out instead of refusing the enrollment; ``allow_similar``
+        enrolls a voice that is an enrolled one again (a second name, a reversed or re-timed copy:
+        refused by default, see :mod:`speakerid.flows.near_copy`).
         """
         if replace and append:
             raise UsageError("choose one of append (add clips) and replace (start over)")
@@ -200,7 +203,14 @@ class SpeakerID:
             min_clip_speech=validate.seconds("min_clip_speech", min_clip_speech),
         )
         job = Enrollment(
-            self.store.voiceprints, self.reader, self.decider, limits=limits, skip_bad=skip_bad, strict=strict
+            self.store.voiceprints,
+            self.reader,
+            self.decider,
+            limits=limits,
+            skip_bad=skip_bad,
+            strict=strict,
+            allow_similar=allow_similar,
+            audit=self.store.audit,
         )
         mode = "replace" if replace else "append" if append else "new"
         result = job.run(name, clips, mode=mode, metadata=metadata, labels=labels)

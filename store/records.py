@@ -108,6 +108,7 @@ class Decision:
     speaker: str | None
     score: float | None
     threshold: float | None
+    confidence: float | None = None  # the probability that the decision is right (answers only; not stored)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -43,14 +43,14 @@ from speakerid.service import create_app
 from speakerid.service.config import ServiceConfig
 
 enroll, query = sys.argv[1].split(","), sys.argv[2]
-with TestClient(create_app(ServiceConfig(home=sys.argv[3]))) as client:
+with TestClient(create_app(ServiceConfig(home=sys.argv[3])), base_url="http://127.0.0.1") as client:
     files = [("file", (p, open(p, "rb").read())) for p in enroll]
     answer = client.post("/v1/speakers/carol/enrollments", files=files)
     assert answer.is_success, answer.text
     who = client.post("/v1/identify", content=open(query, "rb").read()).json()["speaker"]
     import soundfile as sf
     samples, rate = sf.read(query, dtype="int16")
-    with client.websocket_connect("/v1/stream") as ws:
+    with client.websocket_connect("ws://127.0.0.1/v1/stream") as ws:
         ws.send_json({"type": "start", "sample_rate": rate, "mode": "identify"})
         for i in range(0, len(samples), rate // 4):  # frames of a quarter second (the limit is 64 kB)
             ws.send_bytes(samples[i:i + rate // 4].tobytes())

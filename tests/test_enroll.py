@@ -107,11 +107,20 @@ def test_duplicate_recording_in_one_enrollment(home):
     refused(home, files_of(B[:3]) + files_of(B[:1]), "same audio as")
 
 
-def test_duplicate_voice_warns_and_strict_refuses(home):
-    refused(home, files_of(A[3:6]), "matches the enrolled speaker alice", name="alice-again", strict=True)
+def test_one_voice_under_a_second_name_is_refused_unless_allowed(home):
+    """Issue #35: the same person under a second name is refused (and the attempt is in the change
+    log, so the store gains that one row and nothing else); an admin may allow it, with a warning."""
+    from speakerid import EnrollmentError
+
     with SpeakerID.open(home) as sid:
-        result = sid.enroll("alice-again", files_of(A[3:6]))
-    assert result.warnings and "alice" in result.warnings[0]
+        speakers = [s.name for s in sid.speakers()]
+        with pytest.raises(EnrollmentError, match="the voice of alice-again is alice's"):
+            sid.enroll("alice-again", files_of(A[3:6]))
+        assert [s.name for s in sid.speakers()] == speakers
+        assert sid.store.audit.events(kind="enroll_refused")[-1].detail["like"] == "alice"
+        result = sid.enroll("alice-again", files_of(A[3:6]), allow_similar=True)
+        assert result.warnings and "allowed by an admin" in result.warnings[0] and "alice" in result.warnings[0]
+        sid.remove("alice-again")
 
 
 def test_folder_expands_to_its_audio_files(tmp_path, model_dir):

@@ -60,6 +60,8 @@ def test_mini_voxceleb1_end_to_end_with_cache_and_plot(tmp_path, cli_env):
     assert ident["top1"] == 1.0 and ident["top5"] == 1.0 and ident["f1"] == 1.0
     veri = result["verification"]["veri_test.txt"]
     assert veri["trials"] == 1000 and veri["eer"] <= 0.01
+    normalised = veri["normalised"]  # s-norm against the model's training speakers, side by side
+    assert normalised["eer"] <= veri["eer"] and "s-norm" in normalised["method"], normalised
     assert set(veri) >= {"trials", "eer", "min_dcf_p0.01", "min_dcf_p0.05", "threshold_eer"}
     assert set(result) >= {"model", "identification", "verification", "audio_seconds", "embed_seconds", "rtf"}
     assert result["embedded_clips"] == 146 and result["no_speech_clips"] == 0

@@ -49,7 +49,8 @@ def test_the_right_speaker_early_and_strangers_unknown(home):
         first = next(e for e in events if e.final)
         assert first.speech_seconds < 3.5 and first.t < len(pcm(clips_of("id90003", 3)[0])) / 16000
         assert all(
-            set(e.to_dict()) == {"t", "speech_seconds", "speaker", "label", "score", "final", "reason"} for e in events
+            set(e.to_dict()) == {"t", "speech_seconds", "speaker", "label", "score", "final", "reason", "confidence"}
+            for e in events
         )
         _, stranger = streamed(sid.stream(16000), pcm(clips_of("id90101", 3)[0]))
         assert stranger.final and stranger.speaker is None and stranger.label == "unknown"

@@ -147,7 +147,7 @@ def test_timeline_command_rttm_and_http(enrolled, tmp_path, cli_env):
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert set(result) >= {"segments", "speakers", "model"} and result["segments"]
-    assert set(result["segments"][0]) == {"start", "end", "speaker", "label", "score"}
+    assert set(result["segments"][0]) == {"start", "end", "speaker", "label", "score", "confidence"}
     assert "unknown-1" in result["speakers"]
     lines = rttm.read_text().splitlines()
     assert len(lines) == len(result["segments"])

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from speakerid.base import validate
 from speakerid.base.text import printable
+from speakerid.decide import score_calibration
 from speakerid.decide.decider import DEFAULT_ACCESS_FAR, Verification
 from speakerid.flows.streaming import Event
 from speakerid.voice.audio import AudioInput
@@ -241,12 +242,19 @@ class AccessControl:
         """The rules, once the voice matched ``speaker`` (``None``: it matched no one allowed to try);
         ``check=False``: no resource's grants to check (a plain verification)."""
         score = None if score is None else round(float(score), 6)
+        matched = None if score is None else round(score_calibration.verified(score), 4)  # the voice is theirs
         if speaker is None:
             reason = "voice does not match the claimed speaker" if draft.claim is not None else "voice not recognised"
-            return replace(draft, reason=reason, score=score)
+            return replace(draft, reason=reason, score=score, confidence=None if matched is None else 1 - matched)
         if check and not self.store.policy.allowed(speaker, draft.resource):
-            return replace(draft, reason=f"{speaker} is not allowed on {draft.resource}", speaker=speaker, score=score)
-        return replace(draft, allow=True, reason="allowed", speaker=speaker, score=score)
+            return replace(
+                draft,
+                reason=f"{speaker} is not allowed on {draft.resource}",
+                speaker=speaker,
+                score=score,
+                confidence=matched,
+            )
+        return replace(draft, allow=True, reason="allowed", speaker=speaker, score=score, confidence=matched)
 
     def _finish(self, attempt: int, decision: Decision) -> Decision:
         self.store.audit.finish_attempt(attempt, "allow" if decision.allow else "deny")

@@ -62,7 +62,8 @@ group("eval", "evaluate on a standard benchmark")
     json_flag=False,
 )
 def eval_voxceleb(args: argparse.Namespace) -> int:
-    from speakerid.apps.evaluate import EvalConfig, default_lists, evaluate, format_table, plot_det
+    from speakerid.apps.eval_report import format_table, plot_det
+    from speakerid.apps.evaluate import EvalConfig, default_lists, evaluate
     from speakerid.base import validate
 
     split, trials = default_lists(args.root)

@@ -14,15 +14,20 @@ highest :data:`TAIL_FIT` scores (which errs high, towards refusing).
 
 Small populations: how alike two strangers can sound is a property of speaker *pairs*, and ten
 speakers make only 45 pairs. Measured on mini-voxceleb1 (benchmarks/calibration.py), 10 enrolled
-speakers gave thresholds from 0.29 to 0.52 depending on who happened to be enrolled, and a
-stranger resembling a held-out look-alike was named. So below :data:`FLOOR_UNTIL` speakers the
-threshold never goes under the prior (0.45, derived from mini-voxceleb1); it may go above it (a
-narrow-band telephone line lifts every score: 0.68 at 8 kHz, where 0.45 named 29 % of strangers).
-With fewer than :data:`MIN_SPEAKERS` speakers or :data:`MIN_COMPARISONS` comparisons there is
-nothing to measure and the prior is used, reported as such.
+speakers gave thresholds from 0.29 to 0.52 depending on who happened to be enrolled; the old rule,
+a floor at 0.45 taken from read speech, then refused one genuine in-the-wild probe in three. So
+below :data:`POPULATION_FROM` speakers the threshold is not measured on the population at all: it
+is the score calibration's (:mod:`speakerid.decide.score_calibration`), fitted on real read and
+in-the-wild speech, for that many speakers (0.390 for 3, 0.425 for 8), which no enrollment but
+the count can move. (At 20 speakers drawn from both shared sets the population's tail still named
+23-31 % of strangers, where the score calibration named 0.3-0.9 %: benchmarks/small_groups.py.)
+From :data:`POPULATION_FROM` speakers the population's own impostor scores decide, held within
+:data:`BELOW_MODEL` under and :data:`ABOVE_MODEL` over the score calibration's threshold for that
+many speakers: that bounds what any set of enrollments (a decoy made from someone's clips, say)
+can do to everyone else's threshold.
 
 Two profiles that sound like one voice (:data:`SAME_VOICE`) are one person under two names, which
-the enrollment warning is about; their comparisons are left out of the impostor scores.
+enrollment refuses; their comparisons are left out of the impostor scores.
 
 Measuring costs ~3 s at 10^5 speakers (AMD EPYC Zen 4, benchmarks/README.md), so a large
 population is measured again only once its number of clips moved by more than 1 %
@@ -54,12 +59,15 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from speakerid.decide import score_calibration
 from speakerid.decide.scoring import DEFAULT_THRESHOLD, centroids, sums_by_row
 
 DEFAULT_FAR = 0.05  # open-set: the share of never-enrolled voices named as someone (see above)
 MIN_SPEAKERS = 5
 MIN_COMPARISONS = 200
-FLOOR_UNTIL = 20  # speakers: below this the threshold does not go under the prior
+POPULATION_FROM = 50  # speakers: from here the population's own impostor scores set the threshold
+BELOW_MODEL = 0.25  # ... within this far under the score calibration's threshold for that many speakers
+ABOVE_MODEL = 0.1  # ... and this far over it: what enrollments can do to everyone's threshold is bounded
 MIN_EXCEEDING = 5  # impostor scores above a quantile before it is read off directly
 TAIL_FIT = 50  # highest impostor scores the exponential tail is fitted to
 KEEP_TOP = 2_000  # highest impostor scores kept with a calibration, to convert other FARs later
@@ -74,8 +82,9 @@ SAME_VOICE = 0.7  # two profiles this alike are one person enrolled twice (one v
 
 @dataclass(frozen=True)
 class Calibration:
-    """A threshold and what it rests on. ``source``: ``"calibrated"`` (from the store's population),
-    ``"prior"`` (too few speakers to measure) or ``"user"`` (set by hand)."""
+    """A threshold and what it rests on. ``source``: ``"calibrated"`` (from the store's population,
+    20 speakers or more), ``"model"`` (the score calibration for this many speakers: a smaller
+    group), ``"prior"`` (nobody enrolled) or ``"user"`` (set by hand)."""
 
     threshold: float
     source: str
@@ -88,6 +97,7 @@ class Calibration:
     expected_miss: float | None = None  # at this threshold, from the leave-one-out targets
     method: str = ""
     generation: int = -1
+    measured: bool = False  # the population's impostor scores can convert false-accept targets (verify, doors)
     top: list[float] = field(default_factory=list, repr=False)  # highest impostor scores, best first
     quantiles: list[float] = field(default_factory=list, repr=False)  # 0th..100th percentile
 
@@ -130,10 +140,12 @@ class Calibration:
         if self.source == "user":
             return f"threshold {self.threshold:g} (set by hand)"
         if self.source == "prior":
+            return f"threshold {self.threshold:g} (the prior: nobody is enrolled)"
+        if self.source == "model":
             return (
-                f"threshold {self.threshold:g} (the prior: {self.speakers} speakers and {self.comparisons} "
-                f"impostor comparisons are too few to measure; needs {MIN_SPEAKERS} speakers and "
-                f"{MIN_COMPARISONS} comparisons)"
+                f"threshold {self.threshold:.3f} for {self.speakers} speakers, from the score calibration "
+                f"(where the best of {self.speakers} is as likely as a stranger; the population's own impostor "
+                f"scores take over from {POPULATION_FROM} speakers)"
             )
         miss = f", expected miss rate {self.expected_miss:.1%}" if self.expected_miss is not None else ""
         return (
@@ -183,7 +195,7 @@ def population(vectors: np.ndarray, owners: list[str], *, seed: int = 0) -> Popu
         rows = np.sort(np.random.default_rng(seed).choice(rows, MAX_COMPARISONS // max(n - 1, 1), replace=False))
     top = np.empty(0, dtype=np.float32)
     sample = []
-    twins = 0
+    twins = nearest_left = 0
     for start in range(0, len(rows), 1024):
         chunk = rows[start : start + 1024]
         scores = vectors[chunk] @ profiles.T
@@ -194,6 +206,11 @@ def population(vectors: np.ndarray, owners: list[str], *, seed: int = 0) -> Popu
         alike[:, repeats] = False
         twins += int(alike.sum())
         scores[alike] = -np.inf
+        if n > 3:  # each clip's nearest other voice is left out: a near-copy or a twin cannot set the tail
+            nearest = np.argmax(scores, axis=1)
+            kept = np.isfinite(scores[np.arange(len(chunk)), nearest])
+            scores[np.arange(len(chunk))[kept], nearest[kept]] = -np.inf
+            nearest_left += int(kept.sum())
         flat = scores[np.isfinite(scores)]
         sample.append(flat[:: max(1, len(flat) // 2000)])
         keep = min(KEEP_TOP, len(flat))
@@ -201,7 +218,7 @@ def population(vectors: np.ndarray, owners: list[str], *, seed: int = 0) -> Popu
         if len(top) > KEEP_TOP:
             top = np.partition(top, len(top) - KEEP_TOP)[-KEEP_TOP:]
     voices = n - int(repeats.sum())
-    compared = len(rows) * max(voices - 1, 0) - twins
+    compared = len(rows) * max(voices - 1, 0) - twins - nearest_left
     # leave-one-out targets: each clip against its speaker's other clips
     sums = sums_by_row(vectors, own, n)
     counts = np.bincount(own, minlength=n)
@@ -260,18 +277,29 @@ def calibrate(vectors: np.ndarray, owners: list[str], far: float = DEFAULT_FAR, 
         top=[round(float(x), 6) for x in top],
         quantiles=[round(float(x), 6) for x in quantiles],
     )
-    if speakers < MIN_SPEAKERS or compared < MIN_COMPARISONS:
-        return Calibration(threshold=DEFAULT_THRESHOLD, source="prior", method="prior", **base)
-    threshold, method = tail_quantile(top, compared, per_comparison(far, speakers), quantiles)
-    threshold = float(np.clip(threshold, -1.0, 1.0))
-    if speakers < FLOOR_UNTIL and threshold < DEFAULT_THRESHOLD:
-        threshold, method = DEFAULT_THRESHOLD, f"{method}, raised to the prior (under {FLOOR_UNTIL} speakers)"
+    model = score_calibration.threshold(speakers)
+    if speakers < POPULATION_FROM or speakers < MIN_SPEAKERS or compared < MIN_COMPARISONS:
+        miss = float(np.mean(targets < model)) if len(targets) else None
+        return Calibration(
+            threshold=round(model, 6),
+            source="model",
+            measured=speakers >= MIN_SPEAKERS and compared >= MIN_COMPARISONS,
+            method="score calibration",
+            expected_miss=None if miss is None else round(miss, 6),
+            **base,
+        )
+    measured, method = tail_quantile(top, compared, per_comparison(far, speakers), quantiles)
+    low, high = model - BELOW_MODEL, model + ABOVE_MODEL
+    threshold = float(np.clip(measured, low, high))
+    if threshold != measured:
+        method += f", held within {low:.3f}..{high:.3f} around the score calibration's {model:.3f}"
     exceeding = int(np.sum(top >= threshold))
     expected_far = 1 - (1 - exceeding / compared) ** (speakers - 1) if exceeding < len(top) else None
     miss = float(np.mean(targets < threshold)) if len(targets) else None
     return Calibration(
         threshold=round(threshold, 6),
         source="calibrated",
+        measured=True,
         method=method,
         expected_far=None if expected_far is None else round(expected_far, 6),
         expected_miss=None if miss is None else round(miss, 6),

@@ -25,6 +25,7 @@ import numpy as np
 
 from speakerid.base import validate
 from speakerid.base.errors import UsageError
+from speakerid.decide import score_calibration
 from speakerid.decide.calibration import DEFAULT_FAR, Calibration, calibrate
 from speakerid.decide.scoring import DEFAULT_MARGIN, DEFAULT_THRESHOLD, Candidate, Profiles, decide
 from store import Resource, Settings, SpeakerNotFoundError, Voiceprints
@@ -46,11 +47,13 @@ class Identification:
     speech_seconds: float
     model: str
     reason: str
+    confidence: float = 0.0  # the probability that the answer (the person named, or "unknown") is right
 
     def to_dict(self) -> dict:
         return {
             "speaker": self.speaker,
             "score": round(self.score, 6),
+            "confidence": round(self.confidence, 4),
             "threshold": round(self.threshold, 6),
             "candidates": [c.to_dict() for c in self.candidates],
             "speech_seconds": round(self.speech_seconds, 2),
@@ -68,12 +71,14 @@ class Verification:
     speech_seconds: float = 0.0
     model: str = ""
     note: str = ""  # why the threshold is not the one asked for (a false-accept target too few speakers can set)
+    confidence: float = 0.0  # the probability that the answer (accepted or rejected) is right
 
     def to_dict(self) -> dict:
         out = {
             "speaker": self.speaker,
             "accepted": self.accepted,
             "score": round(self.score, 6),
+            "confidence": round(self.confidence, 4),
             "threshold": round(self.threshold, 6),
             "speech_seconds": round(self.speech_seconds, 2),
             "model": self.model,
@@ -161,20 +166,22 @@ class Decider:
         small to measure."""
         far = validate.far(far)
         measured = self.measured()
-        if measured.source != "calibrated":
+        if not measured.measured:
             return prior
         return round(measured.threshold_at(far, comparisons), 6)
 
     def door_threshold(self, resource: Resource, *, claim: bool = True) -> float:
         """The cosine a voice must reach at ``resource``: its own threshold, else its false-accept
         target (per comparison for a claim; over every enrolled speaker when identifying) converted
-        on the store's population."""
+        on the store's population (20 speakers or more; a smaller group has the prior 0.55, which
+        no enrollment moves); never below the store's identification threshold."""
         if resource.threshold is not None:
             return resource.threshold
         comparisons = 1 if claim else max(len(self.profiles), 1)
-        return self.threshold_for(
+        door = self.threshold_for(
             resource.far or DEFAULT_ACCESS_FAR, comparisons=comparisons, prior=DEFAULT_ACCESS_THRESHOLD
         )
+        return max(door, self.threshold)  # a door is never easier than identifying
 
     def _measure(self, far: float, *, aside: bool = False) -> Calibration:
         generation, vectors, owners = self.profiles.snapshot()
@@ -219,6 +226,7 @@ class Decider:
         threshold = self.threshold if threshold is None else threshold
         candidates = self.profiles.rank(vector, top_k=max(top_k, 2), exclude=exclude)
         decision = decide(candidates, threshold, self.margin)
+        named = score_calibration.confidence([c.score for c in candidates], len(self.profiles))
         return Identification(
             speaker=decision.speaker,
             score=decision.score,
@@ -227,7 +235,12 @@ class Decider:
             speech_seconds=speech_seconds,
             model=model,
             reason=decision.reason,
+            confidence=named if decision.speaker is not None else self.stranger(candidates),
         )
+
+    def stranger(self, candidates: list[Candidate]) -> float:
+        """The probability that a voice scoring ``candidates`` is nobody enrolled."""
+        return score_calibration.posteriors([c.score for c in candidates], len(self.profiles))[1]
 
     def claimed(self, name: str) -> str:
         """The name a claim refers to, as enrolled; :class:`SpeakerNotFoundError` if no one is."""
@@ -256,14 +269,16 @@ class Decider:
         threshold, note = self.verification_threshold(threshold=threshold, far=far)
         speaker = self.claimed(claim)
         score = float(np.dot(vector, self.profile(speaker)))
+        accepted, claimed = score >= threshold, score_calibration.verified(score)
         return Verification(
             speaker=speaker,
-            accepted=score >= threshold,
+            accepted=accepted,
             score=score,
             threshold=threshold,
             speech_seconds=speech_seconds,
             model=model,
             note=note,
+            confidence=claimed if accepted else 1 - claimed,
         )
 
     def verification_threshold(self, *, threshold: float | None = None, far: float | None = None) -> tuple[float, str]:
@@ -275,17 +290,16 @@ class Decider:
             return validate.threshold(threshold), ""
         if far is None:
             return self.threshold, ""
+        far = validate.far(far)
         measured = self.measured()
-        note = (
-            ""
-            if measured.source == "calibrated"
-            else (
-                f"the false-accept target {far:g} could not be applied: {measured.speakers} speakers and "
-                f"{measured.comparisons} impostor comparisons are too few to measure it; the prior "
-                f"{DEFAULT_THRESHOLD:g} is used"
-            )
+        if measured.measured:
+            return round(measured.threshold_at(far, 1), 6), ""
+        standing = self.threshold
+        return standing, (
+            f"the false-accept target {far:g} could not be applied: {measured.speakers} speakers and "
+            f"{measured.comparisons} impostor comparisons are too few to measure it; the store's threshold "
+            f"{standing:g} is used"
         )
-        return self.threshold_for(far), note
 
     def classify(self, vector: np.ndarray, top_k: int | None = None) -> list[dict]:
         """How the evidence splits between every enrolled speaker and ``"unknown"``: a softmax over

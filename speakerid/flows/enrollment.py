@@ -25,10 +25,18 @@ from speakerid.base.prefetch import prefetched
 from speakerid.base.progress import progress
 from speakerid.decide.decider import Decider
 from speakerid.decide.scoring import centroid
-from speakerid.flows.quality import MIN_CONSISTENCY, consistency, level_problem, minimum_consistency, odd_one_out
+from speakerid.flows.near_copy import find_near_copy
+from speakerid.flows.quality import (
+    MIN_CONSISTENCY,
+    consistency,
+    feedback,
+    level_problem,
+    minimum_consistency,
+    odd_one_out,
+)
 from speakerid.voice.audio import AudioInput, describe, is_sample_pair
 from speakerid.voice.reader import VoiceReader
-from store import NewEmbedding, SpeakerExistsError, Voiceprints, speaker_name
+from store import AuditLog, NewEmbedding, SpeakerExistsError, Voiceprints, speaker_name
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +55,7 @@ class Clip:
     vector: np.ndarray
     sha256: str
     speech_seconds: float
+    speech: np.ndarray | None = None  # the speech at 16 kHz, to hear it changed (near_copy); None on Ray
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,7 @@ class EnrollResult:
     total_clips: int  # clips the speaker now has
     warnings: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    quality: dict = field(default_factory=dict)  # how good the voiceprint is, and what would improve it
 
     def to_dict(self) -> dict:
         return {
@@ -77,6 +87,7 @@ class EnrollResult:
             "total_clips": self.total_clips,
             "warnings": self.warnings,
             "skipped": [s.to_dict() for s in self.skipped],
+            "quality": self.quality,
         }
 
 
@@ -141,8 +152,11 @@ class Enrollment:
         limits: Limits | None = None,
         skip_bad: bool = False,
         strict: bool = False,
+        allow_similar: bool = False,
+        audit: AuditLog | None = None,
     ):
         self.voiceprints, self.reader, self.decider = voiceprints, reader, decider
+        self.allow_similar, self.audit = allow_similar, audit
         self.profiles = decider.profiles
         self.limits = limits or Limits()
         self.skip_bad, self.strict = skip_bad, strict
@@ -195,7 +209,13 @@ class Enrollment:
                 raise error or EnrollmentError(f"{clip}: {reason}")
             return Skipped(clip, reason)
         audio, speech, sha256 = decoded
-        return Clip(source=audio.source, vector=self.reader.embed(speech), sha256=sha256, speech_seconds=speech.seconds)
+        return Clip(
+            source=audio.source,
+            vector=self.reader.embed(speech),
+            sha256=sha256,
+            speech_seconds=speech.seconds,
+            speech=speech.samples,
+        )
 
     def finish(
         self, name: str, read: Sequence[Clip | Skipped], *, mode: str = "new", metadata: dict | None = None
@@ -221,7 +241,7 @@ class Enrollment:
                 f"{self.limits.min_speech:g} s; add more or longer clips"
             )
         vectors = np.stack([c.vector for c in prepared])
-        warnings = self._duplicate_voice(name, vectors)
+        warnings = self._near_copy(name, vectors, prepared) + self._duplicate_voice(name, vectors)
         model = self.reader.embedder.model_id
         speaker = self.voiceprints.add_speaker(
             name,
@@ -238,6 +258,7 @@ class Enrollment:
             total_clips=speaker.clips,
             warnings=warnings,
             skipped=list(self.skipped),
+            quality=feedback(vectors, speech, self.decider.threshold),
         )
 
     # -- the gates ---------------------------------------------------------------------------------
@@ -321,6 +342,25 @@ class Enrollment:
                 continue
             kept.append(clip)
         return kept
+
+    def _near_copy(self, name: str, vectors: np.ndarray, clips: list[Clip]) -> list[str]:
+        """Refuse an enrolled voice again (a second name, a reversed or re-timed copy), unless allowed."""
+        speech = [c.speech for c in clips if c.speech is not None]
+        copy = find_near_copy(name, vectors, speech, self.profiles, lambda x: self.reader.embedder.embed([x])[0])
+        if copy is None:
+            return []
+        message = copy.reason(name)
+        if not self.allow_similar:
+            if self.audit is not None:
+                self.audit.log_event(
+                    "enroll_refused", None, name=name, like=copy.speaker, how=copy.how, score=round(copy.score, 3)
+                )
+            raise EnrollmentError(message)
+        if self.audit is not None:
+            self.audit.log_event(
+                "near_copy_allowed", None, name=name, like=copy.speaker, how=copy.how, score=round(copy.score, 3)
+            )
+        return [f"allowed by an admin: {message}"]
 
     def _duplicate_voice(self, name: str, vectors: np.ndarray) -> list[str]:
         found = self.profiles.rank(centroid(vectors), top_k=1, exclude=name)

@@ -54,11 +54,13 @@ class Event:
     score: float | None
     final: bool
     reason: str
+    confidence: float | None = None  # the probability that the answer so far is right
 
     def to_dict(self) -> dict:
         out = asdict(self)
         out["t"], out["speech_seconds"] = round(self.t, 3), round(self.speech_seconds, 3)
         out["score"] = None if self.score is None else round(self.score, 6)
+        out["confidence"] = None if self.confidence is None else round(self.confidence, 4)
         return out
 
 
@@ -207,22 +209,22 @@ class Stream:
         return event
 
     # -- deciding ------------------------------------------------------------------------------------
-    def _answer(self) -> tuple[str | None, str, float | None, str, bool]:
-        """``(speaker, label, score, reason, sure)`` from the evidence so far."""
+    def _answer(self) -> tuple[str | None, str, float | None, str, bool, float | None]:
+        """``(speaker, label, score, reason, sure, confidence)`` from the evidence so far."""
         if not self.windows:
-            return None, "unknown", None, "no speech yet", False
+            return None, "unknown", None, "no speech yet", False, None
         evidence = centroid(np.stack(self.windows))
         if self.mode == "verify" and self.unknown_claim:
-            return None, "rejected", None, "voice does not match the claimed speaker", False
+            return None, "rejected", None, "voice does not match the claimed speaker", False, None
         if self.mode == "verify":
-            score = float(evidence @ self.decider.profile(self.claim))
-            accepted = score >= self.threshold
+            verdict = self.decider.verify(evidence, self.claim, threshold=self.threshold)
             return (
-                self.claim if accepted else None,
-                "accepted" if accepted else "rejected",
-                score,
-                "match" if accepted else f"score {score:.3f} is under the threshold {self.threshold:g}",
-                accepted,
+                self.claim if verdict.accepted else None,
+                "accepted" if verdict.accepted else "rejected",
+                verdict.score,
+                "match" if verdict.accepted else f"score {verdict.score:.3f} is under the threshold {self.threshold:g}",
+                verdict.accepted,
+                verdict.confidence,
             )
         found = self.decider.identify(evidence, threshold=self.threshold, top_k=2)
         return (
@@ -231,13 +233,14 @@ class Stream:
             found.score if found.candidates else None,
             found.reason,
             found.speaker is not None,
+            found.confidence,
         )
 
     def _decide(self, *, final: bool, closing: bool = False) -> Event:
-        speaker, label, score, reason, sure = self._answer()
+        speaker, label, score, reason, sure, confidence = self._answer()
         if closing and self.speech_seconds < MIN_SPEECH:
             error = InsufficientSpeechError("stream", got=self.speech_seconds, need=MIN_SPEECH)
-            speaker, label, score, reason = None, "unknown", score, error.reason
+            speaker, label, score, reason, confidence = None, "unknown", score, error.reason, None
         answer = (speaker, label)
         self.agreeing = self.agreeing + 1 if answer == self.last_answer else 1
         self.last_answer = answer
@@ -251,6 +254,7 @@ class Stream:
             score,
             final or early,
             ("early: " + reason) if early else reason,
+            confidence,
         )
         if event.final:
             self.final = event

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from speakerid.base.errors import AudioError
+from speakerid.decide import score_calibration
 from speakerid.decide.scoring import centroid
 from speakerid.voice.audio import SAMPLE_RATE, Audio, AudioInput, stream_audio
 from speakerid.voice.vad import SpeechDetector
@@ -52,6 +53,7 @@ class Segment:
     speaker: str | None  # an enrolled name, or None for a voice nobody enrolled
     label: str  # the name, or unknown-N
     score: float | None  # the turn's score against its profile (or the best one, for a stranger)
+    confidence: float | None = None  # the probability that the label (a name, or a stranger) is right
 
     def to_dict(self) -> dict:
         return {
@@ -60,6 +62,7 @@ class Segment:
             "speaker": self.speaker,
             "label": self.label,
             "score": None if self.score is None else round(self.score, 4),
+            "confidence": None if self.confidence is None else round(self.confidence, 4),
         }
 
 
@@ -276,11 +279,15 @@ def _segments(windows: _Windows, labels: list[str], vectors, names, profiles, mi
     out = []
     for start, end, lab, members in turns:
         centre = centroid(vectors[sorted(members)])
+        scores = sorted((profiles @ centre).tolist(), reverse=True) if len(names) else []
+        chances, nobody = score_calibration.posteriors(scores[:5], len(names))
         if lab in index:
-            speaker, score = lab, float(profiles[index[lab]] @ centre)
+            score = float(profiles[index[lab]] @ centre)
+            out.append(
+                Segment(start, end, lab, lab, score, chances[scores.index(score)] if score in scores[:5] else 0.0)
+            )
         else:
-            speaker, score = None, float((profiles @ centre).max()) if len(names) else None
-        out.append(Segment(start, end, speaker, lab, score))
+            out.append(Segment(start, end, None, lab, scores[0] if scores else None, nobody))
     return out
 
 

@@ -53,7 +53,8 @@ def identification(result: dict, key: ApiKey | None) -> dict:
     if not is_client(key):
         return result
     if result["speaker"] is None:
-        return {**result, "candidates": [], "score": None, "reason": refusal_reason(result["reason"], claimed=False)}
+        reason = refusal_reason(result["reason"], claimed=False)
+        return {**result, "candidates": [], "score": None, "confidence": None, "reason": reason}
     named = [c for c in result["candidates"] if c["speaker"] == result["speaker"]]
     return {**result, "candidates": named[:1]}
 
@@ -62,14 +63,15 @@ def verification(result: dict, key: ApiKey | None) -> dict:
     """Accepted or not; a client sees no score on a rejection."""
     if not is_client(key) or result["accepted"]:
         return result
-    return {**result, "score": None}
+    return {**result, "score": None, "confidence": None}
 
 
 def decision(result: dict, key: ApiKey | None) -> dict:
     """An access decision; a client sees no score on a denial, and an unknown claim as a mismatch."""
     if not is_client(key) or result["allow"]:
         return result
-    return {**result, "reason": refusal_reason(result["reason"], claimed=result["claim"] is not None), "score": None}
+    reason = refusal_reason(result["reason"], claimed=result["claim"] is not None)
+    return {**result, "reason": reason, "score": None, "confidence": None}
 
 
 def labels(ranked: list[dict], key: ApiKey | None, top_k: int | None) -> list[dict]:
@@ -86,4 +88,5 @@ def event(event: dict, key: ApiKey | None) -> dict:
     if not is_client(key) or event.get("speaker"):
         return event
     claimed = event.get("label") in ("accepted", "rejected")
-    return {**event, "score": None, "reason": refusal_reason(event.get("reason") or "", claimed=claimed)}
+    reason = refusal_reason(event.get("reason") or "", claimed=claimed)
+    return {**event, "score": None, "confidence": None, "reason": reason}

@@ -72,7 +72,14 @@ def add(app: FastAPI, service: Service) -> None:
         return result.to_dict()
 
     @app.post("/v1/speakers/{speaker:path}/enrollments", status_code=201)
-    async def enroll(request: Request, speaker: str, mode: str = "new", skip_bad: bool = False, key=admin):
+    async def enroll(
+        request: Request,
+        speaker: str,
+        mode: str = "new",
+        skip_bad: bool = False,
+        allow_similar: bool = False,
+        key=admin,
+    ):
         if mode not in ("new", "append", "replace"):
             raise UsageError(f"mode is new, append or replace, not {mode!r}")
         uploads = await clips(request, many=True)
@@ -84,6 +91,7 @@ def add(app: FastAPI, service: Service) -> None:
             append=mode == "append",
             skip_bad=skip_bad,
             labels=[n for _, n in uploads],
+            allow_similar=allow_similar,
         )
         return result.to_dict()
 

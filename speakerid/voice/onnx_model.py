@@ -37,7 +37,9 @@ if TYPE_CHECKING:  # the graph needs torch, imported only when a file is built
 
 log = logging.getLogger(__name__)
 
-CONVERTER = 6  # bump when the graph changes: files of another version are rebuilt
+CONVERTER = (
+    7  # bump when the graph changes (7: the cohort is written beside the files): files of another version are rebuilt
+)
 RESTATER = 1  # the same for restated_file()
 ACTIVATIONS = {DEFAULT_MODEL: Path(__file__).parent / "data" / "ecapa-voxceleb-int8-activations.npz"}
 SMOOTHING = 0.7  # SmoothQuant's alpha (benchmarks/int8_calibration.py: 0.5 and 0.7 measured)
@@ -174,13 +176,15 @@ def _write_private(path: Path, data: bytes) -> None:
 def prepared_graph(model: ModelFolder, precision: str) -> tuple[EcapaGraph, set[str]]:
     """The graph ``precision``'s file is exported from (torch + SpeechBrain, this once), and the
     names of the weights :func:`quantise` turns to int8 (empty for fp32)."""
-    from speakerid.voice import ecapa_graph, ecapa_int8
+    from speakerid.voice import ecapa_graph, ecapa_int8, ecapa_recipe
+    from speakerid.voice.cohort import save_cohort
     from speakerid.voice.speechbrain_engine import flush_denormals, load_speechbrain
 
     classifier = load_speechbrain(model.path)
     classifier.eval()
     flush_denormals(classifier.mods)  # the same outputs; no microcode assists on Intel CPUs
-    if reasons := ecapa_graph.unsupported(classifier):
+    save_cohort(model, classifier)  # the training speakers' prototypes, for evaluations' s-norm
+    if reasons := ecapa_recipe.unsupported(classifier):
         raise NotConvertible(f"{model.id}: {'; '.join(reasons)}")
     graph = ecapa_graph.EcapaGraph(classifier).eval()
     if precision != "int8":

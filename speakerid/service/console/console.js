@@ -181,7 +181,10 @@ async function enroll() {
   const name = $("enroll-name").value.trim();
   if (!name || !state.clips.length) { $("enroll-result").textContent = "Give a name and at least one clip."; return; }
   const result = await api("POST", `/v1/speakers/${encodeURIComponent(name)}/enrollments`, clipsForm(state.clips));
-  $("enroll-result").textContent = `Enrolled ${result.speaker}: ${plural(result.clips, "clip")}, ${result.speech_seconds} s of speech.` +
+  const q = result.quality || {};
+  const expected = q.expected_accept == null ? "" : `, new recordings expected to be named ${Math.round(100 * q.expected_accept)} % of the time`;
+  $("enroll-result").textContent = `Enrolled ${result.speaker}: ${plural(result.clips, "clip")}, ${result.speech_seconds} s of speech` +
+    `${q.agreement == null ? "" : `, clips agree ${q.agreement.toFixed(2)}`}${expected}. ${(q.advice || []).join("; ")}` +
     (result.warnings.length ? ` Warning: ${result.warnings.join("; ")}` : "");
   state.clips = [];
   $("enroll-clips").replaceChildren();
