@@ -57,6 +57,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --manifest: read and embed clips on Ray (this machine, or the cluster at ADDRESS)",
     )
     parser.add_argument("--workers", type=int, default=2, metavar="N", help="Ray workers, one model each (default 2)")
+    parser.add_argument(
+        "--rttm",
+        type=Path,
+        metavar="REF.rttm",
+        help="enroll from NAME's turns in one RECORDING, as this RTTM file labels them (with --label)",
+    )
+    parser.add_argument("--label", metavar="L", help="with --rttm: the label of the speaker's turns")
+    parser.add_argument(
+        "--span",
+        action="append",
+        default=[],
+        metavar="START-END",
+        help="enroll from this stretch of one RECORDING, in seconds (repeatable)",
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--replace", action="store_true", help="re-enroll NAME from scratch, dropping its old clips")
     mode.add_argument("--append", action="store_true", help="add the clips to NAME's existing voiceprint")
@@ -108,6 +122,8 @@ def enroll(args: argparse.Namespace) -> int:
         raise UsageError("--ray goes with --manifest")
     if not args.name or not args.clips:
         raise UsageError("enroll-speaker: give NAME and at least one CLIP, or --manifest FILE.csv")
+    if args.rttm is not None or args.span:
+        return enroll_turns(args)
     with open_speakerid(args) as sid:
         result = sid.enroll(
             args.name,
@@ -121,6 +137,37 @@ def enroll(args: argparse.Namespace) -> int:
             min_clip_speech=args.min_clip_speech,
             allow_similar=args.allow_similar,
         )
+    return report(args, result)
+
+
+def enroll_turns(args: argparse.Namespace) -> int:
+    """``enroll-speaker NAME RECORDING --rttm REF --label L`` or ``--span START-END``..."""
+    if len(args.clips) != 1:
+        raise UsageError("--rttm and --span take exactly one RECORDING")
+    if (args.rttm is None) == (not args.span) or (args.rttm is not None and not args.label):
+        raise UsageError("give --rttm REF.rttm --label L, or --span START-END (not both)")
+    from speakerid.flows.turns import span
+
+    with open_speakerid(args) as sid:
+        result = sid.enroll_turns(
+            args.name,
+            args.clips[0],
+            rttm=args.rttm,
+            label=args.label,
+            spans=[span(s) for s in args.span] or None,
+            replace=args.replace,
+            append=args.append,
+            metadata=parse_meta(args.meta),
+            strict=args.strict,
+            skip_bad=True,  # turns are often too short alone; the ones that fail a check are reported
+            min_speech=args.min_speech,
+            min_clip_speech=args.min_clip_speech,
+            allow_similar=args.allow_similar,
+        )
+    return report(args, result)
+
+
+def report(args: argparse.Namespace, result) -> int:
     for message in result.warnings:
         warn(message)
     for skipped in result.skipped:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from speakerid.base import validate
-from speakerid.base.errors import UsageError
+from speakerid.base.errors import EnrollmentError, UsageError
 from speakerid.base.paths import default_home
 from speakerid.decide.calibration import Calibration
 from speakerid.decide.decider import Decider, Identification, Verification
@@ -31,6 +31,7 @@ from speakerid.decide.scoring import DEFAULT_MARGIN, DEFAULT_THRESHOLD, Profiles
 from speakerid.flows.enrollment import MIN_CLIP_SPEECH, MIN_TOTAL_SPEECH, Enrollment, EnrollResult, Limits
 from speakerid.flows.streaming import Stream
 from speakerid.flows.timeline import DEFAULT_MIN_TURN, Timeline, build_timeline
+from speakerid.flows.turns import TURN_CLIP, grouped, labelled_turns, span, turn_audio
 from speakerid.voice.audio import DEFAULT_MAX_SECONDS, AudioInput
 from speakerid.voice.embedder import Embedder, load_embedder
 from speakerid.voice.reader import Voice, VoiceReader
@@ -216,6 +217,41 @@ class SpeakerID:
         result = job.run(name, clips, mode=mode, metadata=metadata, labels=labels)
         self.decider.measured()  # the population changed: measure it again now (even under a hand-set threshold)
         return result
+
+    def enroll_turns(
+        self,
+        name: str,
+        recording: str | os.PathLike,
+        *,
+        rttm: str | os.PathLike | None = None,
+        label: str | None = None,
+        spans: list[tuple[float, float]] | None = None,
+        **options,
+    ) -> EnrollResult:
+        """Enroll ``name`` from their turns in a recording: the turns an RTTM file gives ``label``
+        (``rttm`` + ``label``), or hand-picked ``spans`` of seconds. Turns are joined in order into
+        clips of about :data:`TURN_CLIP` seconds (a turn is often shorter than a clip needs), and go
+        through the usual gates; ``options`` are :meth:`enroll`'s."""
+        if (rttm is None) == (spans is None) or (rttm is not None and not label):
+            raise UsageError("give the turns: rttm and label, or spans")
+        chosen = (
+            labelled_turns(Path(rttm), recording, label)
+            if rttm is not None
+            else [span(s) if isinstance(s, str) else s for s in spans]
+        )
+        clips, labels = [], []
+        for group in grouped(chosen, TURN_CLIP):
+            parts = turn_audio(recording, group)
+            rate = parts[0][1]
+            clips.append((np.concatenate([p for p, _ in parts]), rate))
+            labels.append(f"{os.fsdecode(recording)}@{group[0][0]:.2f}-{group[-1][1]:.2f}")
+        try:
+            return self.enroll(name, clips, labels=labels, **options)
+        except EnrollmentError as exc:
+            held = sum(b - a for a, b in chosen)
+            raise EnrollmentError(
+                f"{exc} (the {len(chosen)} turns hold {held:.1f} s of audio; pick more turns, or lower --min-speech)"
+            ) from None
 
     # -- questions ---------------------------------------------------------------------------------
     def identify(

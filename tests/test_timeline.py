@@ -164,3 +164,38 @@ def test_timeline_command_rttm_and_http(enrolled, tmp_path, cli_env):
         assert r.status_code == 200 and r.json()["segments"] == result["segments"]
     bad = run_cli(["timeline", str(tmp_path / "nope.wav")], cli_env)
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "file not found" in bad.stderr
+
+
+@needs_data
+def test_the_readmes_timeline_walk_through_runs_as_written(tmp_path, cli_env):
+    """The README's four lines on the shared two-person recording, run from the repository root in
+    a fresh home: both people enrolled from their labelled turns, a timeline, its error."""
+    import re
+    import shlex
+
+    from conftest import README, ROOT
+
+    block = re.search(r"```bash\n(enroll-speaker speaker90 .*?)```", README.read_text(), flags=re.S).group(1)
+    cli_env["SPEAKERID_HOME"] = str(tmp_path / "home")
+    outputs = []
+    for line in block.strip().splitlines():
+        words = shlex.split(line)
+        module = "enroll.cli" if words[0] == "enroll-speaker" else "speakerid.cli"
+        words = [str(tmp_path / w) if w.endswith(".timeline.rttm") else w for w in words]
+        import subprocess
+        import sys
+
+        done = subprocess.run(
+            [sys.executable, "-m", module, *words[1:]],
+            env=cli_env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, (line, done.stderr)
+        outputs.append(done.stdout)
+    assert "enrolled speaker90" in outputs[0] and "enrolled speaker91" in outputs[1]
+    assert (tmp_path / "sample.timeline.rttm").read_text().startswith("SPEAKER sample 1 ")
+    ier = float(re.search(r"total: IER ([\d.]+)%", outputs[3]).group(1))
+    assert ier < 25, outputs[3]

@@ -8,35 +8,16 @@ are names. A reference speaker nobody enrolled counts as answered right when the
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from speakerid.base.errors import UsageError
+from speakerid.flows.turns import read_rttm
 
 if TYPE_CHECKING:  # the facade hands itself in; apps sit below it
     from speakerid.api import SpeakerID
 
 UNKNOWN = "<unknown>"
-
-
-def read_rttm(path: Path) -> dict[str, list[tuple[float, float, str]]]:
-    """File id -> turns ``(start, end, label)`` from ``SPEAKER`` lines."""
-    turns: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    for number, line in enumerate(lines, 1):
-        parts = line.split()
-        if not parts or parts[0] != "SPEAKER":
-            continue
-        try:
-            start, duration = float(parts[3]), float(parts[4])
-            turns[parts[1]].append((start, start + duration, parts[7]))
-        except (IndexError, ValueError):
-            raise UsageError(f"{path}:{number}: not an RTTM SPEAKER line: {line!r}") from None
-    return dict(turns)
 
 
 def evaluate_timelines(

@@ -140,6 +140,9 @@ def read_clip(reader: VoiceReader, limits: Limits, source: AudioInput, label: st
     return audio, speech, sha256_clip(source, audio.samples)
 
 
+SAME_PERSON_WARNING = 0.55  # different people's profiles on mini-voxceleb1: at most 0.43
+
+
 class Enrollment:
     """One enrollment of one speaker; :meth:`run` does it. See :meth:`speakerid.SpeakerID.enroll`."""
 
@@ -364,7 +367,7 @@ class Enrollment:
 
     def _duplicate_voice(self, name: str, vectors: np.ndarray) -> list[str]:
         found = self.profiles.rank(centroid(vectors), top_k=1, exclude=name)
-        bar = self.decider.threshold  # from this score on, two voices count as one person
+        bar = max(self.decider.threshold, SAME_PERSON_WARNING)  # worth a word: two voices this alike
         if not found or found[0].score < bar:
             return []
         message = (
