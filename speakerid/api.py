@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from speakerid.apps.archive import Archive
 from speakerid.base import validate
 from speakerid.base.errors import EnrollmentError, UsageError
 from speakerid.base.paths import default_home
@@ -31,7 +32,7 @@ from speakerid.decide.scoring import DEFAULT_MARGIN, DEFAULT_THRESHOLD, Profiles
 from speakerid.flows.enrollment import MIN_CLIP_SPEECH, MIN_TOTAL_SPEECH, Enrollment, EnrollResult, Limits
 from speakerid.flows.streaming import Stream
 from speakerid.flows.timeline import DEFAULT_MIN_TURN, Timeline, build_timeline
-from speakerid.flows.turns import TURN_CLIP, grouped, labelled_turns, span, turn_audio
+from speakerid.flows.turns import as_span, read_rttm, turn_clips, turns_of
 from speakerid.voice.audio import DEFAULT_MAX_SECONDS, AudioInput
 from speakerid.voice.embedder import Embedder, load_embedder
 from speakerid.voice.reader import Voice, VoiceReader
@@ -221,36 +222,35 @@ class SpeakerID:
     def enroll_turns(
         self,
         name: str,
-        recording: str | os.PathLike,
+        recording: str | os.PathLike | tuple[np.ndarray, int],
         *,
         rttm: str | os.PathLike | None = None,
         label: str | None = None,
         spans: list[tuple[float, float]] | None = None,
         **options,
     ) -> EnrollResult:
-        """Enroll ``name`` from their turns in a recording: the turns an RTTM file gives ``label``
-        (``rttm`` + ``label``), or hand-picked ``spans`` of seconds. Turns are joined in order into
+        """Enroll ``name`` from their turns in a recording (a file, or a decoded ``(samples, rate)``
+        pair): the turns an RTTM file gives ``label`` (``rttm`` + ``label``), or hand-picked ``spans``
+        of seconds (``(start, end)`` or ``"START-END"``). Turns are joined in order into
         clips of about :data:`TURN_CLIP` seconds (a turn is often shorter than a clip needs), and go
         through the usual gates; ``options`` are :meth:`enroll`'s."""
         if (rttm is None) == (spans is None) or (rttm is not None and not label):
             raise UsageError("give the turns: rttm and label, or spans")
-        chosen = (
-            labelled_turns(Path(rttm), recording, label)
-            if rttm is not None
-            else [span(s) if isinstance(s, str) else s for s in spans]
-        )
-        clips, labels = [], []
-        for group in grouped(chosen, TURN_CLIP):
-            parts = turn_audio(recording, group)
-            rate = parts[0][1]
-            clips.append((np.concatenate([p for p, _ in parts]), rate))
-            labels.append(f"{os.fsdecode(recording)}@{group[0][0]:.2f}-{group[-1][1]:.2f}")
+        if rttm is not None:
+            stem = "" if isinstance(recording, tuple) else Path(os.fsdecode(recording)).stem
+            chosen = turns_of(read_rttm(Path(rttm)), stem, label, os.fsdecode(rttm))
+        else:
+            if not spans:
+                raise UsageError("give at least one span")
+            chosen = [as_span(s) for s in spans]
+        clips, labels = turn_clips(recording, chosen)
         try:
             return self.enroll(name, clips, labels=labels, **options)
         except EnrollmentError as exc:
             held = sum(b - a for a, b in chosen)
             raise EnrollmentError(
-                f"{exc} (the {len(chosen)} turns hold {held:.1f} s of audio; pick more turns, or lower --min-speech)"
+                f"{exc} (the {len(chosen)} turns hold {held:.1f} s of audio; pick more turns, lower --min-speech, "
+                "or leave stretches with too little speech out with --skip-bad)"
             ) from None
 
     # -- questions ---------------------------------------------------------------------------------
@@ -319,6 +319,12 @@ class SpeakerID:
             min_turn=min_turn,
             progress=progress,
         )
+
+    @property
+    def archive(self) -> Archive:
+        """Timelines kept across recordings and the unknown voices in them (:mod:`speakerid.apps.archive`):
+        ``sid.archive.add(recording)``, ``.voices()``, ``.name("unknown-3", "alice")``, ``.erase("unknown-3")``."""
+        return Archive(self)
 
     def stream(
         self,

@@ -4,7 +4,7 @@
 Knows nothing about audio or models beyond their ids: it keeps and searches vectors. All of
 speakerid's SQL lives in this package. Open one with :func:`open_store` (a folder or a
 ``postgresql://`` URL) and program against its roles (:mod:`store.roles`): ``store.voiceprints``,
-``store.policy``, ``store.audit``, ``store.settings``, ``store.maintenance``.
+``store.policy``, ``store.audit``, ``store.archive``, ``store.settings``, ``store.maintenance``.
 """
 
 from .errors import (
@@ -18,18 +18,23 @@ from .errors import (
     ModelMismatchError,
     NotFoundError,
     ReadOnlyStoreError,
+    RecordingNotFoundError,
     SchemaTooNewError,
     SpeakerExistsError,
     SpeakerIDError,
     SpeakerNotFoundError,
     StoreError,
     UnknownResourceError,
+    VoiceNotFoundError,
 )
 from .index import VectorIndex
 from .names import group_name, name_key, principal, resource_name, speaker_name
 from .opening import is_postgres_url, open_store
 from .records import (
     ApiKey,
+    ArchivedRecording,
+    ArchivedTurn,
+    ArchivedVoice,
     Changes,
     CheckReport,
     Counts,
@@ -38,14 +43,19 @@ from .records import (
     Hit,
     IndexState,
     NewEmbedding,
+    NewTurn,
     Resource,
     Speaker,
 )
-from .roles import AccessPolicy, AuditLog, Maintenance, Settings, Store, Voiceprints
+from .roles import AccessPolicy, Archive, AuditLog, Maintenance, Settings, Store, Voiceprints
 from .sqlite_store import DB_NAME, INDEX_NAME
 
 __all__ = [
     "AccessPolicy",
+    "Archive",
+    "ArchivedRecording",
+    "ArchivedTurn",
+    "ArchivedVoice",
     "AuditLog",
     "Maintenance",
     "Settings",
@@ -70,8 +80,10 @@ __all__ = [
     "KeyNotFoundError",
     "ModelMismatchError",
     "NewEmbedding",
+    "NewTurn",
     "NotFoundError",
     "ReadOnlyStoreError",
+    "RecordingNotFoundError",
     "Resource",
     "SchemaTooNewError",
     "Speaker",
@@ -82,6 +94,7 @@ __all__ = [
     "StoreError",
     "UnknownResourceError",
     "VectorIndex",
+    "VoiceNotFoundError",
     "group_name",
     "is_postgres_url",
     "name_key",

@@ -27,6 +27,9 @@ TABLES: list[tuple[str, str]] = [
     ("audit", "id, decision_id, time, key_id, resource, claim, mode, allow, reason, speaker, score, threshold"),
     ("events", "id, time, kind, speaker, detail"),
     ("settings", "key, value"),
+    ("recordings", "id, path, sha256, duration, added"),
+    ("voices", "id, number, created"),
+    ("turns", "id, recording_id, start_s, end_s, speaker_id, voice_id, vector, score"),
 ]
 ORDER = {
     "grants": "resource, speaker_id, grp",
@@ -36,7 +39,7 @@ ORDER = {
     "api_keys": "id",
 }
 BOOLEANS = {"audit": {"allow"}}  # SQLite keeps 0/1, PostgreSQL wants true/false
-COPIED_META = ("model", "dimension")
+COPIED_META = ("model", "dimension", "last_voice")  # last_voice: unknown-N numbers are never reused
 CHUNK = 5_000
 
 

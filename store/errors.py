@@ -83,3 +83,15 @@ class SchemaTooNewError(StoreError):
 
 class ReadOnlyStoreError(StoreError):
     """A write was asked of a store that can only be read (a read-only home)."""
+
+
+class VoiceNotFoundError(NotFoundError):
+    def __init__(self, label: str):
+        self.label = label
+        super().__init__(f"no unknown voice {label!r} in the archive (speakerid voices lists them)")
+
+
+class RecordingNotFoundError(NotFoundError):
+    def __init__(self, recording: str):
+        self.recording = recording
+        super().__init__(f"{recording}: not in the archive (speakerid timeline --keep adds it)")

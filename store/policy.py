@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .errors import GrantNotFoundError, KeyNotFoundError, SpeakerNotFoundError, UnknownResourceError
+from .migrate import now
 from .names import group_name, name_key, resource_name, speaker_name
 from .names import principal as parse_principal
 from .records import ApiKey, Resource
 from .roles import AccessPolicy
-from .schema import now
 from .speakers import SQLVoiceprints
 
 if TYPE_CHECKING:

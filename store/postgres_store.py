@@ -9,7 +9,7 @@ write still holds at its commit.
 
 Erasure: deleting a speaker deletes their rows in one transaction; PostgreSQL keeps the bytes of
 deleted rows in the table's pages until they are reused, so every erasing write is followed by
-``VACUUM FULL`` of the speaker tables, which rewrites them into new files and drops the old ones.
+``VACUUM FULL`` of the speaker and archive tables, which rewrites them into new files and drops the old ones.
 Copies may still exist where this code cannot reach: write-ahead log segments until the server
 recycles them, replicas, and backups (see SECURITY.md).
 """
@@ -23,16 +23,17 @@ from collections.abc import Callable
 from .database import Database, Tx
 from .errors import StoreError
 from .index import DEFAULT_APPROX_THRESHOLD, DEFAULT_CANDIDATES
+from .migrate import migrate
 from .records import CheckReport, IndexState
 from .report import compare_index
-from .schema import POSTGRES, migrate
+from .schema import POSTGRES
 from .sql_store import SQLStore
 
 log = logging.getLogger(__name__)
 
 POOL_SIZE = 8
 CONNECT_TIMEOUT = 10.0
-ERASED_TABLES = ("embeddings", "speakers")
+ERASED_TABLES = ("embeddings", "speakers", "turns", "voices")
 
 
 def redact(url: str) -> str:
@@ -149,7 +150,7 @@ class PostgresStore(SQLStore):
             raise
 
     def _after_copy(self, tx: Tx) -> None:
-        for table in ("speakers", "embeddings", "audit", "events", "attempts"):
+        for table in ("speakers", "embeddings", "audit", "events", "attempts", "recordings", "voices", "turns"):
             tx.value(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE(MAX(id), 0) + 1, false) FROM {table}"
             )

@@ -159,3 +159,64 @@ class CheckReport:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "consistent": self.consistent}
+
+
+@dataclass(frozen=True)
+class NewTurn:
+    """One turn of a timeline, as handed to the archive: an enrolled ``speaker``'s, or ``voice``'s
+    (an archived ``unknown-N``, or any other key for a voice the archive does not know yet)."""
+
+    start: float
+    end: float
+    vector: np.ndarray
+    speaker: str | None = None
+    voice: str | None = None
+    score: float | None = None
+
+
+@dataclass(frozen=True)
+class ArchivedTurn:
+    recording: str  # the recording's path as it was added
+    start: float
+    end: float
+    label: str  # the enrolled name, or unknown-N
+    speaker: str | None
+    score: float | None
+
+    def to_dict(self) -> dict:
+        return {
+            "recording": self.recording,
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            "label": self.label,
+            "speaker": self.speaker,
+            "score": None if self.score is None else round(self.score, 4),
+        }
+
+
+@dataclass(frozen=True)
+class ArchivedVoice:
+    """A voice nobody enrolled, the same in every recording it was heard in."""
+
+    label: str  # unknown-N
+    seconds: float
+    recordings: int
+    turns: int
+    examples: list[ArchivedTurn]  # its longest turns
+
+    def to_dict(self) -> dict:
+        return {
+            "label": self.label,
+            "seconds": round(self.seconds, 2),
+            "recordings": self.recordings,
+            "turns": self.turns,
+            "examples": [t.to_dict() for t in self.examples],
+        }
+
+
+@dataclass(frozen=True)
+class ArchivedRecording:
+    path: str
+    sha256: str
+    duration: float
+    added: str

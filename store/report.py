@@ -10,8 +10,8 @@ import numpy as np
 
 from .database import Database
 from .index import VectorIndex
+from .migrate import applied
 from .records import CheckReport
-from .schema import applied
 
 
 def check_database(db: Database, backend: str, schema_version: int) -> CheckReport:

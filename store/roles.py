@@ -1,4 +1,4 @@
-"""What a store is to the rest of speakerid: a handle with five narrow roles.
+"""What a store is to the rest of speakerid: a handle with six narrow roles.
 
 A new backend implements the roles one at a time, each small enough to read in one sitting:
 
@@ -6,6 +6,7 @@ A new backend implements the roles one at a time, each small enough to read in o
   generation that moves with every write identification sees, and search;
 - :class:`AccessPolicy`: API keys, resources, grants and groups;
 - :class:`AuditLog`: lockout attempts, access decisions and the change log;
+- :class:`Archive`: timelines kept across recordings, and the voices nobody enrolled in them;
 - :class:`Settings`: small JSON values (the threshold, the calibration);
 - :class:`Maintenance`: schema version, the derived index, checking and repairing.
 
@@ -25,7 +26,22 @@ from typing import Any
 import numpy as np
 
 from .index import VectorIndex
-from .records import ApiKey, Changes, CheckReport, Counts, Decision, Event, Hit, NewEmbedding, Resource, Speaker
+from .records import (
+    ApiKey,
+    ArchivedRecording,
+    ArchivedTurn,
+    ArchivedVoice,
+    Changes,
+    CheckReport,
+    Counts,
+    Decision,
+    Event,
+    Hit,
+    NewEmbedding,
+    NewTurn,
+    Resource,
+    Speaker,
+)
 
 
 class Voiceprints(ABC):
@@ -199,6 +215,41 @@ class AuditLog(ABC):
     def events(self, since: str | None = None, kind: str | None = None) -> list[Event]: ...
 
 
+class Archive(ABC):
+    """Timelines of many recordings, kept: each turn is an enrolled speaker's or an unknown voice's
+    (``unknown-N``, numbered once and never reused), with the turn's vector, so a stranger heard
+    again in another recording is recognised, and naming them relabels every recording at once.
+    Erasing a speaker or a voice erases their turns, vectors included."""
+
+    @abstractmethod
+    def add_recording(self, path: str, sha256: str, duration: float, turns: Sequence[NewTurn]) -> dict[str, str]:
+        """Keep a recording's turns (replacing what was kept for the same content) in one transaction;
+        returns each new voice key's ``unknown-N``."""
+
+    @abstractmethod
+    def voice_vectors(self) -> tuple[list[str], np.ndarray]:
+        """Each unknown voice and its centre (its turns' vectors weighted by duration, L2-normalised)."""
+
+    @abstractmethod
+    def voices(self, examples: int = 3) -> list[ArchivedVoice]:
+        """The unknown voices, most speech first, each with its ``examples`` longest turns."""
+
+    @abstractmethod
+    def turns(self, *, recording: str | None = None, voice: str | None = None) -> list[ArchivedTurn]:
+        """Kept turns in recording and time order: all, one recording's (its path or sha256) or one voice's."""
+
+    @abstractmethod
+    def recordings(self) -> list[ArchivedRecording]: ...
+
+    @abstractmethod
+    def name_voice(self, voice: str, speaker: str) -> int:
+        """The voice's turns become ``speaker``'s (enrolled by then) and the voice is gone; the number of turns."""
+
+    @abstractmethod
+    def remove_voice(self, voice: str) -> int:
+        """Erase a voice and its turns; the number of turns erased."""
+
+
 class Settings(ABC):
     """Small JSON values kept with the store (the hand-set threshold, the last calibration)."""
 
@@ -252,6 +303,7 @@ class Store(ABC):
     voiceprints: Voiceprints
     policy: AccessPolicy
     audit: AuditLog
+    archive: Archive
     settings: Settings
     maintenance: Maintenance
 

@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .archive import drop_empty_recordings
 from .audit import forget_name
 from .database import Tx
 from .errors import DuplicateClipError, InvalidValueError, SpeakerExistsError, SpeakerNotFoundError
+from .migrate import now
 from .names import name_key, speaker_name
 from .records import Changes, Counts, Hit, NewEmbedding, Speaker
 from .roles import Voiceprints
-from .schema import now
 
 if TYPE_CHECKING:
     from .derived_index import DerivedIndex
@@ -137,9 +138,10 @@ class SQLVoiceprints(Voiceprints):
             row = self._speaker_row(tx, name)
             if row is None:
                 raise SpeakerNotFoundError(name)
-            # Grants and group memberships go with the speaker row (ON DELETE CASCADE).
+            # Grants, group memberships and archived turns go with the speaker row (ON DELETE CASCADE).
             tx.execute("DELETE FROM embeddings WHERE speaker_id = ?", [row[0]])
-            tx.execute("DELETE FROM speakers WHERE id = ?", [row[0]])
+            tx.execute("DELETE FROM speakers WHERE id = ?", [row[0]])  # archived turns go too (cascade)
+            drop_empty_recordings(tx)
             alias = f"erased-{secrets.token_hex(6)}"  # random: nothing in the store leads back to the name
             forget_name(tx, row[1], alias)
             self._core._event(tx, "remove", alias)

@@ -2,7 +2,8 @@
 
 :class:`SQLStore` is the handle: it holds the database, what its roles share (the model binding,
 the generation, the change log, the order of locks around a write) and the roles themselves,
-each in its own module (:mod:`store.speakers`, :mod:`store.policy`, :mod:`store.audit`). A
+each in its own module (:mod:`store.speakers`, :mod:`store.policy`, :mod:`store.audit`,
+:mod:`store.archive`). A
 backend supplies the :class:`~store.database.Database` and, where it has them, a persisted copy of
 the index, a lock that orders writers before they commit, and the erasure of leftovers after a
 delete.
@@ -16,16 +17,18 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
+from .archive import SQLArchive
 from .audit import SQLAuditLog
 from .database import Database, Tx
 from .derived_index import DerivedIndex, IndexCopy
 from .errors import ModelMismatchError
 from .index import VectorIndex
+from .migrate import applied, now
 from .policy import SQLAccessPolicy
 from .records import CheckReport
 from .report import check_database
 from .roles import Maintenance, Settings, Store
-from .schema import SCHEMA_VERSION, applied, now
+from .schema import SCHEMA_VERSION
 from .speakers import SQLVoiceprints
 
 
@@ -45,6 +48,7 @@ class SQLStore(Store):
         self.voiceprints = SQLVoiceprints(self, self._index)
         self.policy = SQLAccessPolicy(self)
         self.audit = SQLAuditLog(self)
+        self.archive = SQLArchive(self)
         self.settings = SQLSettings(self)
         self.maintenance = SQLMaintenance(self, self._index)
 

@@ -23,9 +23,10 @@ from filelock import FileLock, Timeout
 from .derived_index import IndexCopy
 from .errors import IndexFileError, InvalidValueError, StoreError
 from .index import DEFAULT_APPROX_THRESHOLD, DEFAULT_CANDIDATES, IndexHeader, VectorIndex
+from .migrate import migrate
 from .records import CheckReport, IndexState
 from .report import compare_index
-from .schema import SQLITE, migrate
+from .schema import SQLITE
 from .sql_store import SQLStore
 from .sqlite_database import SQLiteDatabase
 

@@ -124,7 +124,7 @@ def real_recording() -> tuple[np.ndarray, int, list[tuple[float, float, str]]]:
     """The shared real recording, its rate, and its reference turns ``(start, end, speaker)``."""
     import soundfile as sf
 
-    from speakerid.apps.timeline_eval import read_rttm
+    from speakerid.flows.turns import read_rttm
 
     audio, rate = sf.read(REAL / "sample.wav", dtype="float32")
     return audio, rate, read_rttm(REAL / "sample.rttm")["sample"]

@@ -39,7 +39,7 @@ def test_random_kills_never_lose_a_reported_enrollment(tmp_path, cli_env, model_
         if kill % 4 == 3:  # the command itself, killed anywhere from start-up to its last write
             name, clips = f"cli{kill}", rng.sample(clips_of(rng.choice(CHURN), 1), 3)
             proc = subprocess.Popen(
-                [sys.executable, "-m", "enroll.cli", name, *map(str, clips), "--min-speech", "5"],
+                [sys.executable, "-m", "enroll.cli", name, *map(str, clips), "--min-speech", "5", "--allow-similar"],
                 env=cli_env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,

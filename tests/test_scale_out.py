@@ -16,7 +16,7 @@ import pytest
 from speakerid import SpeakerID
 from speakerid.apps.access import AccessControl
 from speakerid.apps.keys import create_key
-from store import NewEmbedding, StoreError, open_store
+from store import NewEmbedding, NewTurn, StoreError, open_store
 
 from conftest import DATA, clips_of, needs_data, needs_postgres, postgres_schema, run_cli, serving
 
@@ -90,6 +90,11 @@ def test_store_copy_both_ways_with_checks(pg_url, tmp_path, cli_env):
         AccessControl(sid).check("lab", clips_of("id90002", 3)[0])
         create_key(sid.store, "client")
         _, before, _ = sid.store.voiceprints.vectors()
+        rng = np.random.default_rng(0)
+        turns = [NewTurn(0, 2, rng.standard_normal(192).astype(np.float32), speaker="alice")]
+        turns += [NewTurn(2, 5, rng.standard_normal(192).astype(np.float32), voice="new")]
+        sid.store.archive.add_recording("/r/one.wav", "ab" * 32, 5.0, turns)
+        kept = sid.store.archive.turns()
     there = run_cli(["store", "copy", str(home), pg_url, "--json"], cli_env)
     assert there.returncode == 0, there.stderr
     report = json.loads(there.stdout)
@@ -102,12 +107,16 @@ def test_store_copy_both_ways_with_checks(pg_url, tmp_path, cli_env):
             assert sid.identify(clips_of("id90001", 3)[0]).speaker == "alice"
             assert AccessControl(sid).check("lab", clips_of("id90002", 3)[0]).allow
             np.testing.assert_array_equal(sid.store.voiceprints.vectors()[1], before)
+            assert sid.store.archive.turns() == kept
+            # unknown-N numbers go on where the source left them
+            made = sid.store.archive.add_recording("/r/two.wav", "cd" * 32, 3.0, [turns[1]])
+            assert made == {"new": "unknown-2"}
     refused = run_cli(["store", "copy", str(home), pg_url], cli_env)
     assert refused.returncode == 1 and "is not empty" in refused.stderr
     doctor = run_cli(["doctor", "--store", pg_url, "--json"], cli_env)
     assert doctor.returncode == 0 and json.loads(doctor.stdout)["backend"] == "postgresql"
     migrate = json.loads(run_cli(["db", "migrate", "--store", pg_url, "--json"], cli_env).stdout)
-    assert migrate["schema_version"] == 4 and migrate["applied"] == []
+    assert migrate["schema_version"] == 5 and migrate["applied"] == []
 
 
 @needs_postgres

@@ -494,7 +494,8 @@ def test_a_schema_2_store_migrates(tmp_path):
     """A store written by the previous release (schema 2, grants by name) opens and keeps its meaning."""
     import sqlite3
 
-    from store.schema import SQLITE, migrate
+    from store.migrate import migrate
+    from store.schema import SQLITE
     from store.sqlite_database import SQLiteDatabase
 
     home = tmp_path / "old"
@@ -523,7 +524,7 @@ def test_a_schema_2_store_migrates(tmp_path):
     conn.commit()
     conn.close()
     with open_store(home) as s:
-        assert s.maintenance.migrations_applied == [3, 4] and s.maintenance.schema_version() == 4
+        assert s.maintenance.migrations_applied == [3, 4, 5] and s.maintenance.schema_version() == 5
         assert s.settings.get("threshold") == 0.5 and s.voiceprints.display_name("alice") == "Alice"
         assert s.policy.allowed("Alice", "door") and s.policy.allowed("bob", "door")
         assert s.policy.resource("door").allowed == ["@staff", "Alice"]

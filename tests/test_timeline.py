@@ -199,3 +199,52 @@ def test_the_readmes_timeline_walk_through_runs_as_written(tmp_path, cli_env):
     assert (tmp_path / "sample.timeline.rttm").read_text().startswith("SPEAKER sample 1 ")
     ier = float(re.search(r"total: IER ([\d.]+)%", outputs[3]).group(1))
     assert ier < 25, outputs[3]
+
+
+def test_enrolling_from_turns_over_http_matches_the_command_line(tmp_path, model_dir):
+    """``POST /v1/speakers/NAME/enrollments`` with the recording and ``span=START-END`` (or
+    ``label=L`` and the RTTM as a multipart field) enrolls the same voiceprint the CLI does."""
+    recording, reference = C.REAL / "sample.wav", C.REAL / "sample.rttm"
+    home = tmp_path / "home"
+    with SpeakerID.open(home) as sid:
+        local = sid.enroll_turns("speaker90", recording, rttm=reference, label="speaker90", min_speech=3)
+        local_vectors = sid.store.voiceprints.vectors("speaker90")[1]
+        too_little = pytest.raises(Exception, match="turns hold")
+        with too_little:
+            sid.enroll_turns("speaker91", recording, spans=["6.7-7.2"])
+    from speakerid.flows.turns import read_rttm
+
+    spans = [f"{a}-{b}" for a, b, who in read_rttm(reference)["sample"] if who == "speaker91"]
+    with serving(home) as (base, _):
+        r = httpx.post(
+            base + "/v1/speakers/speaker91/enrollments",
+            params=[("span", s) for s in spans],
+            content=recording.read_bytes(),
+            timeout=300,
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["speaker"] == "speaker91"
+        r = httpx.post(
+            base + "/v1/speakers/speaker90/enrollments",
+            params={"label": "speaker90", "mode": "replace"},
+            files={"file": ("sample.wav", recording.read_bytes())},
+            data={"rttm": reference.read_text()},
+            timeout=300,
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["clips"] == local.clips
+        bad = httpx.post(
+            base + "/v1/speakers/x/enrollments", params={"span": "9-3"}, content=recording.read_bytes(), timeout=60
+        )
+        assert bad.status_code == 422 and "START before END" in bad.json()["error"]
+        nobody = httpx.post(
+            base + "/v1/speakers/x/enrollments",
+            params={"label": "nobody"},
+            files={"file": ("sample.wav", recording.read_bytes())},
+            data={"rttm": reference.read_text()},
+            timeout=60,
+        )
+        assert nobody.status_code == 422 and "no turns labelled nobody" in nobody.json()["error"]
+    with SpeakerID.open(home) as sid:
+        assert np.allclose(sid.store.voiceprints.vectors("speaker90")[1], local_vectors, atol=1e-5)
+        assert {s.name for s in sid.store.voiceprints.speakers()} == {"speaker90", "speaker91"}

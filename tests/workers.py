@@ -159,7 +159,10 @@ def churn(sid, log: Log, rng: random.Random, prefix: str, deadline: float) -> No
                 sid.remove(name)
                 held.pop(name)
             else:
-                sid.enroll(name, clips, append=op == "append", replace=op == "replace", min_speech=5)
+                # the same people under many names, on purpose: allowed, as an admin may (near_copy)
+                sid.enroll(
+                    name, clips, append=op == "append", replace=op == "replace", min_speech=5, allow_similar=True
+                )
                 held[name] = (voice, after)
         except Exception as exc:  # a refused enrollment is an answer; anything else is logged as an error
             from speakerid import SpeakerIDError

@@ -1,4 +1,5 @@
-"""Corpus-size work on Ray: clips flow through Ray Data to actors that each hold one model.
+"""Corpus-size work on Ray: clips (or recordings, for timelines) flow through Ray Data to actors that
+each hold one model.
 
 Without an address Ray starts on this machine (about 2 s); with one (``ray://host:10001`` or
 ``auto``) it joins that cluster, whose nodes must see the same audio paths and model folder. Each
@@ -116,3 +117,57 @@ def read_on_ray(
         for row in results.iter_rows():
             bar.update(1)
             yield {**row, "vector": np.asarray(row["vector"], dtype=np.float32)}
+
+
+class WindowReader:
+    """A Ray Data actor for timelines: recordings in, their speech and embedded windows out (the
+    model's part of a timeline; the driver labels them against the store's profiles)."""
+
+    def __init__(self, work: Work):
+        from speakerid.voice.embedder import load_embedder
+
+        self.embedder = load_embedder(work.model, device=work.device, precision=work.precision, threads=1)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        import pickle
+
+        from speakerid.flows.timeline import read_windows
+
+        out: dict[str, list] = {"key": [], "windows": [], "error": []}
+        for key, path in zip(batch["key"], batch["path"]):
+            windows, error = b"", ""
+            try:
+                windows = pickle.dumps(read_windows(self.embedder.embed_equal, str(path)))
+            except SpeakerIDError as exc:
+                error = str(exc)
+            out["key"].append(key)
+            out["windows"].append(windows)
+            out["error"].append(error)
+        return out
+
+
+def windows_on_ray(
+    items: Sequence[tuple[str, str]], work: Work, *, workers: int, address: str | None = None
+) -> Iterator[dict]:
+    """Read ``(key, path)`` recordings on ``workers`` Ray actors, one recording per call; yields
+    ``key``, ``windows`` (:class:`~speakerid.flows.timeline.Windows`, or ``None``) and ``error``."""
+    import pickle
+
+    import ray
+
+    start(address)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    dataset = ray.data.from_items([{"key": k, "path": p} for k, p in items], override_num_blocks=max(len(items), 1))
+    results = dataset.map_batches(
+        WindowReader,
+        fn_constructor_kwargs={"work": work},
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=workers),
+        num_cpus=1,
+        batch_format="numpy",
+    )
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    for row in results.iter_rows():
+        data = row["windows"]
+        yield {"key": row["key"], "windows": pickle.loads(data) if data else None, "error": row["error"]}

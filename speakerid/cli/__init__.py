@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from speakerid.cli import access, admin, evaluation, voices  # noqa: F401,I001 (each registers its commands, in this order)
+from speakerid.cli import access, admin, evaluation, timelines, voices  # noqa: F401,I001 (each registers its commands, in this order)
 from speakerid.cli.common import COMMANDS, build, main_of
 
 

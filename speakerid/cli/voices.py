@@ -1,4 +1,4 @@
-"""Commands about voices: identify, verify, list and remove speakers, the decision threshold."""
+"""Commands about voices: identify, verify, list and remove speakers, the decision threshold, listening."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from speakerid.base.errors import UsageError
-from speakerid.cli.common import UNKNOWN, arg, command, emit, finite, open_speakerid, option, output_file, plural
+from speakerid.cli.common import UNKNOWN, arg, command, emit, finite, open_speakerid, option, plural
 
 
 @command(
@@ -122,49 +122,6 @@ def calibrate(args: argparse.Namespace) -> int:
             return 0
         calibration = sid.measured()
     emit(args, calibration.to_dict(), calibration.describe())
-    return 0
-
-
-@command(
-    "timeline",
-    arg("recording", metavar="RECORDING", help="audio file with one or more voices (read a block at a time)"),
-    arg("--rttm", type=output_file, metavar="OUT", help="also write the turns as RTTM"),
-    arg("--min-turn", type=finite, default=0.5, metavar="S", help="shortest turn between two others (default 0.5)"),
-    arg("--threshold", type=finite, metavar="T", help="a turn is named at >= T (default: the store's)"),
-    help="who spoke when: each turn labelled with an enrolled name or unknown-N",
-)
-def timeline(args: argparse.Namespace) -> int:
-    import os
-
-    from speakerid.base.progress import progress
-    from speakerid.voice.audio import describe
-
-    total = None
-    if os.path.isfile(args.recording):
-        import soundfile as sf
-
-        try:
-            total = sf.info(args.recording).duration
-        except (sf.LibsndfileError, RuntimeError):
-            total = None  # the reader says why below
-    with (
-        open_speakerid(args) as sid,
-        progress(total, unit="s", desc="timeline", bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} s") as bar,
-    ):
-        result = sid.timeline(
-            args.recording,
-            threshold=args.threshold,
-            min_turn=args.min_turn,
-            progress=lambda seconds: bar.update(seconds - bar.n),
-        )
-    if args.rttm:
-        args.rttm.write_text(result.to_rttm(Path(describe(args.recording)).stem))
-    lines = [
-        f"{s.start:8.2f} {s.end:8.2f}  {s.label:<20} {'' if s.score is None else f'{s.score:.3f}'}"
-        for s in result.segments
-    ] or ["no speech found"]
-    lines.append("; ".join(f"{label} {seconds:.1f} s" for label, seconds in result.speakers.items()))
-    emit(args, result.to_dict(), "\n".join(lines))
     return 0
 
 

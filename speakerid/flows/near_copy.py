@@ -70,6 +70,8 @@ def find_near_copy(
     if found[0].score >= NEAR_COPY:
         return NearCopy(found[0].speaker, found[0].score, "as recorded")
     longest = sorted(speech, key=len, reverse=True)[:CLIPS]
+    if not longest:  # clips read on Ray come back as vectors only: the copy as recorded is all there is to hear
+        return None
     best: NearCopy | None = None
     for how, change in _changes():  # every change heard, the closest kept: the report names the right one
         changed = np.stack([embed(change(x)) for x in longest])

@@ -27,7 +27,8 @@ from speakerid.base import validate
 from speakerid.base.errors import InsufficientSpeechError, UsageError
 from speakerid.decide.decider import Decider
 from speakerid.decide.scoring import centroid
-from speakerid.flows.timeline import WINDOW, WINDOW_THRESHOLD
+from speakerid.flows.timeline import WINDOW
+from speakerid.flows.window_labels import WINDOW_THRESHOLD
 from speakerid.voice.audio import SAMPLE_RATE, Audio, Resampler
 from speakerid.voice.engine import Embedder
 from speakerid.voice.vad import DEFAULT_MIN_SPEECH, SpeechDetector

@@ -3,16 +3,14 @@
 1. **Speech**: silero-vad on the recording raised to a normal level first (far-field meeting audio
    at -41 dBFS otherwise goes unheard, see :func:`speakerid.voice.vad.audible`), at the timeline's
    threshold :data:`VAD_THRESHOLD`.
-2. **Windows**: 1.5 s windows every 0.25 s over the speech, each embedded on its own.
-3. **Enrolled voices**: each window is scored against every profile; a Viterbi pass over the
-   windows (a switch costs :data:`SWITCH_COST`) turns the noisy per-window scores into turns, so
-   a label changes only when the evidence does. A turn keeps its name only if the mean of its
-   windows' embeddings reaches the same calibrated threshold ``identify`` uses.
-4. **Strangers**: the remaining speech is clustered (average linkage on cosine distance), so each
-   voice nobody enrolled keeps one label, ``unknown-1``, ``unknown-2``..., numbered by first
-   appearance; a cluster that turns out to match an enrolled profile takes that name.
-5. **Turns**: each 10 ms frame of speech takes the label of the nearest window; turns shorter than
-   ``min_turn`` between two others are absorbed by a neighbour. Overlapped speech gets one label.
+2. **Windows**: 1.5 s windows every 0.5 s over the speech, each embedded on its own.
+3. **Voices**: each window labelled with an enrolled name or ``unknown-N`` (``N`` by first
+   appearance), in two Viterbi passes with strangers checked in between
+   (:mod:`speakerid.flows.window_labels`).
+4. **Turns**: each 10 ms frame of speech takes the label of the nearest window, a change placed
+   where the two voices' scores cross; turns shorter than ``min_turn`` between two others are
+   absorbed by a neighbour. Overlapped speech gets one label (labelling both where the windows
+   sound mixed added more false alarm than it removed missed speech, benchmarks/README.md).
 
 The recording is read a block at a time, so memory grows with the number of windows (a few kB a
 second), not with the audio.
@@ -28,6 +26,7 @@ import numpy as np
 from speakerid.base.errors import AudioError
 from speakerid.decide import score_calibration
 from speakerid.decide.scoring import centroid
+from speakerid.flows.window_labels import label_windows
 from speakerid.voice.audio import SAMPLE_RATE, Audio, AudioInput, stream_audio
 from speakerid.voice.vad import SpeechDetector
 
@@ -35,11 +34,6 @@ WINDOW = 1.5  # seconds embedded at a time
 HOP = 0.5
 FRAME = 0.01
 VAD_THRESHOLD = 0.35  # lower than identify's 0.5: on simulated far-field audio 85 % of speech found, not 70 %
-WINDOW_THRESHOLD = 0.30  # a 1.5 s window scoring this against a profile is evidence for that speaker
-SWITCH_COST = 1.2  # in units of (score - WINDOW_THRESHOLD) / SCALE; about three windows of evidence
-SCALE = 0.1
-CLUSTER_DISTANCE = 0.7  # cosine distance under which stranger windows are one voice
-MIN_CLUSTER = 1.0  # seconds: a smaller stranger cluster is absorbed by its neighbours
 DEFAULT_MIN_TURN = 0.5
 BLOCK = 60.0  # seconds of audio decoded at a time
 BATCH = 16  # windows embedded in one pass
@@ -54,6 +48,7 @@ class Segment:
     label: str  # the name, or unknown-N
     score: float | None  # the turn's score against its profile (or the best one, for a stranger)
     confidence: float | None = None  # the probability that the label (a name, or a stranger) is right
+    vector: np.ndarray | None = field(default=None, repr=False, compare=False)  # the turn's voice (not shown)
 
     def to_dict(self) -> dict:
         return {
@@ -93,10 +88,15 @@ class Timeline:
 
 
 @dataclass
-class _Windows:
+class Windows:
+    """What a timeline is made from: speech regions and embedded windows (a few kB a second).
+    Reading them is the slow part (the model); labelling them is quick, so they can be read on
+    other machines (``--ray``) and labelled where the profiles are."""
+
     starts: list[float] = field(default_factory=list)
     vectors: list[np.ndarray] = field(default_factory=list)
     speech: list[tuple[float, float]] = field(default_factory=list)  # regions, seconds
+    duration: float = 0.0
 
 
 def build_timeline(
@@ -114,25 +114,49 @@ def build_timeline(
     """The timeline of ``audio`` against ``profiles`` (one row per name in ``names``).
 
     ``embed`` turns ``(N, samples)`` of 16 kHz audio into N L2-normalised vectors; ``threshold`` is the calibrated
-    open-set threshold a turn must reach to be named."""
+    open-set threshold a voice must reach to be named."""
+    windows = read_windows(embed, audio, name=name, progress=progress)
+    return label_timeline(windows, names, profiles, threshold, model=model, min_turn=min_turn)
+
+
+def read_windows(
+    embed: Callable[[np.ndarray], np.ndarray],
+    audio: AudioInput,
+    *,
+    name: str | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> Windows:
+    """Speech and embedded windows of ``audio``, read a block at a time."""
     label, blocks = stream_audio(audio, name, block_seconds=BLOCK)
-    windows, duration = _windows(embed, blocks, label, progress)
+    return _windows(embed, blocks, label, progress)
+
+
+def label_timeline(
+    windows: Windows,
+    names: list[str],
+    profiles: np.ndarray,
+    threshold: float,
+    *,
+    model: str = "",
+    min_turn: float = DEFAULT_MIN_TURN,
+) -> Timeline:
+    """Turns from read windows: who each window is, then each frame of speech, then turns."""
     if not windows.starts:
-        return Timeline([], model, duration, threshold)
+        return Timeline([], model, windows.duration, threshold)
     vectors = np.stack(windows.vectors)
-    assigned = _enrolled_turns(vectors, names, profiles, threshold)
-    labels = _strangers(vectors, assigned, names, profiles, threshold)
+    hops = np.rint(np.array(windows.starts) / HOP).astype(np.int64)
+    labels = label_windows(vectors, hops, names, profiles, threshold)
     segments = _segments(windows, labels, vectors, names, profiles, min_turn)
     spoken: dict[str, float] = {}
     for s in segments:
         spoken[s.label] = spoken.get(s.label, 0.0) + s.end - s.start
-    return Timeline(segments, model, duration, threshold, spoken)
+    return Timeline(segments, model, windows.duration, threshold, spoken)
 
 
-def _windows(embed, blocks, label: str, progress) -> tuple[_Windows, float]:
+def _windows(embed, blocks, label: str, progress) -> Windows:
     """Speech regions and embedded windows, a block at a time (windows may span blocks)."""
     detector = SpeechDetector(threshold=VAD_THRESHOLD)
-    out = _Windows()
+    out = Windows()
     width, hop = int(WINDOW * SAMPLE_RATE), int(HOP * SAMPLE_RATE)
     carry = np.zeros(0, dtype=np.float32)  # the previous block's tail, so a window can cross the boundary
     carry_start = 0  # sample offset of carry[0]
@@ -173,88 +197,11 @@ def _windows(embed, blocks, label: str, progress) -> tuple[_Windows, float]:
         out.vectors.extend(embed(carry[None]))
     if done == 0:
         raise AudioError(label, "contains no audio (0 samples)")
-    return out, done / SAMPLE_RATE
+    out.duration = done / SAMPLE_RATE
+    return out
 
 
-def _enrolled_turns(vectors: np.ndarray, names: list[str], profiles: np.ndarray, threshold: float) -> np.ndarray:
-    """Per window: the index of the enrolled speaker it belongs to, or -1 (Viterbi over windows,
-    then each turn checked against the calibrated threshold)."""
-    n = len(vectors)
-    if not names:
-        return np.full(n, -1)
-    scores = vectors @ profiles.T
-    emission = np.concatenate([(scores - WINDOW_THRESHOLD) / SCALE, np.zeros((n, 1))], axis=1)  # last: nobody
-    states = emission.shape[1]
-    best = emission[0].copy()
-    back = np.zeros((n, states), dtype=np.int64)
-    for t in range(1, n):
-        stay, switch = best, best.max() - SWITCH_COST
-        back[t] = np.where(stay >= switch, np.arange(states), int(np.argmax(best)))
-        best = np.maximum(stay, switch) + emission[t]
-    path = np.empty(n, dtype=np.int64)
-    path[-1] = int(np.argmax(best))
-    for t in range(n - 1, 0, -1):
-        path[t - 1] = back[t, path[t]]
-    path[path == len(names)] = -1
-    for start, end in _runs(path):  # a turn is named only if it reaches identify's threshold as a whole
-        k = path[start]
-        if k >= 0 and centroid(vectors[start:end]) @ profiles[k] < threshold:
-            path[start:end] = -1
-    return path
-
-
-def _strangers(vectors, assigned, names, profiles, threshold) -> list[str]:
-    """Labels per window: enrolled names, else clusters of the remaining windows as unknown-N."""
-    labels = [names[k] if k >= 0 else "" for k in assigned]
-    rest = np.flatnonzero(assigned < 0)
-    if len(rest):
-        clusters = _cluster(vectors[rest])
-        order = []
-        for c in clusters:
-            if c not in order:
-                order.append(c)
-        unknown = 0
-        for c in order:
-            members = rest[clusters == c]
-            centre = centroid(vectors[members])
-            if names:
-                best = int(np.argmax(profiles @ centre))
-                if profiles[best] @ centre >= threshold:  # a voice that is someone after all
-                    for i in members:
-                        labels[i] = names[best]
-                    continue
-            unknown += 1
-            for i in members:
-                labels[i] = f"unknown-{unknown}"
-    small = {lab for lab in set(labels) if lab.startswith("unknown-") and labels.count(lab) * HOP < MIN_CLUSTER}
-    if small:  # too little of a voice to be one: the nearest other label takes it
-        keep = [i for i, lab in enumerate(labels) if lab not in small]
-        if keep:
-            for i, lab in enumerate(labels):
-                if lab in small:
-                    labels[i] = labels[min(keep, key=lambda j: abs(j - i))]
-        labels = _renumber(labels)
-    return labels
-
-
-def _cluster(vectors: np.ndarray) -> np.ndarray:
-    if len(vectors) == 1:
-        return np.zeros(1, dtype=np.int64)
-    from scipy.cluster.hierarchy import fcluster, linkage
-
-    tree = linkage(vectors, method="average", metric="cosine")
-    return fcluster(tree, t=CLUSTER_DISTANCE, criterion="distance")
-
-
-def _renumber(labels: list[str]) -> list[str]:
-    seen: dict[str, str] = {}
-    for lab in labels:
-        if lab.startswith("unknown-") and lab not in seen:
-            seen[lab] = f"unknown-{len(seen) + 1}"
-    return [seen.get(lab, lab) for lab in labels]
-
-
-def _segments(windows: _Windows, labels: list[str], vectors, names, profiles, min_turn: float) -> list[Segment]:
+def _segments(windows: Windows, labels: list[str], vectors, names, profiles, min_turn: float) -> list[Segment]:
     """Frames of speech take the label in force at their time; runs become turns."""
     centres = np.array(windows.starts) + WINDOW / 2
     changes = _changes(centres, labels, vectors, names, profiles)
@@ -283,11 +230,10 @@ def _segments(windows: _Windows, labels: list[str], vectors, names, profiles, mi
         chances, nobody = score_calibration.posteriors(scores[:5], len(names))
         if lab in index:
             score = float(profiles[index[lab]] @ centre)
-            out.append(
-                Segment(start, end, lab, lab, score, chances[scores.index(score)] if score in scores[:5] else 0.0)
-            )
+            chance = chances[scores.index(score)] if score in scores[:5] else 0.0
+            out.append(Segment(start, end, lab, lab, score, chance, centre))
         else:
-            out.append(Segment(start, end, None, lab, scores[0] if scores else None, nobody))
+            out.append(Segment(start, end, None, lab, scores[0] if scores else None, nobody, centre))
     return out
 
 
@@ -337,11 +283,3 @@ def _absorb_short(turns: list[list], min_turn: float) -> list[list]:
         else:
             merged.append(turn)
     return merged
-
-
-def _runs(path: np.ndarray):
-    start = 0
-    for t in range(1, len(path) + 1):
-        if t == len(path) or path[t] != path[start]:
-            yield start, t
-            start = t

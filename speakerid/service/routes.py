@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -23,8 +24,10 @@ def add(app: FastAPI, service: Service) -> None:
 
     client, admin = caller(gate, "client"), caller(gate, "admin")
 
-    async def clips(request: Request, many: bool = False) -> list[tuple[bytes, str]]:
-        return await read_audio(request, limit=config.max_upload_bytes, idle=config.idle_seconds, many=many)
+    async def clips(request: Request, many: bool = False, fields: dict | None = None) -> list[tuple[bytes, str]]:
+        return await read_audio(
+            request, limit=config.max_upload_bytes, idle=config.idle_seconds, many=many, fields=fields
+        )
 
     async def work(function, *args, **kwargs):
         """Decoding and embedding, at most ``service.decoding`` at once (the rest queue)."""
@@ -78,11 +81,20 @@ def add(app: FastAPI, service: Service) -> None:
         mode: str = "new",
         skip_bad: bool = False,
         allow_similar: bool = False,
+        span: Annotated[list[str] | None, Query(max_length=1000)] = None,
+        label: str | None = None,
         key=admin,
     ):
         if mode not in ("new", "append", "replace"):
             raise UsageError(f"mode is new, append or replace, not {mode!r}")
-        uploads = await clips(request, many=True)
+        fields: dict[str, str] = {}
+        uploads = await clips(request, many=True, fields=fields)
+        options = dict(
+            replace=mode == "replace", append=mode == "append", skip_bad=skip_bad, allow_similar=allow_similar
+        )
+        if span or label or "rttm" in fields:  # from someone's turns in one recording
+            result = await work(_enroll_turns, sid, speaker, uploads, span, label, fields.get("rttm"), options)
+            return result.to_dict()
         result = await work(
             sid.enroll,
             speaker,
@@ -133,3 +145,20 @@ def add(app: FastAPI, service: Service) -> None:
             offset=validate.count("offset", offset, low=0, high=10**12),
         )
         return {"decisions": rows, "limit": limit, "offset": offset}
+
+
+def _enroll_turns(sid, speaker: str, uploads, spans: list[str] | None, label: str | None, rttm: str | None, options):
+    """``span=START-END`` (repeated), or ``label=L`` with the RTTM text as a multipart field ``rttm``."""
+    from speakerid.flows.turns import parse_rttm, turns_of
+    from speakerid.voice.audio import SAMPLE_RATE, load_audio
+
+    if len(uploads) != 1:
+        raise UsageError(f"enrolling from turns takes one recording, not {len(uploads)}")
+    if bool(spans) == bool(label):
+        raise UsageError("give the turns: span=START-END (repeated), or label=L with the RTTM as a field 'rttm'")
+    if label and not rttm:
+        raise UsageError("label needs the RTTM: send it as a multipart text field 'rttm'")
+    data, name = uploads[0]
+    audio = load_audio(data, name=name, max_seconds=sid.options.max_seconds)
+    turns = spans or turns_of(parse_rttm(rttm, "rttm"), Path(name).stem, label, "rttm")
+    return sid.enroll_turns(speaker, (audio.samples, SAMPLE_RATE), spans=turns, **options)

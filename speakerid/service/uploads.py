@@ -44,8 +44,11 @@ async def _limited(request: Request, limit: int, idle: float) -> AsyncIterator[b
         yield chunk
 
 
-async def read_audio(request: Request, *, limit: int, idle: float, many: bool = False) -> list[tuple[bytes, str]]:
-    """``[(bytes, name)]``: the uploaded clips (the first only, unless ``many``)."""
+async def read_audio(
+    request: Request, *, limit: int, idle: float, many: bool = False, fields: dict[str, str] | None = None
+) -> list[tuple[bytes, str]]:
+    """``[(bytes, name)]``: the uploaded clips (the first only, unless ``many``). A multipart upload's
+    text fields (64 KiB each at most) go into ``fields`` when it is given."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise HTTPException(413, f"upload of {int(declared)} bytes exceeds the limit of {limit} bytes")
@@ -62,6 +65,8 @@ async def read_audio(request: Request, *, limit: int, idle: float, many: bool = 
         if not files:
             raise HTTPException(422, "multipart upload needs a 'file' field")
         out = [(await f.read(), f.filename or "upload") for f in (files if many else files[:1])]
+        if fields is not None:
+            fields.update({k: v for k, v in form.multi_items() if isinstance(v, str)})
         await form.close()
         return out
     if kind.startswith(REFUSED_TYPES):
