@@ -24,12 +24,13 @@ import numpy as np
 
 from speakerid.apps.archive import Archive
 from speakerid.base import validate
-from speakerid.base.errors import EnrollmentError, UsageError
+from speakerid.base.errors import EnrollmentError, InsufficientSpeechError, UsageError
 from speakerid.base.paths import default_home
 from speakerid.decide.calibration import Calibration
 from speakerid.decide.decider import Decider, Identification, Verification
 from speakerid.decide.scoring import DEFAULT_MARGIN, DEFAULT_THRESHOLD, Profiles
 from speakerid.flows.enrollment import MIN_CLIP_SPEECH, MIN_TOTAL_SPEECH, Enrollment, EnrollResult, Limits
+from speakerid.flows.live_enrollment import LiveEnrollment
 from speakerid.flows.streaming import Stream
 from speakerid.flows.timeline import DEFAULT_MIN_TURN, Timeline, build_timeline
 from speakerid.flows.turns import as_span, read_rttm, turn_clips, turns_of
@@ -37,7 +38,7 @@ from speakerid.voice.audio import DEFAULT_MAX_SECONDS, AudioInput
 from speakerid.voice.embedder import Embedder, load_embedder
 from speakerid.voice.reader import Voice, VoiceReader
 from speakerid.voice.vad import DEFAULT_MIN_SPEECH, Speech
-from store import Store, is_postgres_url, open_store
+from store import Store, is_postgres_url, open_store, speaker_name
 
 __all__ = ["Identification", "Options", "SpeakerID", "Verification", "store_location"]
 
@@ -349,6 +350,26 @@ class SpeakerID:
             threshold=threshold,
             known_claims_only=known_claims_only,
         )
+
+    def enroll_stream(self, name: str | None, sample_rate: int = 16_000, **options) -> LiveEnrollment:
+        """Enrollment while someone speaks: ``live.feed(samples) -> [Progress]`` (speech so far,
+        agreement, expected accept rate, advice), then ``live.close()`` enrolls ``name`` from the
+        speech heard, through :meth:`enroll`'s gates (``options`` are its options), and returns the
+        :class:`EnrollResult`. With ``name=None`` nothing is written: ``close()`` returns the last
+        report (see :mod:`speakerid.flows.live_enrollment`)."""
+        if name is not None:
+            name = speaker_name(name)  # a bad name fails before anyone speaks
+
+        def finish(clips):
+            if name is None:
+                return live.report()
+            if not clips:
+                need = options.get("min_speech", MIN_TOTAL_SPEECH)
+                raise InsufficientSpeechError(f"the stream enrolling {name}", got=0.0, need=need)
+            return self.enroll(name, clips, **options)
+
+        live = LiveEnrollment(self.embedder, threshold=self.decider.threshold, finish=finish, sample_rate=sample_rate)
+        return live
 
     def classify(self, audio: AudioInput, *, top_k: int | None = None, name: str | None = None) -> list[dict]:
         """How the evidence splits between the enrolled people and "unknown" (see :meth:`Decider.classify`)."""

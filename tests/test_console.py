@@ -109,7 +109,13 @@ def test_admin_enrolls_by_voice_identifies_audits_and_removes(tmp_path, browser_
         # two clips "recorded" from the fake microphone (real speech, real time); Chromium replays its
         # file from the start for each recording, so equal lengths could give byte-identical clips
         for seconds in (7.5, 8.5):
-            record(page, "#record-start", "#record-stop", seconds)
+            page.click("#record-start")
+            page.wait_for_timeout(int(seconds * 1000))
+            # while they speak, the live stream ("enroll" mode, no name: nothing written) fills the bar
+            live = page.inner_text("#enroll-live")
+            assert re.match(r"this clip: \d+\.\d s of speech", live), live
+            assert float(live.split()[2]) >= 3 and page.eval_on_selector("#enroll-progress", "e => e.value") > 0.1
+            page.click("#record-stop")
         expect(page.locator("#enroll-clips li")).to_have_count(2, timeout=60_000)
         expect(page.locator("#speech-total")).not_to_have_text("0.0", timeout=60_000)
         assert float(page.inner_text("#speech-total")) >= 10, page.inner_text("#enroll-clips")

@@ -197,3 +197,59 @@ def test_listen_from_stdin(home, cli_env):
         [sys.executable, "-m", "speakerid.cli", "listen"], env=cli_env, capture_output=True, timeout=120
     )
     assert refused.returncode == 1 and refused.stderr.decode().startswith("error: choose one input")
+
+
+def test_enroll_while_speaking(tmp_path, model_dir):
+    """Enrollment feedback while someone speaks (issue #35): a report every second whose speech,
+    progress and agreement grow with what was said; at the end an ordinary enrollment, through its
+    gates; without a name nothing is written."""
+    from store import InvalidNameError, SpeakerIDError
+
+    speech = np.concatenate([pcm(c) for c in clips_of("id90006", 1)[:3]])
+    with SpeakerID.open(tmp_path / "home") as sid:
+        for other in ("id90001", "id90002"):
+            sid.enroll(other, clips_of(other, 1), min_speech=5)
+        reports, result = streamed(sid.enroll_stream("erin"), speech, step=4800)
+        assert len(reports) == len(speech) // 16000 and {r.to_dict()["type"] for r in reports} == {"quality"}
+        heard = [r.speech_seconds for r in reports]
+        assert heard == sorted(heard) and heard[-1] >= 12, heard
+        assert reports[0].progress < reports[-1].progress <= 1.0
+        assert reports[0].agreement is None and reports[-1].agreement > 0.5  # one voice: its pieces agree
+        assert reports[-1].expected_accept is not None and reports[-1].advice
+        assert result.speaker == "erin" and result.clips >= 3 and result.quality["speech_seconds"] >= 12
+        assert sid.identify(clips_of("id90006", 3)[0]).speaker == "erin"  # another recording of them
+
+        before = [s.name for s in sid.speakers()]
+        last = streamed(sid.enroll_stream(None), speech[: 16000 * 6])[1]
+        assert 0 < last.speech_seconds <= 6 and [s.name for s in sid.speakers()] == before
+        with pytest.raises(InvalidNameError):
+            sid.enroll_stream("@staff")  # refused before anyone speaks
+        silent = sid.enroll_stream("quiet")
+        assert silent.feed(np.zeros(16000 * 3, dtype=np.int16))[-1].speech_seconds == 0
+        with pytest.raises(SpeakerIDError, match="quiet"):
+            silent.close()  # no speech: refused like any enrollment, nothing written
+        assert [s.name for s in sid.speakers()] == before
+
+
+def test_enroll_mode_over_a_real_websocket(tmp_path, model_dir):
+    home = tmp_path / "home"
+    with SpeakerID.open(home) as sid:
+        sid.enroll("id90001", clips_of("id90001", 1), min_speech=5)
+        admin, _ = create_key(sid.store, "admin")
+        client, _ = create_key(sid.store, "client")
+    speech = np.concatenate([pcm(c) for c in clips_of("id90007", 1)[:3]])
+    with serving(home, "--require-keys") as (base, _):
+        url = base.replace("http://", "ws://") + "/v1/stream"
+        start = {"type": "start", "sample_rate": 16000, "mode": "enroll", "name": "frank"}
+        events, closed = run_ws(url, frames_of(speech), headers={"Authorization": f"Bearer {client}"}, start=start)
+        assert closed[0] == 1008 and "admin" in closed[1] and not events  # a client key cannot enroll
+        events, closed = run_ws(url, frames_of(speech), headers={"Authorization": f"Bearer {admin}"}, start=start)
+        assert closed == (1000, "done"), closed
+        quality, final = events[:-1], events[-1]
+        assert quality and all(e["type"] == "quality" for e in quality)
+        assert quality[-1]["progress"] > quality[0]["progress"]
+        assert final["type"] == "enrolled" and final["speaker"] == "frank" and final["quality"]["agreement"]
+        bad = run_ws(url, [], headers={"Authorization": f"Bearer {admin}"}, start={**start, "name": "@x"})
+        assert bad[1][0] == 1008 and "invalid speaker name" in bad[1][1]
+    with SpeakerID.open(home) as sid:
+        assert sid.identify(clips_of("id90007", 3)[0]).speaker == "frank"

@@ -1,10 +1,15 @@
 """``GET /v1/stream``: live audio over a WebSocket, decisions while the person speaks.
 
 Protocol: a JSON start message ``{"type": "start", "sample_rate": 16000, "mode": "identify" |
-"verify" | "access", "claim": ..., "resource": ..., "key": ...}`` (the key may come in the
-``Authorization`` header instead, never in the URL); then binary frames of 16-bit little-endian
-mono PCM; events come back as JSON (:class:`speakerid.flows.streaming.Event`); ``{"type": "end"}`` asks
-for the final decision, after which the server closes.
+"verify" | "access" | "enroll", "claim": ..., "resource": ..., "name": ..., "key": ...}`` (the key
+may come in the ``Authorization`` header instead, never in the URL); then binary frames of 16-bit
+little-endian mono PCM; events come back as JSON (:class:`speakerid.flows.streaming.Event`);
+``{"type": "end"}`` asks for the final decision, after which the server closes.
+
+``"enroll"`` (an admin key) reports every second how good the voiceprint would be
+(:class:`speakerid.flows.live_enrollment.Progress`, ``"type": "quality"``); at the end it enrolls
+``name`` from the speech heard and answers ``{"type": "enrolled", ...}`` (the enrollment's JSON),
+or, without a name, the last report and nothing written.
 
 Closing codes: 1000 done; 1003 a malformed message; 1008 a refused key or request, or idle too
 long; 1009 a frame or stream over its limit; 1011 an internal error; 1013 too many streams.
@@ -24,6 +29,7 @@ import numpy as np
 from fastapi import FastAPI, HTTPException, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
+from speakerid.flows.live_enrollment import LiveEnrollment
 from speakerid.service import disclosure
 from speakerid.service.auth import presented_key
 from speakerid.service.disclosure import is_client
@@ -59,7 +65,8 @@ def add(app: FastAPI, service: Service) -> None:
             start = await _start_message(ws, service.config.idle_seconds)
             client = ws.client.host if ws.client else "?"
             try:
-                key = service.gate.admit(presented_key(ws.headers) or str(start.get("key") or ""), client, "client")
+                needs = "admin" if start["mode"] == "enroll" else "client"
+                key = service.gate.admit(presented_key(ws.headers) or str(start.get("key") or ""), client, needs)
             except HTTPException as exc:
                 raise Closed(1008, f"{exc.status_code}: {exc.detail}") from None
             if open_streams >= service.config.max_streams:
@@ -109,6 +116,7 @@ START_FIELDS = {  # field: (types it may have, default); checked before anything
     "mode": ((str,), "identify"),
     "claim": ((str, type(None)), None),
     "resource": ((str, type(None)), None),
+    "name": ((str, type(None)), None),
     "threshold": ((int, float, type(None)), None),
     "key": ((str, type(None)), None),
 }
@@ -162,8 +170,10 @@ def _open(service: Service, start: dict, key, client: str):
             key_id=key.id if key else None,
             caller=key.id if key else client,
         )
+    if mode == "enroll":
+        return service.sid.enroll_stream(start["name"], rate)
     if mode not in ("identify", "verify"):
-        raise Closed(1008, f"mode is identify, verify or access, not {mode!r}")
+        raise Closed(1008, f"mode is identify, verify, access or enroll, not {mode!r}")
     return service.sid.stream(
         rate, mode, claim=start["claim"], threshold=start["threshold"], known_claims_only=not is_client(key)
     )
@@ -203,7 +213,10 @@ async def _serve(ws: WebSocket, live, service: Service, turns: asyncio.Semaphore
             raise Closed(1003, 'the only message after start is {"type": "end"}')
         async with turns:
             final = await run_in_threadpool(live.close)
-        await ws.send_json(disclosure.event(final.to_dict(), key))
+        answer = final.to_dict()
+        if isinstance(live, LiveEnrollment) and "speaker" in answer:
+            answer = {"type": "enrolled", **answer}
+        await ws.send_json(disclosure.event(answer, key))
         await ws.close(1000, "done")
         return
 

@@ -102,6 +102,7 @@ class Recorder {
     this.node.onaudioprocess = (event) => {
       const data = event.inputBuffer.getChannelData(0);
       this.chunks.push(new Float32Array(data));
+      if (this.onChunk) this.onChunk(data, this.context.sampleRate);
       let peak = 0;
       for (const x of data) peak = Math.max(peak, Math.abs(x));
       this.meter.value = peak;
@@ -158,6 +159,35 @@ function wav(samples, rate) {
 
 // -- enroll --------------------------------------------------------------------------------------------
 const enrollRecorder = new Recorder(null);
+
+// While a clip is recorded, its audio also goes to the live stream in "enroll" mode without a name:
+// the server says every second how good the voiceprint would be, and writes nothing.
+function liveQuality(rate) {
+  const key = sessionStorage.getItem("speakerid-key") || "";
+  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/stream`);
+  const waiting = [];
+  ws.onopen = () => {
+    ws.send(JSON.stringify({ type: "start", mode: "enroll", sample_rate: rate, ...(key ? { key } : {}) }));
+    waiting.splice(0).forEach((frame) => ws.send(frame));
+  };
+  ws.onmessage = (message) => {
+    const report = JSON.parse(message.data);
+    if (report.type !== "quality") return;
+    const before = Number($("speech-total").textContent) || 0;
+    $("enroll-progress").value = Math.min(1, (before + report.speech_seconds) / report.goal_seconds);
+    $("enroll-live").textContent = `this clip: ${report.speech_seconds.toFixed(1)} s of speech` +
+      (report.agreement == null ? "" : `, its parts agree ${report.agreement.toFixed(2)}`) + ` — ${report.advice.join("; ")}`;
+  };
+  ws.onclose = (event) => { if (event.code !== 1000 && event.reason) $("enroll-live").textContent = `live feedback stopped: ${event.reason}`; };
+  return {
+    send(data) {
+      const pcm = new Int16Array(data.length);
+      data.forEach((x, i) => { pcm[i] = Math.max(-1, Math.min(1, x)) * 32767; });
+      if (ws.readyState === WebSocket.OPEN) ws.send(pcm.buffer); else if (ws.readyState === WebSocket.CONNECTING) waiting.push(pcm.buffer);
+    },
+    end() { if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "end" })); },
+  };
+}
 
 async function checkClips() {
   if (!state.clips.length) return;
@@ -309,13 +339,17 @@ function wire() {
 
   enrollRecorder.meter = $("level");
   let ticker;
+  let live = null;
   $("record-start").addEventListener("click", async () => {
+    enrollRecorder.onChunk = (data, rate) => { live = live || liveQuality(rate); live.send(data); };
     await enrollRecorder.start();
     $("record-start").disabled = true; $("record-stop").disabled = false;
     ticker = setInterval(() => { $("recording-seconds").textContent = `${enrollRecorder.seconds().toFixed(1)} s`; }, 200);
   });
   $("record-stop").addEventListener("click", async () => {
     clearInterval(ticker);
+    enrollRecorder.onChunk = null;
+    if (live) { live.end(); live = null; }
     const blob = await enrollRecorder.stop();
     $("record-start").disabled = false; $("record-stop").disabled = true;
     state.clips.push({ blob, name: `recording-${state.clips.length + 1}.wav` });
