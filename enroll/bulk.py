@@ -116,13 +116,7 @@ def _enroll_on_ray(
             continue
         items += [(f"{name}\0{i}", str(clip)) for i, clip in enumerate(clips)]
     waiting = {name: {} for name in names}
-    work = Work(
-        model=str(embedder.model.path),
-        device=sid.device,
-        precision=embedder.precision,
-        max_seconds=sid.options.max_seconds,
-        enrollment=limits,
-    )
+    work = Work.like(embedder, sid.device, sid.options.max_seconds, limits)
     for row in read_on_ray(items, work, workers=workers, address=address):
         name, index = row["key"].rsplit("\0", 1)
         clip = todo[name][int(index)]

@@ -228,3 +228,23 @@ def test_evaluation_on_ray_equals_the_single_process_path(tmp_path, cli_env):
     local, ray = (json.loads(outs[k].read_text()) for k in ("local", "ray"))
     assert local["identification"] == ray["identification"] and local["verification"] == ray["verification"]
     assert ray["embedded_clips"] == 146
+
+
+def test_timelines_on_ray_equal_the_single_process_path(tmp_path, cli_env):
+    """`speakerid timeline --ray` reads the recordings on actors and labels them in the driver, in
+    the order given: the same turns, and the same unknown-N in the archive, as one process."""
+    conversation = DATA.parent / "conversations" / "sample.wav"
+    stranger = clips_of("id90103", 3)[0]
+    outs = {}
+    for label, extra in (("local", []), ("ray", ["--ray", "--ray-workers", "1"])):
+        env = {**cli_env, "SPEAKERID_HOME": str(tmp_path / label)}
+        with SpeakerID.open(tmp_path / label) as sid:
+            for person in ("id90001", "id90002"):
+                sid.enroll(person, clips_of(person, 1))
+        done = run_cli(["--json", "timeline", str(conversation), str(stranger), "--keep", *extra], env, timeout=600)
+        assert done.returncode == 0, done.stderr
+        outs[label] = json.loads(done.stdout)
+        with SpeakerID.open(tmp_path / label) as sid:
+            outs[label + " voices"] = [(v.label, round(v.seconds, 2), v.recordings) for v in sid.archive.voices()]
+    assert outs["local"] == outs["ray"] and outs["local voices"] == outs["ray voices"]
+    assert outs["local voices"], "the stranger is kept as an unknown voice"

@@ -33,6 +33,11 @@ class Work:
     max_seconds: float
     enrollment: Limits | None  # None: evaluation (measure speech, refuse nothing)
 
+    @classmethod
+    def like(cls, embedder, device: str, max_seconds: float, enrollment: Limits | None = None) -> Work:
+        """The work of actors that read clips as ``embedder`` (this process's) does."""
+        return cls(str(embedder.model.path), device, embedder.precision, max_seconds, enrollment)
+
 
 class ClipReader:
     """A Ray Data actor: one model, clips in, vectors (or the reason a clip was refused) out."""

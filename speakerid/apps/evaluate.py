@@ -180,13 +180,7 @@ def _read(embedder: Embedder, wav: Path, rels: list[str], config: EvalConfig):
     if config.ray is not None:
         from speakerid.apps.distributed import Work, read_on_ray
 
-        work = Work(
-            model=str(embedder.model.path),
-            device=config.device,
-            precision=embedder.precision,
-            max_seconds=DEFAULT_MAX_SECONDS,
-            enrollment=None,
-        )
+        work = Work.like(embedder, config.device, DEFAULT_MAX_SECONDS)
         for row in read_on_ray(
             [(rel, str(wav / rel)) for rel in rels],
             work,

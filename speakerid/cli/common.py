@@ -58,6 +58,20 @@ def arg(*flags: str, **options: Any) -> tuple[tuple, dict]:
     return flags, options
 
 
+def ray_args(what: str) -> list[tuple[tuple, dict]]:
+    """``--ray [ADDRESS]`` and ``--ray-workers N``, for a command that can ``what`` on Ray."""
+    return [
+        arg(
+            "--ray",
+            nargs="?",
+            const="",
+            metavar="ADDRESS",
+            help=f"{what} on Ray: this machine, or the cluster at ADDRESS (e.g. ray://head:10001)",
+        ),
+        arg("--ray-workers", type=int, default=2, metavar="N", help="Ray workers, one model each (default 2)"),
+    ]
+
+
 COMMANDS = Registry()  # the ``speakerid`` program's commands, filled by the modules of this package
 
 

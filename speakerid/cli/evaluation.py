@@ -9,7 +9,7 @@ from pathlib import Path
 
 from speakerid.base.errors import UsageError
 from speakerid.base.paths import last_evaluation
-from speakerid.cli.common import arg, command, finite, group, option, output_file
+from speakerid.cli.common import arg, command, finite, group, option, output_file, ray_args
 
 group("eval", "evaluate on a standard benchmark")
 
@@ -47,14 +47,7 @@ group("eval", "evaluate on a standard benchmark")
         "threshold calibrated on them",
     ),
     arg("--far", type=finite, metavar="F", help="false-accept target for --open-set (default 0.05)"),
-    arg(
-        "--ray",
-        nargs="?",
-        const="",
-        metavar="ADDRESS",
-        help="embed on Ray: this machine, or the cluster at ADDRESS (e.g. ray://head:10001)",
-    ),
-    arg("--ray-workers", type=int, default=2, metavar="N", help="Ray workers, one model each (default 2)"),
+    *ray_args("embed"),
     help="VoxCeleb1 identification (iden_split.txt) and verification (trial lists) in one run",
     description="Enroll every split-1 clip, identify every split-3 clip (top-1, top-5, macro P/R/F1) and score "
     "every trial (EER, minDCF at p_target 0.01 and 0.05, threshold at EER). Paths in the lists are "

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from speakerid.base.errors import UsageError
-from speakerid.cli.common import arg, command, emit, finite, open_speakerid, output_file, plural
+from speakerid.cli.common import arg, command, emit, finite, open_speakerid, output_file, plural, ray_args
 
 MANIFEST_SUFFIXES = {".txt", ".lst", ".list"}
 
@@ -86,14 +86,7 @@ def _lines(timeline) -> list[str]:
         help="keep the turns in the store's archive, each unknown voice the same unknown-N in every recording "
         "(default: on for several recordings, off for one)",
     ),
-    arg(
-        "--ray",
-        nargs="?",
-        const="",
-        metavar="ADDRESS",
-        help="read the recordings on Ray: this machine, or the cluster at ADDRESS (e.g. ray://head:10001)",
-    ),
-    arg("--ray-workers", type=int, default=2, metavar="N", help="Ray workers, one model each (default 2)"),
+    *ray_args("read the recordings"),
     help="who spoke when: each turn labelled with an enrolled name or unknown-N",
 )
 def timeline(args: argparse.Namespace) -> int:
@@ -147,13 +140,7 @@ def _timelines(sid, paths: list[str], args: argparse.Namespace, workers: int, ba
     from speakerid.voice.audio import DEFAULT_MAX_SECONDS
 
     embedder = sid.embedder
-    work = Work(
-        model=str(embedder.model.path),
-        device=sid.device,
-        precision=embedder.precision,
-        max_seconds=DEFAULT_MAX_SECONDS,
-        enrollment=None,
-    )
+    work = Work.like(embedder, sid.device, DEFAULT_MAX_SECONDS)
     names, profiles = sid.decider.profiles.matrix()
     threshold = sid.decider.threshold if args.threshold is None else args.threshold
     by_key = {str(i): p for i, p in enumerate(paths)}
