@@ -299,19 +299,6 @@ def test_wrong_keys_from_an_address_never_block_its_right_keys(door):
 
 def test_malformed_stream_starts_reserve_nothing(door):
     home, base, client = door["home"], door["base"], door["client"]
-    for bad in ({"claim": {}}, {"sample_rate": "fast"}, {"threshold": "0.2"}, {"claim": ["alice"]}):
-        start = {
-            "type": "start",
-            "sample_rate": 16000,
-            "mode": "access",
-            "resource": "door",
-            "claim": "alice",
-            "key": client,
-            **bad,
-        }
-        _, code, _ = stream(base, start, [], end=False)
-        assert code == 1003, (bad, code)
-    assert audit(home) == []  # nothing reserved, nothing written
     start = {
         "type": "start",
         "sample_rate": 16000,
@@ -320,6 +307,10 @@ def test_malformed_stream_starts_reserve_nothing(door):
         "claim": "alice",
         "key": client,
     }
+    for bad in ({"claim": {}}, {"sample_rate": "fast"}, {"threshold": "0.2"}, {"claim": ["alice"]}):
+        _, code, _ = stream(base, {**start, **bad}, [], end=False)
+        assert code == 1003, (bad, code)
+    assert audit(home) == []  # nothing reserved, nothing written
     events, code, _ = stream(base, start, pcm_frames(clips_of("id90001", 3)[0]))
     assert events[-1]["label"] == "allow", events[-1]
 

@@ -80,10 +80,7 @@ class Archive:
             dataclasses.replace(s, label=final.get(s.label, s.label)) if s.speaker is None else s
             for s in timeline.segments
         ]
-        spoken: dict[str, float] = {}
-        for s in segments:
-            spoken[s.label] = spoken.get(s.label, 0.0) + s.end - s.start
-        return dataclasses.replace(timeline, segments=segments, speakers=spoken)
+        return dataclasses.replace(timeline, segments=segments)
 
     def voices(self, examples: int = 3) -> list[ArchivedVoice]:
         """The unknown voices, most speech first."""

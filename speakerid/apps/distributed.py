@@ -18,6 +18,7 @@ import numpy as np
 
 from speakerid.base.errors import SpeakerIDError, UsageError
 from speakerid.flows.enrollment import Limits, read_clip
+from speakerid.voice.engine import Embedder
 from speakerid.voice.reader import VoiceReader
 
 BATCH = 4  # clips per call: small, so work spreads evenly and a slow clip does not hold many back
@@ -34,7 +35,7 @@ class Work:
     enrollment: Limits | None  # None: evaluation (measure speech, refuse nothing)
 
     @classmethod
-    def like(cls, embedder, device: str, max_seconds: float, enrollment: Limits | None = None) -> Work:
+    def like(cls, embedder: Embedder, device: str, max_seconds: float, enrollment: Limits | None = None) -> Work:
         """The work of actors that read clips as ``embedder`` (this process's) does."""
         return cls(str(embedder.model.path), device, embedder.precision, max_seconds, enrollment)
 

@@ -25,13 +25,13 @@ def recordings_of(items: list[str]) -> list[str]:
     >>> [Path(p).name for p in recordings_of([str(d / "list.txt"), str(d / "*.flac")])]
     ['b.wav', 'a.flac']
     """
-    from speakerid.flows.enrollment import AUDIO_SUFFIXES
+    from speakerid.flows.enrollment import audio_in_folder
 
     out: list[str] = []
     for item in items:
         path = Path(item)
         if path.is_dir():
-            found = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+            found = [str(p) for p in audio_in_folder(path)]
             if not found:
                 raise UsageError(f"{item}: no audio files in this folder")
             out += found

@@ -106,13 +106,18 @@ def as_clip_list(clips: object) -> list:
     raise UsageError(f"clips must be a path, bytes, (samples, rate) or a list of them, not {type(clips).__name__}")
 
 
+def audio_in_folder(folder: Path) -> list[Path]:
+    """A folder's audio files (by suffix, in every subfolder), sorted."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+
+
 def expand_clips(items: Sequence) -> list:
     """Files stay as they are (bad ones fail later, named); folders give their audio files, sorted."""
     out: list = []
     for item in items:
         if isinstance(item, (str, os.PathLike)) and Path(os.fsdecode(item)).is_dir():
             folder = Path(os.fsdecode(item))
-            found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+            found = audio_in_folder(folder)
             if not found:
                 raise EnrollmentError(
                     f"{describe(item)}: no audio files in this folder (looked for {', '.join(sorted(AUDIO_SUFFIXES))})"

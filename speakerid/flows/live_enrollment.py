@@ -21,7 +21,7 @@ import numpy as np
 
 from speakerid.base import validate
 from speakerid.flows.quality import GOOD_SPEECH, feedback
-from speakerid.flows.streaming import CONTEXT, _as_float
+from speakerid.flows.streaming import CONTEXT, as_float_samples
 from speakerid.voice.audio import SAMPLE_RATE, Audio, Resampler
 from speakerid.voice.engine import Embedder
 from speakerid.voice.vad import SpeechDetector
@@ -88,7 +88,7 @@ class LiveEnrollment:
 
     def feed(self, samples) -> list[Progress]:
         """Add audio (float samples in [-1, 1] at the stream's rate, or 16-bit integers)."""
-        samples = _as_float(samples)
+        samples = as_float_samples(samples)
         self.received += len(samples)
         self.pending = np.concatenate([self.pending, samples])
         step = int(UPDATE * self.rate)

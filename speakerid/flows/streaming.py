@@ -112,7 +112,7 @@ class Stream:
     # -- the stream -----------------------------------------------------------------------------
     def feed(self, samples) -> list[Event]:
         """Add audio (float samples in [-1, 1] at the stream's rate, or 16-bit integers)."""
-        samples = _as_float(samples)
+        samples = as_float_samples(samples)
         self.received += len(samples)
         self.pending = np.concatenate([self.pending, samples])
         step = int(UPDATE * self.rate)
@@ -262,7 +262,8 @@ class Stream:
         return event
 
 
-def _as_float(samples) -> np.ndarray:
+def as_float_samples(samples) -> np.ndarray:
+    """A stream's piece of audio as float32 in [-1, 1] (int16 scaled), or a one-line UsageError."""
     data = np.asarray(samples)
     if data.ndim != 1:
         raise UsageError(f"stream samples must be mono, one dimension; got shape {data.shape}")

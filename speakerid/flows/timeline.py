@@ -67,7 +67,14 @@ class Timeline:
     model: str
     duration: float
     threshold: float
-    speakers: dict[str, float] = field(default_factory=dict)  # label -> seconds of speech
+
+    @property
+    def speakers(self) -> dict[str, float]:
+        """Seconds of speech per label, in order of first appearance."""
+        spoken: dict[str, float] = {}
+        for s in self.segments:
+            spoken[s.label] = spoken.get(s.label, 0.0) + s.end - s.start
+        return spoken
 
     def to_dict(self) -> dict:
         return {
@@ -147,10 +154,7 @@ def label_timeline(
     hops = np.rint(np.array(windows.starts) / HOP).astype(np.int64)
     labels = label_windows(vectors, hops, names, profiles, threshold)
     segments = _segments(windows, labels, vectors, names, profiles, min_turn)
-    spoken: dict[str, float] = {}
-    for s in segments:
-        spoken[s.label] = spoken.get(s.label, 0.0) + s.end - s.start
-    return Timeline(segments, model, windows.duration, threshold, spoken)
+    return Timeline(segments, model, windows.duration, threshold)
 
 
 def _windows(embed, blocks, label: str, progress) -> Windows:
